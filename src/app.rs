@@ -1,0 +1,170 @@
+//! Puts the server together: state, routers of each feature, and the layers around them.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, SessionManagerLayer};
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::password::PasswordHasher;
+use crate::sessions::SessionBackend;
+use crate::store::Store;
+use crate::web::error::{ErrorPage, not_found};
+use crate::web::{headers, static_files};
+
+/// Everything a handler may need, cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub hasher: PasswordHasher,
+    pub clock: Clock,
+}
+
+/// The running parts: state plus the session backend the router was built with.
+pub struct App {
+    pub state: AppState,
+    pub sessions: SessionBackend,
+}
+
+impl App {
+    /// Connects the database, runs migrations and prepares the session store.
+    pub async fn start(config: Config, clock: Clock) -> anyhow::Result<Self> {
+        let store = Store::connect(&config.database)
+            .await
+            .context("cannot open the database; check PORTCULLIS_DATABASE_URL")?;
+        store.migrate().await?;
+        let sessions = SessionBackend::connect(&store, config.redis_url.as_ref()).await?;
+        let state = AppState {
+            config: Arc::new(config),
+            store,
+            hasher: PasswordHasher::per_core(),
+            clock,
+        };
+        Ok(Self { state, sessions })
+    }
+
+    pub fn router(&self) -> Router {
+        let config = &self.state.config;
+        let session_layer = SessionManagerLayer::new(self.sessions.clone())
+            .with_name("portcullis_session")
+            .with_http_only(true)
+            .with_same_site(SameSite::Lax)
+            .with_secure(config.is_https())
+            .with_expiry(Expiry::OnInactivity(time::Duration::seconds(
+                config.session_idle_timeout.as_secs() as i64,
+            )));
+
+        // Pages use browser sessions; health checks and static files do not.
+        let pages = Router::new()
+            .merge(crate::home::router())
+            .merge(crate::signup::router())
+            .merge(crate::login::router())
+            .merge(crate::account::router())
+            .fallback(not_found)
+            .layer(session_layer);
+
+        Router::new()
+            .merge(crate::ops::router())
+            .route("/static/style.css", get(static_files::style_css))
+            .merge(pages)
+            .with_state(self.state.clone())
+            // Forms are small; anything larger is refused with 413 before it is parsed.
+            .layer(DefaultBodyLimit::max(config.max_body_bytes))
+            // A bug in a handler becomes the designed 500 page, not a dropped connection.
+            .layer(CatchPanicLayer::custom(|_| {
+                tracing::error!("a request handler panicked");
+                ErrorPage::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong",
+                    "We could not finish that. Please try again in a moment.",
+                )
+                .into_response_with(StatusCode::INTERNAL_SERVER_ERROR)
+            }))
+            .layer(TraceLayer::new_for_http())
+            // Outermost, so every response (404s and panics included) gets the headers.
+            .layer(axum::middleware::from_fn_with_state(
+                config.is_https(),
+                headers::security_headers,
+            ))
+    }
+
+    /// Background upkeep: expired sessions and old login failures are deleted.
+    pub fn spawn_housekeeping(&self) {
+        self.sessions
+            .spawn_expired_deletion(Duration::from_secs(15 * 60));
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5 * 60));
+            loop {
+                tick.tick().await;
+                let window = state.config.login_failure_window.as_secs() as i64;
+                if let Err(e) = state
+                    .store
+                    .prune_login_failures(state.clock.now() - window)
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not prune old login failures");
+                }
+            }
+        });
+    }
+
+    /// Serves until `shutdown` completes, then finishes the requests in flight.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let router = self.router();
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await?;
+        self.state.store.close().await;
+        Ok(())
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

@@ -1,0 +1,426 @@
+//! Configuration: built-in defaults, then an optional TOML file, then `PORTCULLIS_*` environment
+//! variables (each layer overrides the one before). Invalid values stop start-up with a message
+//! that names the setting and says what to change.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// The configuration as written by the operator, before validation.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RawConfig {
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub public_url: String,
+    pub listen: String,
+    pub redis_url: Option<String>,
+    pub secret_key: Option<String>,
+    pub secret_key_file: Option<PathBuf>,
+    #[serde(with = "humantime_serde")]
+    pub session_idle_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub session_max_lifetime: Duration,
+    pub max_body_bytes: usize,
+    pub login_max_failures_per_account: u32,
+    pub login_max_failures_per_ip: u32,
+    #[serde(with = "humantime_serde")]
+    pub login_failure_window: Duration,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            public_url: "http://localhost:8080".into(),
+            listen: "127.0.0.1:8080".into(),
+            redis_url: None,
+            secret_key: None,
+            secret_key_file: None,
+            session_idle_timeout: Duration::from_secs(24 * 3600),
+            session_max_lifetime: Duration::from_secs(7 * 24 * 3600),
+            max_body_bytes: 64 * 1024,
+            login_max_failures_per_account: 5,
+            login_max_failures_per_ip: 50,
+            login_failure_window: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// Which database the store opens.
+#[derive(Clone)]
+pub enum DatabaseUrl {
+    Sqlite(String),
+    Postgres(Secret),
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Sqlite(url) => write!(f, "Sqlite({url})"),
+            Self::Postgres(url) => write!(f, "Postgres({})", redact_url(url.expose())),
+        }
+    }
+}
+
+/// A string that never shows in Debug output or logs.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// The 32-byte server key that encrypts secrets at rest (TOTP secrets, signing keys).
+#[derive(Clone)]
+pub struct SecretKey([u8; 32]);
+
+impl SecretKey {
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    fn decode(text: &str) -> Option<Self> {
+        let text = text.trim();
+        let bytes = STANDARD
+            .decode(text)
+            .or_else(|_| URL_SAFE_NO_PAD.decode(text))
+            .ok()?;
+        Some(Self(bytes.try_into().ok()?))
+    }
+}
+
+impl fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretKey([redacted])")
+    }
+}
+
+/// The validated configuration the server runs with.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub database: DatabaseUrl,
+    pub public_url: Url,
+    pub listen: SocketAddr,
+    pub redis_url: Option<Secret>,
+    pub secret_key: SecretKey,
+    pub session_idle_timeout: Duration,
+    pub session_max_lifetime: Duration,
+    pub max_body_bytes: usize,
+    pub login_max_failures_per_account: u32,
+    pub login_max_failures_per_ip: u32,
+    pub login_failure_window: Duration,
+}
+
+/// A configuration problem, phrased for the operator.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Loads defaults → TOML file (`--config` or `PORTCULLIS_CONFIG`) → environment.
+    pub fn load(config_file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(RawConfig::default()));
+        let file = config_file
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("PORTCULLIS_CONFIG").map(PathBuf::from));
+        if let Some(file) = file {
+            if !file.is_file() {
+                return Err(ConfigError(format!(
+                    "the config file {} does not exist; fix --config or PORTCULLIS_CONFIG",
+                    file.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment.merge(Env::prefixed("PORTCULLIS_").ignore(&["config"]));
+        Self::from_figment(figment)
+    }
+
+    /// Validates a figment (tests build one directly) and prepares the data directory.
+    pub fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        let raw: RawConfig = figment.extract().map_err(|errors| {
+            let messages: Vec<String> = errors
+                .into_iter()
+                .map(|e| {
+                    let key = e.path.join(".").to_lowercase();
+                    let hint = if key.ends_with("timeout")
+                        || key.ends_with("lifetime")
+                        || key.ends_with("window")
+                    {
+                        " (write durations like 30m, 12h or 7d)"
+                    } else {
+                        ""
+                    };
+                    format!(
+                        "PORTCULLIS_{} ({key}): {}{hint}",
+                        key.to_uppercase(),
+                        e.kind
+                    )
+                })
+                .collect();
+            ConfigError(messages.join("; "))
+        })?;
+        Self::validate(raw)
+    }
+
+    /// Validates settings given as a struct (tests and embedders).
+    pub fn from_raw(raw: RawConfig) -> Result<Self, ConfigError> {
+        Self::validate(raw)
+    }
+
+    fn validate(raw: RawConfig) -> Result<Self, ConfigError> {
+        let public_url = Url::parse(&raw.public_url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+            .ok_or_else(|| {
+                ConfigError(format!(
+                    "PORTCULLIS_PUBLIC_URL (public_url) must be an absolute http:// or https:// URL \
+                     such as https://login.example.com, got {:?}",
+                    raw.public_url
+                ))
+            })?;
+        let listen: SocketAddr = raw.listen.parse().map_err(|_| {
+            ConfigError(format!(
+                "PORTCULLIS_LISTEN (listen) must be an address and port such as 127.0.0.1:8080 \
+                 or 0.0.0.0:8080, got {:?}",
+                raw.listen
+            ))
+        })?;
+        for (name, value) in [
+            ("PORTCULLIS_SESSION_IDLE_TIMEOUT", raw.session_idle_timeout),
+            ("PORTCULLIS_SESSION_MAX_LIFETIME", raw.session_max_lifetime),
+            ("PORTCULLIS_LOGIN_FAILURE_WINDOW", raw.login_failure_window),
+        ] {
+            if value.as_secs() < 1 {
+                return Err(ConfigError(format!(
+                    "{name} must be at least one second, written like 30m, 12h or 7d"
+                )));
+            }
+        }
+        if raw.session_idle_timeout > raw.session_max_lifetime {
+            return Err(ConfigError(
+                "PORTCULLIS_SESSION_IDLE_TIMEOUT must not be longer than \
+                 PORTCULLIS_SESSION_MAX_LIFETIME"
+                    .into(),
+            ));
+        }
+        if raw.max_body_bytes < 1024 {
+            return Err(ConfigError(
+                "PORTCULLIS_MAX_BODY_BYTES must be at least 1024".into(),
+            ));
+        }
+        if raw.login_max_failures_per_account == 0 || raw.login_max_failures_per_ip == 0 {
+            return Err(ConfigError(
+                "PORTCULLIS_LOGIN_MAX_FAILURES_PER_ACCOUNT and _PER_IP must be at least 1".into(),
+            ));
+        }
+
+        std::fs::create_dir_all(&raw.data_dir).map_err(|e| {
+            ConfigError(format!(
+                "cannot create the data directory {} ({e}); set PORTCULLIS_DATA_DIR to a \
+                 writable directory",
+                raw.data_dir.display()
+            ))
+        })?;
+
+        let database = match raw.database_url.as_deref().map(str::trim) {
+            None | Some("") => DatabaseUrl::Sqlite(format!(
+                "sqlite://{}",
+                raw.data_dir.join("portcullis.db").display()
+            )),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                DatabaseUrl::Postgres(Secret::new(url))
+            }
+            Some(url) if url.starts_with("sqlite:") => DatabaseUrl::Sqlite(url.to_string()),
+            Some(url) => {
+                return Err(ConfigError(format!(
+                    "PORTCULLIS_DATABASE_URL (database_url) must start with sqlite:// or \
+                     postgres://, got {:?}",
+                    redact_url(url)
+                )));
+            }
+        };
+
+        let redis_url = match raw.redis_url.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                Some(Secret::new(url))
+            }
+            Some(url) => {
+                return Err(ConfigError(format!(
+                    "PORTCULLIS_REDIS_URL (redis_url) must start with redis:// or rediss://, \
+                     got {:?}",
+                    redact_url(url)
+                )));
+            }
+        };
+
+        let secret_key = load_secret_key(&raw)?;
+
+        Ok(Self {
+            data_dir: raw.data_dir,
+            database,
+            public_url,
+            listen,
+            redis_url,
+            secret_key,
+            session_idle_timeout: raw.session_idle_timeout,
+            session_max_lifetime: raw.session_max_lifetime,
+            max_body_bytes: raw.max_body_bytes,
+            login_max_failures_per_account: raw.login_max_failures_per_account,
+            login_max_failures_per_ip: raw.login_max_failures_per_ip,
+            login_failure_window: raw.login_failure_window,
+        })
+    }
+
+    /// Cookies get the `Secure` flag (and responses HSTS) when the public URL is https.
+    pub fn is_https(&self) -> bool {
+        self.public_url.scheme() == "https"
+    }
+
+    /// The public URL's origin, `scheme://host[:port]`, as browsers send it in `Origin`.
+    pub fn public_origin(&self) -> String {
+        self.public_url.origin().ascii_serialization()
+    }
+}
+
+const KEY_HELP: &str =
+    "32 random bytes in base64, for example the output of `openssl rand -base64 32`";
+
+/// The key comes from `PORTCULLIS_SECRET_KEY`, else from a key file (`secret_key_file`, or
+/// `secret.key` in the data directory), which is generated on first start.
+fn load_secret_key(raw: &RawConfig) -> Result<SecretKey, ConfigError> {
+    if let Some(text) = raw.secret_key.as_deref() {
+        return SecretKey::decode(text).ok_or_else(|| {
+            ConfigError(format!(
+                "PORTCULLIS_SECRET_KEY (secret_key) must be {KEY_HELP}"
+            ))
+        });
+    }
+    let path = raw
+        .secret_key_file
+        .clone()
+        .unwrap_or_else(|| raw.data_dir.join("secret.key"));
+    match std::fs::read_to_string(&path) {
+        Ok(text) => SecretKey::decode(&text).ok_or_else(|| {
+            ConfigError(format!(
+                "the key file {} must hold {KEY_HELP}",
+                path.display()
+            ))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if raw.secret_key_file.is_some() {
+                return Err(ConfigError(format!(
+                    "PORTCULLIS_SECRET_KEY_FILE points to {}, which does not exist",
+                    path.display()
+                )));
+            }
+            let mut bytes = [0u8; 32];
+            rand::rng().fill_bytes(&mut bytes);
+            write_private_file(&path, STANDARD.encode(bytes).as_bytes()).map_err(|e| {
+                ConfigError(format!(
+                    "cannot write a new secret key to {} ({e}); make the data directory writable \
+                     or set PORTCULLIS_SECRET_KEY",
+                    path.display()
+                ))
+            })?;
+            tracing::warn!(
+                path = %path.display(),
+                "generated a new secret key; back it up with the database, it encrypts secrets at rest"
+            );
+            Ok(SecretKey(bytes))
+        }
+        Err(e) => Err(ConfigError(format!(
+            "cannot read the key file {} ({e})",
+            path.display()
+        ))),
+    }
+}
+
+/// Creates a file readable only by its owner, failing if it already exists.
+fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
+/// Hides the password in a URL (`postgres://user:***@host/db`).
+pub fn redact_url(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(parsed) => parsed.to_string(),
+        Err(_) => "[unparseable URL]".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let db = DatabaseUrl::Postgres(Secret::new("postgres://app:hunter2@db/portcullis"));
+        let shown = format!(
+            "{db:?} {:?} {:?}",
+            Secret::new("s3cret"),
+            SecretKey([7; 32])
+        );
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("s3cret"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("postgres://app:***@db/portcullis"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn a_bad_public_url_names_the_setting() {
+        let dir = std::env::temp_dir();
+        let raw = RawConfig {
+            public_url: "localhost:8080".into(),
+            data_dir: dir,
+            ..RawConfig::default()
+        };
+        let err = Config::validate(raw)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("PORTCULLIS_PUBLIC_URL"), "{err}");
+    }
+}

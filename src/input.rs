@@ -1,0 +1,140 @@
+//! Input parsed at the edge into types, so handlers never see raw, unchecked strings.
+
+use std::fmt;
+
+/// A syntactically valid email address, trimmed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Email(String);
+
+impl Email {
+    /// Accepts `local@domain.tld` addresses the way a person types them; refuses what no mail
+    /// server would accept. Deliverability is checked later by sending mail.
+    pub fn parse(input: &str) -> Result<Self, &'static str> {
+        let email = input.trim();
+        if email.is_empty() {
+            return Err("Enter your email address.");
+        }
+        let invalid = "Enter an email address like name@example.com.";
+        if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(invalid);
+        }
+        let Some((local, domain)) = email.rsplit_once('@') else {
+            return Err(invalid);
+        };
+        let local_ok = !local.is_empty()
+            && local.len() <= 64
+            && !local.contains('@')
+            && !local.starts_with('.')
+            && !local.ends_with('.')
+            && !local.contains("..")
+            && !local.contains(['"', '(', ')', ',', ':', ';', '<', '>', '[', '\\', ']']);
+        let domain_ok = domain.contains('.')
+            && domain.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+            });
+        if local_ok && domain_ok {
+            Ok(Self(email.to_string()))
+        } else {
+            Err(invalid)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where to send the browser after sign-in: only a path on this server, never another site.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NextUrl(String);
+
+impl NextUrl {
+    /// Accepts `/path?query` and nothing else: no scheme, no `//host`, no backslashes (browsers
+    /// read `/\host` as `//host`), no control characters.
+    pub fn parse(input: &str) -> Option<Self> {
+        let ok = input.starts_with('/')
+            && !input.starts_with("//")
+            && !input.contains('\\')
+            && input.len() <= 2048
+            && !input.chars().any(|c| c.is_control() || c.is_whitespace());
+        ok.then(|| Self(input.to_string()))
+    }
+
+    /// `next` from a form or query string, falling back to `/account`.
+    pub fn parse_or_default(input: Option<&str>) -> Self {
+        input
+            .and_then(Self::parse)
+            .unwrap_or_else(|| Self("/account".into()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Percent-encodes a value for a query string, keeping `/` readable (`?next=/account`).
+pub fn encode_query_value(value: &str) -> String {
+    use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+    const KEEP: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'/')
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    utf8_percent_encode(value, KEEP).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails() {
+        assert!(Email::parse(" Ann@Example.com ").is_ok_and(|e| e.as_str() == "Ann@Example.com"));
+        for bad in [
+            "",
+            "ann",
+            "ann@",
+            "@example.com",
+            "ann@example",
+            "a b@example.com",
+            "ann@@example.com",
+            "ann@exa_mple.com",
+            "ann@-x.com",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn next_urls_stay_on_this_site() {
+        assert_eq!(
+            NextUrl::parse("/account?tab=1").map(|n| n.0),
+            Some("/account?tab=1".into())
+        );
+        for bad in [
+            "https://evil.example",
+            "//evil.example",
+            "/\\evil.example",
+            "account",
+            "/a\nb",
+            "",
+        ] {
+            assert!(NextUrl::parse(bad).is_none(), "{bad:?}");
+        }
+        assert_eq!(
+            NextUrl::parse_or_default(Some("//evil")).as_str(),
+            "/account"
+        );
+    }
+}

@@ -1,0 +1,33 @@
+//! Portcullis: a self-hosted identity server in one binary.
+//!
+//! A guided tour of the modules, roughly in the order a request meets them:
+
+/// Builds the axum router and the shared `AppState`; every layer is explained where it is added.
+pub mod app;
+/// Command-line interface: `serve`, `migrate`, `user create`.
+pub mod cli;
+/// Wall-clock time as unix seconds, replaceable in tests.
+pub mod clock;
+/// Layered configuration: defaults, TOML file, `PORTCULLIS_*` environment.
+pub mod config;
+/// Parsed input types used at the edge (`Email`, `NextUrl`).
+pub mod input;
+/// Password hashing (argon2id on a bounded pool) and the password policy.
+pub mod password;
+/// Browser session store: SQL (SQLite/Postgres) or Redis behind one enum.
+pub mod sessions;
+/// All SQL: the `Store` enum over SQLite and Postgres pools.
+pub mod store;
+/// Shared web plumbing: errors, CSRF, security headers, the signed-in user, page layout.
+pub mod web;
+
+/// `/account`: the signed-in user's page.
+pub mod account;
+/// `/`: the home page.
+pub mod home;
+/// `/login` and `/logout`, with throttling.
+pub mod login;
+/// `/health` and `/ready`.
+pub mod ops;
+/// `/signup`: account creation.
+pub mod signup;

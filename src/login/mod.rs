@@ -1,0 +1,172 @@
+//! `/login` and `/logout`.
+
+mod throttle;
+
+use std::net::SocketAddr;
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Router;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use tower_sessions::Session;
+
+use crate::app::AppState;
+use crate::input::NextUrl;
+use crate::signup::{NextQuery, next_query};
+use crate::web::csrf::HasCsrfToken;
+use crate::web::flash::{self, Flash};
+use crate::web::{AppError, CsrfForm, Layout, MaybeUser, auth};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/login", get(show).post(submit))
+        .route("/logout", post(logout))
+}
+
+/// One message for an unknown email and a wrong password, so the form does not tell who has
+/// an account.
+const WRONG_CREDENTIALS: &str = "Wrong email or password.";
+
+#[derive(Template, WebTemplate)]
+#[template(path = "login/login.html")]
+struct LoginPage {
+    layout: Layout,
+    email: String,
+    next: String,
+    next_query: String,
+    error: Option<String>,
+}
+
+impl LoginPage {
+    async fn new(
+        session: &Session,
+        email: String,
+        next: &NextUrl,
+        error: Option<String>,
+    ) -> Result<Self, AppError> {
+        Ok(Self {
+            layout: Layout::new(session, None).await?,
+            email,
+            next_query: next_query(next),
+            next: next.as_str().to_string(),
+            error,
+        })
+    }
+}
+
+async fn show(
+    session: Session,
+    MaybeUser(user): MaybeUser,
+    Query(query): Query<NextQuery>,
+) -> Result<Response, AppError> {
+    let next = NextUrl::parse_or_default(query.next.as_deref());
+    if user.is_some() {
+        return Ok(Redirect::to(next.as_str()).into_response());
+    }
+    Ok(LoginPage::new(&session, String::new(), &next, None)
+        .await?
+        .into_response())
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    next: Option<String>,
+}
+
+impl HasCsrfToken for LoginForm {
+    fn csrf_token(&self) -> &str {
+        &self.csrf_token
+    }
+}
+
+async fn submit(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    session: Session,
+    CsrfForm(form): CsrfForm<LoginForm>,
+) -> Result<Response, AppError> {
+    let next = NextUrl::parse_or_default(form.next.as_deref());
+    let email = form.email.trim().to_string();
+    if email.is_empty() || form.password.is_empty() {
+        let page = LoginPage::new(
+            &session,
+            email,
+            &next,
+            Some("Enter your email and password.".into()),
+        )
+        .await?;
+        return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
+    }
+    if form.password.chars().count() > crate::password::MAX_LENGTH {
+        let page = LoginPage::new(&session, email, &next, Some(WRONG_CREDENTIALS.into())).await?;
+        return Ok((StatusCode::UNAUTHORIZED, page).into_response());
+    }
+
+    let account_key = throttle::account_key(&email);
+    let ip_key = throttle::ip_key(peer.ip());
+    if let Some(wait) = throttle::retry_after(&state, &account_key, &ip_key).await? {
+        tracing::warn!(ip = %peer.ip(), "sign-in paused by throttling");
+        let page =
+            LoginPage::new(&session, email, &next, Some(throttle::wait_message(wait))).await?;
+        let mut response = (StatusCode::TOO_MANY_REQUESTS, page).into_response();
+        if let Ok(value) = HeaderValue::from_str(&wait.to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return Ok(response);
+    }
+
+    let user = state.store.find_user_by_email(&email).await?;
+    let hash = user.as_ref().and_then(|u| u.password_hash.clone());
+    let password_ok = state.hasher.verify(form.password, hash).await?;
+    let user = match user {
+        Some(user) if password_ok => user,
+        _ => {
+            throttle::record_failure(&state, &account_key, &ip_key).await?;
+            let page =
+                LoginPage::new(&session, email, &next, Some(WRONG_CREDENTIALS.into())).await?;
+            return Ok((StatusCode::UNAUTHORIZED, page).into_response());
+        }
+    };
+    if user.disabled {
+        let message =
+            "This account is disabled. Contact the administrator if you think this is a mistake.";
+        let page = LoginPage::new(&session, email, &next, Some(message.into())).await?;
+        return Ok((StatusCode::FORBIDDEN, page).into_response());
+    }
+
+    let now = state.clock.now();
+    state.store.clear_login_failures(&account_key).await?;
+    auth::sign_in(&session, &user.id, now).await?;
+    state.store.record_login(&user.id, now).await?;
+    tracing::info!(user_id = %user.id, "signed in");
+    Ok(Redirect::to(next.as_str()).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct LogoutForm {
+    #[serde(default)]
+    csrf_token: String,
+}
+
+impl HasCsrfToken for LogoutForm {
+    fn csrf_token(&self) -> &str {
+        &self.csrf_token
+    }
+}
+
+async fn logout(session: Session, CsrfForm(_): CsrfForm<LogoutForm>) -> Result<Response, AppError> {
+    auth::sign_out(&session).await?;
+    flash::set(&session, Flash::info("You have signed out.")).await?;
+    Ok(Redirect::to("/").into_response())
+}

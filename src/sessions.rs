@@ -1,0 +1,111 @@
+//! Where browser sessions live: the database by default, Redis when `PORTCULLIS_REDIS_URL` is
+//! set (so several nodes behind a load balancer share them). A closed set, so an enum.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tower_sessions::session::{Id, Record};
+use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
+use tower_sessions_redis_store::RedisStore;
+use tower_sessions_redis_store::fred::prelude::{ClientLike, Config as RedisConfig, Pool};
+use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
+
+use crate::config::Secret;
+use crate::store::Store;
+
+#[derive(Clone, Debug)]
+pub enum SessionBackend {
+    Sqlite(SqliteStore),
+    Postgres(PostgresStore),
+    Redis(RedisStore<Pool>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionSetupError {
+    #[error("cannot prepare the session table: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("cannot connect to Redis at PORTCULLIS_REDIS_URL: {0}")]
+    Redis(String),
+}
+
+impl SessionBackend {
+    /// Picks Redis when configured, else the SQL store of the main database.
+    pub async fn connect(
+        store: &Store,
+        redis_url: Option<&Secret>,
+    ) -> Result<Self, SessionSetupError> {
+        if let Some(url) = redis_url {
+            let config = RedisConfig::from_url(url.expose())
+                .map_err(|e| SessionSetupError::Redis(e.to_string()))?;
+            let pool = Pool::new(config, None, None, None, 4)
+                .map_err(|e| SessionSetupError::Redis(e.to_string()))?;
+            pool.init()
+                .await
+                .map_err(|e| SessionSetupError::Redis(e.to_string()))?;
+            return Ok(Self::Redis(RedisStore::new(pool)));
+        }
+        match store {
+            Store::Sqlite(pool) => {
+                let sessions = SqliteStore::new(pool.clone());
+                sessions.migrate().await?;
+                Ok(Self::Sqlite(sessions))
+            }
+            Store::Postgres(pool) => {
+                let sessions = PostgresStore::new(pool.clone());
+                sessions.migrate().await?;
+                Ok(Self::Postgres(sessions))
+            }
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
+            Self::Redis(_) => "redis",
+        }
+    }
+
+    /// SQL stores keep expired rows until deleted; Redis expires keys by itself.
+    pub fn spawn_expired_deletion(&self, period: Duration) {
+        match self.clone() {
+            Self::Sqlite(store) => {
+                tokio::spawn(store.continuously_delete_expired(period));
+            }
+            Self::Postgres(store) => {
+                tokio::spawn(store.continuously_delete_expired(period));
+            }
+            Self::Redis(_) => {}
+        }
+    }
+}
+
+/// Forwards every call to the chosen backend.
+macro_rules! on_backend {
+    ($self:expr, |$store:ident| $body:expr) => {
+        match $self {
+            SessionBackend::Sqlite($store) => $body,
+            SessionBackend::Postgres($store) => $body,
+            SessionBackend::Redis($store) => $body,
+        }
+    };
+}
+
+#[async_trait]
+impl SessionStore for SessionBackend {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        on_backend!(self, |store| store.create(record).await)
+    }
+
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        on_backend!(self, |store| store.save(record).await)
+    }
+
+    async fn load(&self, session_id: &Id) -> session_store::Result<Option<Record>> {
+        on_backend!(self, |store| store.load(session_id).await)
+    }
+
+    async fn delete(&self, session_id: &Id) -> session_store::Result<()> {
+        on_backend!(self, |store| store.delete(session_id).await)
+    }
+}

@@ -1,0 +1,201 @@
+use sqlx::FromRow;
+
+use super::{Store, StoreError, StoreResult, on_pool};
+
+/// A person's account.
+#[derive(Clone, Debug, PartialEq)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub display_name: Option<String>,
+    pub password_hash: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub last_login_at: Option<i64>,
+    pub disabled: bool,
+    pub email_verified: bool,
+    pub roles: Vec<String>,
+}
+
+impl User {
+    pub fn is_admin(&self) -> bool {
+        self.roles.iter().any(|r| r == "admin")
+    }
+}
+
+/// What it takes to create an account.
+#[derive(Clone, Debug)]
+pub struct NewUser {
+    pub email: String,
+    pub display_name: Option<String>,
+    pub password_hash: Option<String>,
+    pub roles: Vec<String>,
+    pub now: i64,
+}
+
+#[derive(FromRow)]
+struct UserRow {
+    id: String,
+    email: String,
+    display_name: Option<String>,
+    password_hash: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+    last_login_at: Option<i64>,
+    disabled: bool,
+    email_verified: bool,
+}
+
+impl UserRow {
+    fn into_user(self, roles: Vec<String>) -> User {
+        User {
+            id: self.id,
+            email: self.email,
+            display_name: self.display_name,
+            password_hash: self.password_hash,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            last_login_at: self.last_login_at,
+            disabled: self.disabled,
+            email_verified: self.email_verified,
+            roles,
+        }
+    }
+}
+
+const USER_COLUMNS: &str = "select id, email, display_name, password_hash, created_at, updated_at, \
+     last_login_at, disabled, email_verified from users";
+
+/// Emails are looked up case-insensitively through `email_lower`.
+pub fn email_key(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+impl Store {
+    /// Creates a user and their roles in one transaction. A taken email gives a unique
+    /// violation (`StoreError::is_unique_violation`).
+    pub async fn create_user(&self, new: NewUser) -> StoreResult<User> {
+        let id = uuid::Uuid::now_v7().to_string();
+        let email_lower = email_key(&new.email);
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "insert into users (id, email, email_lower, password_hash, display_name, \
+                 created_at, updated_at, disabled, email_verified) \
+                 values ($1, $2, $3, $4, $5, $6, $6, false, false)",
+            )
+            .bind(&id)
+            .bind(&new.email)
+            .bind(&email_lower)
+            .bind(&new.password_hash)
+            .bind(&new.display_name)
+            .bind(new.now)
+            .execute(&mut *tx)
+            .await?;
+            for role in &new.roles {
+                sqlx::query("insert into user_roles (user_id, role) values ($1, $2)")
+                    .bind(&id)
+                    .bind(role)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok::<_, StoreError>(())
+        })?;
+        let mut roles = new.roles;
+        roles.sort();
+        roles.dedup();
+        Ok(User {
+            id,
+            email: new.email,
+            display_name: new.display_name,
+            password_hash: new.password_hash,
+            created_at: new.now,
+            updated_at: new.now,
+            last_login_at: None,
+            disabled: false,
+            email_verified: false,
+            roles,
+        })
+    }
+
+    pub async fn find_user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
+        let sql = format!("{USER_COLUMNS} where email_lower = $1");
+        let key = email_key(email);
+        let row = on_pool!(self, |pool| {
+            sqlx::query_as::<_, UserRow>(&sql)
+                .bind(&key)
+                .fetch_optional(pool)
+                .await
+        })?;
+        self.with_roles(row).await
+    }
+
+    pub async fn find_user_by_id(&self, id: &str) -> StoreResult<Option<User>> {
+        let sql = format!("{USER_COLUMNS} where id = $1");
+        let row = on_pool!(self, |pool| {
+            sqlx::query_as::<_, UserRow>(&sql)
+                .bind(id)
+                .fetch_optional(pool)
+                .await
+        })?;
+        self.with_roles(row).await
+    }
+
+    async fn with_roles(&self, row: Option<UserRow>) -> StoreResult<Option<User>> {
+        let Some(row) = row else { return Ok(None) };
+        let roles = self.user_roles(&row.id).await?;
+        Ok(Some(row.into_user(roles)))
+    }
+
+    pub async fn user_roles(&self, user_id: &str) -> StoreResult<Vec<String>> {
+        let roles = on_pool!(self, |pool| {
+            sqlx::query_scalar::<_, String>(
+                "select role from user_roles where user_id = $1 order by role",
+            )
+            .bind(user_id)
+            .fetch_all(pool)
+            .await
+        })?;
+        Ok(roles)
+    }
+
+    pub async fn record_login(&self, user_id: &str, now: i64) -> StoreResult<()> {
+        on_pool!(self, |pool| {
+            sqlx::query("update users set last_login_at = $1 where id = $2")
+                .bind(now)
+                .bind(user_id)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
+        Ok(())
+    }
+
+    pub async fn set_user_disabled(
+        &self,
+        user_id: &str,
+        disabled: bool,
+        now: i64,
+    ) -> StoreResult<()> {
+        on_pool!(self, |pool| {
+            sqlx::query("update users set disabled = $1, updated_at = $2 where id = $3")
+                .bind(disabled)
+                .bind(now)
+                .bind(user_id)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
+        Ok(())
+    }
+
+    pub async fn count_users(&self) -> StoreResult<i64> {
+        let count = on_pool!(self, |pool| {
+            sqlx::query_scalar::<_, i64>("select count(*) from users")
+                .fetch_one(pool)
+                .await
+        })?;
+        Ok(count)
+    }
+}

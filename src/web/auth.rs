@@ -1,0 +1,126 @@
+//! Who is signed in. The session holds the user id, when they signed in and when they were last
+//! seen; the idle and absolute lifetimes are enforced here against the app clock.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Redirect, Response};
+use tower_sessions::Session;
+
+use super::{AppError, csrf};
+use crate::app::AppState;
+use crate::store::User;
+
+const USER_ID: &str = "user_id";
+const AUTH_AT: &str = "auth_at";
+const LAST_SEEN: &str = "last_seen";
+
+/// `last_seen` is rewritten at most this often, so browsing is not a database write per click.
+const LAST_SEEN_GRANULARITY: i64 = 60;
+
+/// Starts a signed-in session: a new session id (no fixation), a new CSRF token.
+pub async fn sign_in(session: &Session, user_id: &str, now: i64) -> Result<(), AppError> {
+    session.cycle_id().await?;
+    session.insert(USER_ID, user_id).await?;
+    session.insert(AUTH_AT, now).await?;
+    session.insert(LAST_SEEN, now).await?;
+    csrf::rotate(session).await?;
+    Ok(())
+}
+
+/// Ends the session: deleted from the store, cookie removed.
+pub async fn sign_out(session: &Session) -> Result<(), AppError> {
+    session.flush().await?;
+    Ok(())
+}
+
+/// The signed-in user, if the session is valid; expired sessions are ended on the way.
+pub async fn session_user(session: &Session, state: &AppState) -> Result<Option<User>, AppError> {
+    let Some(user_id) = session.get::<String>(USER_ID).await? else {
+        return Ok(None);
+    };
+    let now = state.clock.now();
+    let auth_at = session.get::<i64>(AUTH_AT).await?.unwrap_or(0);
+    let last_seen = session.get::<i64>(LAST_SEEN).await?.unwrap_or(0);
+    let config = &state.config;
+    let too_old = now - auth_at > config.session_max_lifetime.as_secs() as i64;
+    let idle = now - last_seen > config.session_idle_timeout.as_secs() as i64;
+    if too_old || idle {
+        sign_out(session).await?;
+        return Ok(None);
+    }
+    let user = match state.store.find_user_by_id(&user_id).await? {
+        Some(user) if !user.disabled => user,
+        _ => {
+            sign_out(session).await?;
+            return Ok(None);
+        }
+    };
+    if now - last_seen >= LAST_SEEN_GRANULARITY {
+        session.insert(LAST_SEEN, now).await?;
+    }
+    Ok(Some(user))
+}
+
+fn session_of(parts: &Parts) -> Result<Session, AppError> {
+    parts
+        .extensions
+        .get::<Session>()
+        .cloned()
+        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("session layer missing")))
+}
+
+/// The signed-in user, or `None` for a visitor.
+pub struct MaybeUser(pub Option<User>);
+
+impl FromRequestParts<AppState> for MaybeUser {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let session = session_of(parts)?;
+        Ok(Self(session_user(&session, state).await?))
+    }
+}
+
+/// The signed-in user; visitors are sent to `/login?next=<this page>`.
+pub struct CurrentUser(pub User);
+
+pub enum AuthRejection {
+    Login(Redirect),
+    Error(AppError),
+}
+
+impl IntoResponse for AuthRejection {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Login(redirect) => redirect.into_response(),
+            Self::Error(error) => error.into_response(),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for CurrentUser {
+    type Rejection = AuthRejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let session = session_of(parts).map_err(AuthRejection::Error)?;
+        match session_user(&session, state)
+            .await
+            .map_err(AuthRejection::Error)?
+        {
+            Some(user) => Ok(Self(user)),
+            None => {
+                let here = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+                let next = crate::input::encode_query_value(here);
+                Err(AuthRejection::Login(Redirect::to(&format!(
+                    "/login?next={next}"
+                ))))
+            }
+        }
+    }
+}

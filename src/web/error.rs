@@ -1,0 +1,103 @@
+use askama::Template;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+
+use super::layout::Layout;
+
+/// Errors a page handler can return. Form mistakes are not errors: handlers re-render the form.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("not found")]
+    NotFound,
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("request body too large")]
+    PayloadTooLarge,
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<crate::store::StoreError> for AppError {
+    fn from(e: crate::store::StoreError) -> Self {
+        Self::Internal(e.into())
+    }
+}
+
+impl From<crate::password::HashError> for AppError {
+    fn from(e: crate::password::HashError) -> Self {
+        Self::Internal(e.into())
+    }
+}
+
+impl From<tower_sessions::session::Error> for AppError {
+    fn from(e: tower_sessions::session::Error) -> Self {
+        Self::Internal(anyhow::anyhow!("session store: {e}"))
+    }
+}
+
+#[derive(Template)]
+#[template(path = "errors/error.html")]
+pub struct ErrorPage {
+    pub layout: Layout,
+    pub status: u16,
+    pub title: &'static str,
+    pub message: String,
+}
+
+impl ErrorPage {
+    pub fn new(status: StatusCode, title: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            layout: Layout::anonymous(),
+            status: status.as_u16(),
+            title,
+            message: message.into(),
+        }
+    }
+
+    pub fn into_response_with(self, status: StatusCode) -> Response {
+        match self.render() {
+            Ok(html) => (status, Html(html)).into_response(),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot render the error page");
+                (status, self.message).into_response()
+            }
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, title, message) = match self {
+            Self::NotFound => (
+                StatusCode::NOT_FOUND,
+                "Page not found",
+                "There is nothing at this address. Check the link, or start again from the home page."
+                    .to_string(),
+            ),
+            Self::Forbidden(why) => (StatusCode::FORBIDDEN, "Not allowed", why.to_string()),
+            Self::BadRequest(why) => (StatusCode::BAD_REQUEST, "Something is wrong with that request", why),
+            Self::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "That was too much data",
+                "The form you sent is larger than this server accepts.".to_string(),
+            ),
+            Self::Internal(cause) => {
+                tracing::error!(error = ?cause, "request failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong",
+                    "We could not finish that. Nothing was lost; please try again in a moment."
+                        .to_string(),
+                )
+            }
+        };
+        ErrorPage::new(status, title, message).into_response_with(status)
+    }
+}
+
+/// The router's fallback: every unknown path gets the designed 404 page.
+pub async fn not_found() -> AppError {
+    AppError::NotFound
+}

@@ -1,0 +1,14 @@
+//! Plumbing shared by every page: errors, CSRF, security headers, the signed-in user, layout.
+
+pub mod auth;
+pub mod csrf;
+pub mod error;
+pub mod flash;
+pub mod headers;
+pub mod layout;
+pub mod static_files;
+
+pub use auth::{CurrentUser, MaybeUser};
+pub use csrf::CsrfForm;
+pub use error::AppError;
+pub use layout::Layout;

@@ -1,0 +1,166 @@
+//! The `portcullis` binary, run as an operator would, next to a running server.
+
+use std::process::Stdio;
+
+use reqwest::StatusCode;
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+use crate::helpers::{PASSWORD, TestApp, location, unique_email};
+
+backend_tests!(
+    user_create_works_while_the_server_runs_and_that_user_can_sign_in,
+    user_create_refuses_a_taken_email_and_a_weak_password,
+);
+
+fn portcullis(app: &TestApp) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("PORTCULLIS_DATA_DIR", &app.data_dir)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(url) = &app.database_url {
+        command.env("PORTCULLIS_DATABASE_URL", url);
+    }
+    command
+}
+
+async fn create_user(app: &TestApp, args: &[&str], password: &str) -> std::process::Output {
+    let mut child = portcullis(app)
+        .args(["user", "create", "--password-stdin"])
+        .args(args)
+        .spawn()
+        .expect("run portcullis");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(format!("{password}\n").as_bytes())
+        .await
+        .expect("write password");
+    drop(stdin);
+    child.wait_with_output().await.expect("portcullis finishes")
+}
+
+async fn user_create_works_while_the_server_runs_and_that_user_can_sign_in(app: TestApp) {
+    let email = unique_email();
+    let output = create_user(
+        &app,
+        &["--email", &email, "--name", "Ada Admin", "--admin"],
+        PASSWORD,
+    )
+    .await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("JSON on stdout");
+    assert_eq!(printed["email"], email.as_str());
+    let id = printed["id"].as_str().expect("an id").to_string();
+
+    let response = app.login(&email, PASSWORD).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&response), "/account");
+    let account = app.page("/account").await;
+    assert!(account.contains("Ada Admin") && account.contains("admin"));
+    let user = app
+        .store
+        .find_user_by_id(&id)
+        .await
+        .expect("store")
+        .expect("user");
+    assert!(user.is_admin());
+}
+
+async fn user_create_refuses_a_taken_email_and_a_weak_password(app: TestApp) {
+    let email = unique_email();
+    assert!(
+        create_user(&app, &["--email", &email], PASSWORD)
+            .await
+            .status
+            .success()
+    );
+
+    let again = create_user(&app, &["--email", &email.to_uppercase()], PASSWORD).await;
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+
+    let weak = create_user(&app, &["--email", &unique_email()], "short").await;
+    assert!(!weak.status.success());
+    assert!(String::from_utf8_lossy(&weak.stderr).contains("at least 10 characters"));
+    assert_eq!(app.store.count_users().await.expect("count"), 1);
+}
+
+#[tokio::test]
+async fn bad_configuration_stops_start_up_with_a_message_naming_the_setting() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (name, value) in [
+        ("PORTCULLIS_PUBLIC_URL", "login.example.com"),
+        ("PORTCULLIS_LISTEN", "everywhere"),
+        ("PORTCULLIS_DATABASE_URL", "mysql://db/portcullis"),
+        ("PORTCULLIS_SECRET_KEY", "too-short"),
+        ("PORTCULLIS_SESSION_IDLE_TIMEOUT", "forever"),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .env_clear()
+            .env("PORTCULLIS_DATA_DIR", dir.path())
+            .env(name, value)
+            .arg("migrate")
+            .output()
+            .await
+            .expect("run portcullis");
+        assert!(!output.status.success(), "{name}={value} is refused");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let setting = name.trim_start_matches("PORTCULLIS_").to_lowercase();
+        assert!(
+            stderr.contains(name) || stderr.contains(&setting),
+            "{name}: the message names the setting: {stderr}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_secret_key_is_generated_once_and_never_logged() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .env_clear()
+            .env("PORTCULLIS_DATA_DIR", dir.path())
+            .env("RUST_LOG", "debug")
+            .arg("migrate")
+            .output()
+    };
+    let first = run().await.expect("run portcullis");
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let key = std::fs::read_to_string(dir.path().join("secret.key")).expect("key file written");
+    let logs = String::from_utf8_lossy(&first.stderr);
+    assert!(logs.contains("generated a new secret key"));
+    assert!(!logs.contains(key.trim()), "the key itself is never logged");
+    assert!(run().await.expect("run again").status.success());
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("secret.key")).expect("key"),
+        key,
+        "kept"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("secret.key"))
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "only the owner can read the key");
+    }
+    assert!(
+        dir.path().join("portcullis.db").exists(),
+        "the database file is created on first start"
+    );
+}

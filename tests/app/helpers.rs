@@ -1,0 +1,346 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use portcullis::app::App;
+use portcullis::clock::Clock;
+use portcullis::config::{Config, RawConfig};
+use portcullis::store::Store;
+use reqwest::StatusCode;
+use reqwest::cookie::CookieStore;
+use reqwest::header::{HeaderValue, LOCATION, ORIGIN};
+use sqlx::Connection;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Generates one `#[tokio::test]` per backend for each listed `async fn name(app: TestApp)`.
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(crate::helpers::TestApp::spawn_sqlite().await).await
+                }
+            )*
+        }
+        mod postgres_redis {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if let Some(app) = crate::helpers::TestApp::spawn_postgres_redis().await {
+                        super::$name(app).await
+                    }
+                }
+            )*
+        }
+    };
+}
+
+pub const PASSWORD: &str = "tangerine-lamp-42";
+
+/// A fresh Postgres database for one test, dropped when the test ends.
+struct PgDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl PgDatabase {
+    async fn create(admin_url: &str) -> Self {
+        let name = format!("portcullis_test_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = sqlx::PgConnection::connect(admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("PORTCULLIS_TEST_POSTGRES_URL is not reachable: {e}"));
+        sqlx::query(&format!("create database {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("create the test database");
+        let _ = conn.close().await;
+        let mut url = url::Url::parse(admin_url).expect("PORTCULLIS_TEST_POSTGRES_URL is a URL");
+        url.set_path(&format!("/{name}"));
+        Self {
+            admin_url: admin_url.to_string(),
+            name,
+            url: url.to_string(),
+        }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let admin_url = self.admin_url.clone();
+        let sql = format!("drop database if exists {} with (force)", self.name);
+        // Drop cannot await; a short-lived runtime on its own thread does the clean-up.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            if let Ok(runtime) = runtime {
+                runtime.block_on(async {
+                    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await {
+                        let _ = sqlx::query(&sql).execute(&mut conn).await;
+                    }
+                });
+            }
+        })
+        .join();
+    }
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub url: String,
+    pub client: reqwest::Client,
+    pub jar: Arc<reqwest::cookie::Jar>,
+    pub clock: Clock,
+    pub store: Store,
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    raw: RawConfig,
+    server: Option<Server>,
+    _dir: tempfile::TempDir,
+    _pg: Option<PgDatabase>,
+}
+
+impl TestApp {
+    pub async fn spawn_sqlite() -> Self {
+        Self::spawn(None, None).await
+    }
+
+    /// `None` (the test is skipped with a notice) when the variables are not set outside CI.
+    pub async fn spawn_postgres_redis() -> Option<Self> {
+        let pg = std::env::var("PORTCULLIS_TEST_POSTGRES_URL").ok();
+        let redis = std::env::var("PORTCULLIS_TEST_REDIS_URL").ok();
+        match (pg, redis) {
+            (Some(pg), Some(redis)) => Some(Self::spawn(Some(pg), Some(redis)).await),
+            _ if std::env::var_os("CI").is_some() => {
+                panic!("CI must set PORTCULLIS_TEST_POSTGRES_URL and PORTCULLIS_TEST_REDIS_URL")
+            }
+            _ => {
+                eprintln!(
+                    "skipped: set PORTCULLIS_TEST_POSTGRES_URL and PORTCULLIS_TEST_REDIS_URL to run \
+                     this test on Postgres with Redis sessions"
+                );
+                None
+            }
+        }
+    }
+
+    async fn spawn(pg_admin_url: Option<String>, redis_url: Option<String>) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pg = match pg_admin_url {
+            Some(url) => Some(PgDatabase::create(&url).await),
+            None => None,
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let url = format!("http://{addr}");
+        let raw = RawConfig {
+            data_dir: dir.path().to_path_buf(),
+            database_url: pg.as_ref().map(|p| p.url.clone()),
+            public_url: url.clone(),
+            listen: addr.to_string(),
+            redis_url: redis_url.clone(),
+            ..RawConfig::default()
+        };
+        let clock = Clock::system();
+        let jar = Arc::new(reqwest::cookie::Jar::default());
+        let client = reqwest::Client::builder()
+            .cookie_provider(jar.clone())
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("http client");
+        let server = Server::start(&raw, &clock, listener).await;
+        Self {
+            addr,
+            url,
+            client,
+            jar,
+            clock,
+            store: server.store.clone(),
+            data_dir: dir.path().to_path_buf(),
+            database_url: pg.as_ref().map(|p| p.url.clone()),
+            raw,
+            server: Some(server),
+            _dir: dir,
+            _pg: pg,
+        }
+    }
+
+    /// Stops the server (gracefully) and starts a new one on the same port and data.
+    pub async fn restart(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.stop().await;
+        }
+        let listener = TcpListener::bind(self.addr)
+            .await
+            .expect("re-bind the same port");
+        let server = Server::start(&self.raw, &self.clock, listener).await;
+        self.store = server.store.clone();
+        self.server = Some(server);
+    }
+
+    pub fn at(&self, path: &str) -> String {
+        format!("{}{}", self.url, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.at(path)).send().await.expect("GET")
+    }
+
+    /// GET a page, expecting 200, and return its HTML.
+    pub async fn page(&self, path: &str) -> String {
+        let response = self.get(path).await;
+        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+        response.text().await.expect("body")
+    }
+
+    /// The CSRF token from the form on `path`.
+    pub async fn csrf_token(&self, path: &str) -> String {
+        let html = self.page(path).await;
+        hidden_value(&html, "csrf_token").expect("the page has a csrf_token field")
+    }
+
+    /// Posts a form the way a browser on this site does (with our Origin).
+    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        self.client
+            .post(self.at(path))
+            .header(ORIGIN, &self.url)
+            .form(fields)
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    pub async fn signup(&self, email: &str, password: &str) -> reqwest::Response {
+        let token = self.csrf_token("/signup").await;
+        self.post_form(
+            "/signup",
+            &[
+                ("csrf_token", &token),
+                ("email", email),
+                ("password", password),
+                ("display_name", ""),
+            ],
+        )
+        .await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> reqwest::Response {
+        self.login_with_next(email, password, "").await
+    }
+
+    pub async fn login_with_next(
+        &self,
+        email: &str,
+        password: &str,
+        next: &str,
+    ) -> reqwest::Response {
+        let token = self.csrf_token("/login").await;
+        self.post_form(
+            "/login",
+            &[
+                ("csrf_token", &token),
+                ("email", email),
+                ("password", password),
+                ("next", next),
+            ],
+        )
+        .await
+    }
+
+    pub async fn logout(&self) -> reqwest::Response {
+        let token = self.csrf_token("/account").await;
+        self.post_form("/logout", &[("csrf_token", &token)]).await
+    }
+
+    /// The session cookie's value as the browser holds it.
+    pub fn session_cookie(&self) -> Option<String> {
+        let url = reqwest::Url::parse(&self.url).ok()?;
+        let header = self.jar.cookies(&url)?;
+        header
+            .to_str()
+            .ok()?
+            .split("; ")
+            .find_map(|pair| pair.strip_prefix("portcullis_session=").map(str::to_string))
+    }
+
+    /// A second browser with no cookies.
+    pub fn fresh_client(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client")
+    }
+}
+
+/// One running server process-in-a-task.
+struct Server {
+    store: Store,
+    shutdown: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl Server {
+    async fn start(raw: &RawConfig, clock: &Clock, listener: TcpListener) -> Self {
+        let config = Config::from_raw(raw.clone()).expect("test config is valid");
+        let app = App::start(config, clock.clone()).await.expect("app starts");
+        let store = app.state.store.clone();
+        let (shutdown, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let stop = async {
+                let _ = rx.await;
+            };
+            app.serve(listener, stop).await.expect("server runs");
+        });
+        Self {
+            store,
+            shutdown,
+            task,
+        }
+    }
+
+    async fn stop(self) {
+        let _ = self.shutdown.send(());
+        self.task.await.expect("server stopped cleanly");
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.task.abort();
+        }
+    }
+}
+
+/// The value of `<input type="hidden" name="NAME" value="…">` in a page.
+pub fn hidden_value(html: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker)? + marker.len();
+    let end = html[start..].find('"')? + start;
+    Some(html[start..end].to_string())
+}
+
+pub fn location(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get(LOCATION)
+        .and_then(|v: &HeaderValue| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+pub fn unique_email() -> String {
+    format!("user-{}@example.com", uuid::Uuid::new_v4().simple())
+}
+
+/// Signs a new account up (which signs it in) and returns its email.
+pub async fn signed_up(app: &TestApp) -> String {
+    let email = unique_email();
+    let response = app.signup(&email, PASSWORD).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER, "signup succeeds");
+    email
+}

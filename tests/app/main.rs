@@ -1,0 +1,16 @@
+//! Integration tests: each starts the real server on 127.0.0.1 and talks to it as a browser
+//! (a cookie-keeping HTTP client that does not follow redirects) or as the CLI would.
+//!
+//! Every test runs twice: on SQLite with database sessions (`sqlite::…`), and on Postgres with
+//! Redis sessions (`postgres_redis::…`) when `PORTCULLIS_TEST_POSTGRES_URL` and
+//! `PORTCULLIS_TEST_REDIS_URL` are set, as they are in CI.
+
+#[macro_use]
+mod helpers;
+
+mod cli;
+mod login;
+mod security;
+mod sessions;
+mod signup;
+mod store;

@@ -1,0 +1,163 @@
+use reqwest::StatusCode;
+
+use crate::helpers::{PASSWORD, TestApp, signed_up, unique_email};
+
+backend_tests!(
+    a_form_post_without_the_csrf_token_is_forbidden,
+    a_form_post_from_another_site_is_forbidden_even_with_a_token,
+    an_oversized_body_is_refused_with_413,
+    every_response_carries_the_security_headers,
+    unknown_pages_get_the_designed_404,
+    health_and_readiness_answer,
+);
+
+async fn a_form_post_without_the_csrf_token_is_forbidden(app: TestApp) {
+    let email = unique_email();
+    let _ = app.page("/signup").await;
+    let response = app
+        .post_form("/signup", &[("email", &email), ("password", PASSWORD)])
+        .await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap_or_default()
+            .contains("This form has expired")
+    );
+    let wrong = app
+        .post_form(
+            "/signup",
+            &[
+                ("csrf_token", "forged"),
+                ("email", &email),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
+    assert_eq!(app.store.count_users().await.expect("count"), 0);
+
+    // Sign-out is protected too: a forged post does not end the session.
+    signed_up(&app).await;
+    let logout = app.post_form("/logout", &[]).await;
+    assert_eq!(logout.status(), StatusCode::FORBIDDEN);
+    assert_eq!(app.get("/account").await.status(), StatusCode::OK);
+}
+
+async fn a_form_post_from_another_site_is_forbidden_even_with_a_token(app: TestApp) {
+    let email = signed_up(&app).await;
+    let token = app.csrf_token("/account").await;
+    for (header, value) in [
+        ("origin", "https://evil.example"),
+        ("origin", "null"),
+        ("referer", "https://evil.example/page"),
+    ] {
+        let response = app
+            .client
+            .post(app.at("/logout"))
+            .header(header, value)
+            .form(&[("csrf_token", token.as_str())])
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(
+            response.status(),
+            StatusCode::FORBIDDEN,
+            "{header}: {value}"
+        );
+    }
+    let account = app.page("/account").await;
+    assert!(account.contains(&email), "still signed in");
+}
+
+async fn an_oversized_body_is_refused_with_413(app: TestApp) {
+    let token = app.csrf_token("/login").await;
+    let huge = "a".repeat(200 * 1024);
+    let response = app
+        .post_form(
+            "/login",
+            &[
+                ("csrf_token", &token),
+                ("email", "a@example.com"),
+                ("password", &huge),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+async fn every_response_carries_the_security_headers(app: TestApp) {
+    for path in [
+        "/",
+        "/login",
+        "/signup",
+        "/no-such-page",
+        "/health",
+        "/static/style.css",
+        "/account",
+    ] {
+        let response = app.get(path).await;
+        let headers = response.headers();
+        let csp = headers
+            .get("content-security-policy")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert!(csp.contains("default-src 'none'"), "{path}");
+        assert!(!csp.contains("unsafe-inline"), "{path}");
+        assert_eq!(
+            headers.get("x-content-type-options").map(|v| v.as_bytes()),
+            Some(&b"nosniff"[..]),
+            "{path}"
+        );
+        assert!(headers.get("referrer-policy").is_some(), "{path}");
+        // Plain http here, so no HSTS (it would pin a non-https host).
+        assert!(headers.get("strict-transport-security").is_none(), "{path}");
+    }
+    let login = app
+        .fresh_client()
+        .get(app.at("/login"))
+        .send()
+        .await
+        .expect("GET");
+    let cookie = login
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(cookie.starts_with("portcullis_session="), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+}
+
+async fn unknown_pages_get_the_designed_404(app: TestApp) {
+    let response = app.get("/no-such-page").await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let html = response.text().await.unwrap_or_default();
+    assert!(html.contains("Page not found"));
+    assert!(html.contains("href=\"/static/style.css\""));
+    assert!(html.contains("href=\"/\""), "a way back");
+}
+
+async fn health_and_readiness_answer(app: TestApp) {
+    let health = app.get("/health").await;
+    assert_eq!(health.status(), StatusCode::OK);
+    let ready = app.get("/ready").await;
+    assert_eq!(ready.status(), StatusCode::OK);
+    let body: serde_json::Value = ready.json().await.expect("json");
+    assert_eq!(body["status"], "ready");
+    // Neither creates a browser session.
+    assert!(app.session_cookie().is_none());
+
+    // With the database gone, the server says it is not ready.
+    app.store.close().await;
+    assert_eq!(
+        app.get("/ready").await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(app.get("/health").await.status(), StatusCode::OK);
+}

@@ -1,0 +1,151 @@
+//! The store's own cases, run against SQLite and Postgres through the public `Store` API.
+
+use portcullis::store::NewUser;
+
+use crate::helpers::TestApp;
+
+backend_tests!(
+    users_are_found_by_email_whatever_its_case,
+    a_second_user_with_the_same_email_is_a_unique_violation,
+    login_failures_are_counted_per_key_within_the_window,
+);
+
+fn new_user(email: &str, roles: &[&str]) -> NewUser {
+    NewUser {
+        email: email.into(),
+        display_name: Some("Ann".into()),
+        password_hash: Some("$argon2id$stub-not-checked-here".into()),
+        roles: roles.iter().map(|r| r.to_string()).collect(),
+        now: 1_700_000_000,
+    }
+}
+
+async fn users_are_found_by_email_whatever_its_case(app: TestApp) {
+    let store = &app.store;
+    let created = store
+        .create_user(new_user("Ann@Example.com", &["support", "admin"]))
+        .await
+        .expect("create");
+    assert_eq!(created.roles, vec!["admin", "support"]);
+    let found = store
+        .find_user_by_email("  ann@EXAMPLE.com ")
+        .await
+        .expect("query")
+        .expect("found");
+    assert_eq!(found, created);
+    assert!(found.is_admin());
+    assert_eq!(found.email, "Ann@Example.com", "the email is kept as typed");
+    let by_id = store
+        .find_user_by_id(&created.id)
+        .await
+        .expect("query")
+        .expect("found");
+    assert_eq!(by_id.display_name.as_deref(), Some("Ann"));
+    assert!(!by_id.disabled && !by_id.email_verified && by_id.last_login_at.is_none());
+
+    store
+        .record_login(&created.id, 1_700_000_500)
+        .await
+        .expect("record");
+    store
+        .set_user_disabled(&created.id, true, 1_700_000_600)
+        .await
+        .expect("disable");
+    let updated = store
+        .find_user_by_id(&created.id)
+        .await
+        .expect("query")
+        .expect("found");
+    assert_eq!(updated.last_login_at, Some(1_700_000_500));
+    assert!(updated.disabled);
+    assert_eq!(updated.updated_at, 1_700_000_600);
+    assert!(
+        store
+            .find_user_by_email("nobody@example.com")
+            .await
+            .expect("query")
+            .is_none()
+    );
+}
+
+async fn a_second_user_with_the_same_email_is_a_unique_violation(app: TestApp) {
+    let store = &app.store;
+    store
+        .create_user(new_user("bo@example.com", &[]))
+        .await
+        .expect("first");
+    let err = store
+        .create_user(new_user("BO@example.com", &["admin"]))
+        .await
+        .expect_err("refused");
+    assert!(err.is_unique_violation(), "{err}");
+    assert_eq!(store.count_users().await.expect("count"), 1);
+    // The refused user's roles were not left behind.
+    let user = store
+        .find_user_by_email("bo@example.com")
+        .await
+        .expect("query")
+        .expect("found");
+    assert!(user.roles.is_empty());
+}
+
+async fn login_failures_are_counted_per_key_within_the_window(app: TestApp) {
+    let store = &app.store;
+    for at in [100, 200, 300] {
+        store
+            .record_login_failure("email:a@example.com", at)
+            .await
+            .expect("record");
+    }
+    store
+        .record_login_failure("ip:127.0.0.1", 250)
+        .await
+        .expect("record");
+    assert_eq!(
+        store
+            .login_failures_since("email:a@example.com", 0)
+            .await
+            .expect("q"),
+        (3, Some(100))
+    );
+    assert_eq!(
+        store
+            .login_failures_since("email:a@example.com", 150)
+            .await
+            .expect("q"),
+        (2, Some(200))
+    );
+    assert_eq!(
+        store
+            .login_failures_since("email:b@example.com", 0)
+            .await
+            .expect("q"),
+        (0, None)
+    );
+    assert_eq!(store.prune_login_failures(200).await.expect("prune"), 2);
+    assert_eq!(
+        store
+            .login_failures_since("email:a@example.com", 0)
+            .await
+            .expect("q"),
+        (1, Some(300))
+    );
+    store
+        .clear_login_failures("email:a@example.com")
+        .await
+        .expect("clear");
+    assert_eq!(
+        store
+            .login_failures_since("email:a@example.com", 0)
+            .await
+            .expect("q"),
+        (0, None)
+    );
+    assert_eq!(
+        store
+            .login_failures_since("ip:127.0.0.1", 0)
+            .await
+            .expect("q"),
+        (1, Some(250))
+    );
+}
