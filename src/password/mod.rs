@@ -1,15 +1,22 @@
 //! Passwords: argon2id hashing on a bounded worker pool, and the password policy.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::mpsc;
+use std::sync::{Arc, LazyLock, Mutex};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
-use tokio::sync::Semaphore;
+use argon2::password_hash::PasswordHash;
+use argon2::{Algorithm, Argon2, Block, Params, PasswordVerifier, Version};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD_NO_PAD;
+use rand::RngCore;
+use subtle::ConstantTimeEq;
+use tokio::sync::{Semaphore, oneshot};
 
 /// OWASP's argon2id parameters: 19 MiB of memory, 2 passes, 1 lane.
 const MEMORY_KIB: u32 = 19_456;
 const PASSES: u32 = 2;
 const LANES: u32 = 1;
+const OUTPUT_LEN: usize = 32;
+const SALT_LEN: usize = 16;
 
 /// A hash of a random, forgotten password with the same parameters. Unknown emails are checked
 /// against it so that the response time does not tell whether an account exists.
@@ -25,10 +32,13 @@ static COMMON_PASSWORDS: LazyLock<std::collections::HashSet<&'static str>> = Laz
         .collect()
 });
 
-fn argon2() -> Argon2<'static> {
+fn params() -> Params {
     // The constants are valid parameters; `Params::DEFAULT` is the fallback the type requires.
-    let params = Params::new(MEMORY_KIB, PASSES, LANES, None).unwrap_or(Params::DEFAULT);
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+    Params::new(MEMORY_KIB, PASSES, LANES, Some(OUTPUT_LEN)).unwrap_or(Params::DEFAULT)
+}
+
+fn argon2() -> Argon2<'static> {
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,17 +49,36 @@ pub enum HashError {
     Worker,
 }
 
-/// Computes argon2id off the async runtime, at most `workers` hashes at once, so a burst of
-/// logins queues up instead of starving every other request.
+/// A job for a worker; it gets the worker's own argon2 memory.
+type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
+
+/// Computes argon2id on a fixed pool of threads, off the async runtime, at most one hash per
+/// worker at a time, so a burst of logins queues up instead of starving other requests.
+/// Each worker keeps its 19 MiB of argon2 memory and reuses it: memory stays at
+/// workers × 19 MiB under load, and no hash pays for fresh pages.
 #[derive(Clone, Debug)]
 pub struct PasswordHasher {
     permits: Arc<Semaphore>,
+    jobs: mpsc::Sender<Job>,
 }
 
 impl PasswordHasher {
     pub fn new(workers: usize) -> Self {
+        let workers = workers.max(1);
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for n in 0..workers {
+            let queue = Arc::clone(&queue);
+            let spawned = std::thread::Builder::new()
+                .name(format!("argon2-{n}"))
+                .spawn(move || worker(&queue));
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a password hashing worker");
+            }
+        }
         Self {
-            permits: Arc::new(Semaphore::new(workers.max(1))),
+            permits: Arc::new(Semaphore::new(workers)),
+            jobs,
         }
     }
 
@@ -60,26 +89,35 @@ impl PasswordHasher {
 
     async fn run<T: Send + 'static>(
         &self,
-        work: impl FnOnce() -> T + Send + 'static,
+        work: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
     ) -> Result<T, HashError> {
         let _permit = self
             .permits
             .acquire()
             .await
             .map_err(|_| HashError::Worker)?;
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|_| HashError::Worker)
+        let (reply, result) = oneshot::channel();
+        let job: Job = Box::new(move |memory| {
+            let _ = reply.send(work(memory));
+        });
+        self.jobs.send(job).map_err(|_| HashError::Worker)?;
+        result.await.map_err(|_| HashError::Worker)
     }
 
     /// Returns a PHC string (`$argon2id$v=19$m=19456,t=2,p=1$salt$hash`).
     pub async fn hash(&self, password: String) -> Result<String, HashError> {
-        self.run(move || {
-            let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+        self.run(move |memory| {
+            let mut salt = [0u8; SALT_LEN];
+            rand::rng().fill_bytes(&mut salt);
+            let mut out = [0u8; OUTPUT_LEN];
             argon2()
-                .hash_password(password.as_bytes(), &salt)
-                .map(|h| h.to_string())
-                .map_err(|e| HashError::Hash(e.to_string()))
+                .hash_password_into_with_memory(password.as_bytes(), &salt, &mut out, memory)
+                .map_err(|e| HashError::Hash(e.to_string()))?;
+            Ok(format!(
+                "$argon2id$v=19$m={MEMORY_KIB},t={PASSES},p={LANES}${}${}",
+                STANDARD_NO_PAD.encode(salt),
+                STANDARD_NO_PAD.encode(out)
+            ))
         })
         .await?
     }
@@ -90,15 +128,60 @@ impl PasswordHasher {
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| DUMMY_HASH.to_string());
         let matches = self
-            .run(move || match PasswordHash::new(&hash) {
-                Ok(parsed) => argon2()
-                    .verify_password(password.as_bytes(), &parsed)
-                    .is_ok(),
-                Err(_) => false,
-            })
+            .run(move |memory| verify_phc(password.as_bytes(), &hash, memory))
             .await?;
         Ok(known && matches)
     }
+}
+
+fn worker(queue: &Mutex<mpsc::Receiver<Job>>) {
+    let mut memory: Vec<Block> = Vec::new();
+    loop {
+        let job = match queue.lock() {
+            Ok(receiver) => receiver.recv(),
+            Err(_) => return,
+        };
+        match job {
+            Ok(job) => {
+                if memory.is_empty() {
+                    memory = vec![Block::default(); params().block_count()];
+                }
+                job(&mut memory);
+            }
+            // Every sender is gone: the server is shutting down.
+            Err(_) => return,
+        }
+    }
+}
+
+/// Hashes with our parameters use the worker's memory; any other (older) parameters take the
+/// general path, so changing the parameters later keeps old hashes working.
+fn verify_phc(password: &[u8], phc: &str, memory: &mut [Block]) -> bool {
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let ours = Params::try_from(&parsed)
+        .is_ok_and(|p| p.m_cost() == MEMORY_KIB && p.t_cost() == PASSES && p.p_cost() == LANES)
+        && parsed.algorithm == argon2::ARGON2ID_IDENT
+        && parsed.version == Some(0x13);
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return false;
+    };
+    if !ours || expected.len() != OUTPUT_LEN {
+        return Argon2::default().verify_password(password, &parsed).is_ok();
+    }
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let mut out = [0u8; OUTPUT_LEN];
+    if argon2()
+        .hash_password_into_with_memory(password, salt, &mut out, memory)
+        .is_err()
+    {
+        return false;
+    }
+    out.ct_eq(expected.as_bytes()).into()
 }
 
 /// Why a new password is refused, phrased for the person choosing it.
@@ -154,6 +237,35 @@ mod tests {
         ));
         assert!(matches!(
             hasher.verify("tangerine-lamp-42".into(), None).await,
+            Ok(false)
+        ));
+    }
+
+    #[tokio::test]
+    async fn hashes_from_the_reference_implementation_and_other_parameters_verify() {
+        use argon2::password_hash::{PasswordHasher as _, SaltString};
+        let hasher = PasswordHasher::new(1);
+        // Made with the phc-winner-argon2 command-line tool.
+        let reference = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$iPOQ5f2O21FsjnBvo1AiFcDuSXciCnKUrXFO+yfgNoM";
+        let check = |password: &str, hash: &str| hasher.verify(password.into(), Some(hash.into()));
+        assert!(matches!(
+            check("correct horse battery", reference).await,
+            Ok(true)
+        ));
+        assert!(matches!(
+            check("correct horse batterx", reference).await,
+            Ok(false)
+        ));
+        let salt = SaltString::encode_b64(b"0123456789abcdef").expect("salt");
+        let params = Params::new(8192, 3, 1, None).expect("params");
+        let other = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+            .hash_password(b"older-parameters", &salt)
+            .expect("hash")
+            .to_string();
+        assert!(matches!(check("older-parameters", &other).await, Ok(true)));
+        assert!(matches!(check("older-parameterz", &other).await, Ok(false)));
+        assert!(matches!(
+            check("anything-at-all", "not a phc string").await,
             Ok(false)
         ));
     }

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Password sign-in throughput and memory of the release binary on the embedded SQLite default.
+#
+# Builds the release binary, installs wrk if missing, starts the server on a fresh data dir,
+# creates a user, prepares fresh anonymous sessions (each with its CSRF token, since every
+# successful sign-in replaces its session), then has wrk post real sign-ins for DURATION seconds.
+# Prints sign-ins/s (total and per core) with p50/p99 latency, and idle and loaded RSS.
+#
+# Usage: bench/login.sh            (DURATION=20 CONNECTIONS=8 PORT=18080 to change)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION="${DURATION:-20}"
+CONNECTIONS="${CONNECTIONS:-8}"
+THREADS="${THREADS:-2}"
+PORT="${PORT:-18080}"
+CORES="$(nproc)"
+
+if ! command -v wrk >/dev/null; then
+  echo "bench: installing wrk"
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq wrk >/dev/null
+  else sudo apt-get update -qq && sudo apt-get install -y -qq wrk >/dev/null; fi
+fi
+
+cargo build --release --quiet
+BIN="$PWD/target/release/portcullis"
+
+WORK="$(mktemp -d)"
+SERVER_PID=""
+cleanup() {
+  if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+export PORTCULLIS_DATA_DIR="$WORK/data"
+export PORTCULLIS_LISTEN="127.0.0.1:$PORT"
+export PORTCULLIS_PUBLIC_URL="http://127.0.0.1:$PORT"
+export RUST_LOG=warn
+BASE="http://127.0.0.1:$PORT"
+
+"$BIN" migrate 2>/dev/null
+EMAIL="bench@example.com"
+PASSWORD="correct-horse-battery-staple"
+echo "$PASSWORD" | "$BIN" user create --email "$EMAIL" --password-stdin >/dev/null
+
+"$BIN" serve 2>"$WORK/server.log" &
+SERVER_PID=$!
+for _ in $(seq 1 100); do curl -fs "$BASE/health" >/dev/null 2>&1 && break; sleep 0.1; done
+curl -fs "$BASE/health" >/dev/null || { echo "bench: server did not start"; cat "$WORK/server.log"; exit 1; }
+
+rss_mb() { awk '/VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$SERVER_PID/status"; }
+sleep 2
+IDLE_RSS="$(rss_mb)"
+
+# One fresh anonymous session (cookie + CSRF token) per sign-in wrk will post.
+SESSIONS=$(( DURATION * 150 + 500 ))
+python3 - "$BASE" "$SESSIONS" > "$WORK/sessions.txt" <<'PY'
+import http.client, re, sys, urllib.parse
+base, count = sys.argv[1], int(sys.argv[2])
+url = urllib.parse.urlparse(base)
+conn = http.client.HTTPConnection(url.hostname, url.port)
+for _ in range(count):
+    conn.request("GET", "/login")
+    response = conn.getresponse()
+    body = response.read().decode()
+    cookie = re.search(r"portcullis_session=([^;]+)", response.getheader("set-cookie") or "").group(1)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', body).group(1)
+    print(cookie, token)
+PY
+
+cat > "$WORK/login.lua" <<LUA
+local sessions = {}
+local counter = 0
+function setup(thread)
+  thread:set("id", counter)
+  counter = counter + 1
+end
+function init(args)
+  for line in io.lines("$WORK/sessions.txt") do
+    local cookie, token = line:match("(%S+) (%S+)")
+    table.insert(sessions, { cookie = cookie, token = token })
+  end
+  next_index = id + 1
+  exhausted = 0
+end
+function request()
+  local s = sessions[next_index]
+  next_index = next_index + $THREADS
+  if s == nil then
+    exhausted = exhausted + 1
+    return wrk.format("GET", "/health")
+  end
+  local body = "csrf_token=" .. s.token .. "&email=$EMAIL&password=$PASSWORD&next=%2Faccount"
+  return wrk.format("POST", "/login", {
+    ["Content-Type"] = "application/x-www-form-urlencoded",
+    ["Cookie"] = "portcullis_session=" .. s.cookie,
+    ["Origin"] = "$BASE",
+  }, body)
+end
+LUA
+
+echo "bench: $CORES cores, $THREADS wrk threads, $CONNECTIONS connections, ${DURATION}s of password sign-ins"
+wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$WORK/login.lua" "$BASE" | tee "$WORK/wrk.txt"
+LOADED_RSS="$(rss_mb)"
+
+rate="$(awk '/^Requests\/sec/ { print $2 }' "$WORK/wrk.txt")"
+p50="$(awk '$1 == "50%" { print $2 }' "$WORK/wrk.txt")"
+p99="$(awk '$1 == "99%" { print $2 }' "$WORK/wrk.txt")"
+bad="$(awk '/Non-2xx or 3xx/ { print $5 }' "$WORK/wrk.txt")"
+per_core="$(awk -v r="$rate" -v c="$CORES" 'BEGIN { printf "%.1f", r / c }')"
+echo
+echo "== results =="
+echo "password sign-ins/s: $rate ($per_core per core on $CORES cores; target >= 60 per core)"
+echo "latency p50: $p50   p99: $p99"
+echo "failed sign-ins: ${bad:-0}"
+echo "idle RSS: ${IDLE_RSS} MB (target <= 30 MB)   RSS after load: ${LOADED_RSS} MB"
