@@ -17,7 +17,6 @@ use tower_sessions::Session;
 use crate::app::AppState;
 use crate::input::NextUrl;
 use crate::signup::{NextQuery, next_query};
-use crate::web::csrf::HasCsrfToken;
 use crate::web::flash::{self, Flash};
 use crate::web::{AppError, CsrfForm, Layout, MaybeUser, auth};
 
@@ -75,19 +74,11 @@ async fn show(
 #[derive(Deserialize)]
 pub struct LoginForm {
     #[serde(default)]
-    csrf_token: String,
-    #[serde(default)]
     email: String,
     #[serde(default)]
     password: String,
     #[serde(default)]
     next: Option<String>,
-}
-
-impl HasCsrfToken for LoginForm {
-    fn csrf_token(&self) -> &str {
-        &self.csrf_token
-    }
 }
 
 async fn submit(
@@ -154,16 +145,7 @@ async fn submit(
 }
 
 #[derive(Deserialize)]
-pub struct LogoutForm {
-    #[serde(default)]
-    csrf_token: String,
-}
-
-impl HasCsrfToken for LogoutForm {
-    fn csrf_token(&self) -> &str {
-        &self.csrf_token
-    }
-}
+pub struct LogoutForm {}
 
 async fn logout(session: Session, CsrfForm(_): CsrfForm<LogoutForm>) -> Result<Response, AppError> {
     auth::sign_out(&session).await?;

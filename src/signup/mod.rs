@@ -14,7 +14,6 @@ use crate::app::AppState;
 use crate::input::{Email, NextUrl};
 use crate::password;
 use crate::store::NewUser;
-use crate::web::csrf::HasCsrfToken;
 use crate::web::flash::{self, Flash};
 use crate::web::{AppError, CsrfForm, Layout, MaybeUser, auth};
 
@@ -77,8 +76,6 @@ async fn show(
 #[derive(Deserialize)]
 pub struct SignupForm {
     #[serde(default)]
-    csrf_token: String,
-    #[serde(default)]
     email: String,
     #[serde(default)]
     display_name: String,
@@ -86,12 +83,6 @@ pub struct SignupForm {
     password: String,
     #[serde(default)]
     next: Option<String>,
-}
-
-impl HasCsrfToken for SignupForm {
-    fn csrf_token(&self) -> &str {
-        &self.csrf_token
-    }
 }
 
 async fn submit(

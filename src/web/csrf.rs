@@ -36,9 +36,13 @@ pub async fn rotate(session: &Session) -> Result<String, tower_sessions::session
     Ok(token)
 }
 
-/// Forms carry their token in a `csrf_token` field.
-pub trait HasCsrfToken {
-    fn csrf_token(&self) -> &str;
+/// Every form carries its token in a `csrf_token` field beside its own fields.
+#[derive(serde::Deserialize)]
+struct WithToken<T> {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(flatten)]
+    form: T,
 }
 
 /// A form that passed both CSRF checks.
@@ -46,7 +50,7 @@ pub struct CsrfForm<T>(pub T);
 
 impl<T> FromRequest<AppState> for CsrfForm<T>
 where
-    T: DeserializeOwned + HasCsrfToken + Send,
+    T: DeserializeOwned + Send,
 {
     type Rejection = AppError;
 
@@ -60,7 +64,7 @@ where
             .await
             .map_err(|(_, why)| AppError::Internal(anyhow::anyhow!(why)))?;
         let req = Request::from_parts(parts, body);
-        let Form(form) = Form::<T>::from_request(req, state)
+        let Form(WithToken { csrf_token, form }) = Form::<WithToken<T>>::from_request(req, state)
             .await
             .map_err(|rejection| {
                 if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
@@ -73,7 +77,7 @@ where
                 }
             })?;
         let expected = session.get::<String>(KEY).await?.unwrap_or_default();
-        let sent = form.csrf_token();
+        let sent = csrf_token.as_str();
         let matches =
             !expected.is_empty() && bool::from(expected.as_bytes().ct_eq(sent.as_bytes()));
         if !matches {
