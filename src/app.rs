@@ -113,7 +113,7 @@ impl App {
                 let window = state.config.login_failure_window.as_secs() as i64;
                 if let Err(e) = state
                     .store
-                    .prune_login_failures(state.clock.now() - window)
+                    .prune_throttle_events(state.clock.now() - window)
                     .await
                 {
                     tracing::warn!(error = %e, "could not prune old login failures");

@@ -17,9 +17,10 @@ create table user_roles (
     primary key (user_id, role)
 );
 
--- One row per failed sign-in, keyed by account ("email:…") and by client ("ip:…").
-create table login_failures (
+-- One row per throttled event (a failed sign-in, a resent mail…), keyed by what is
+-- throttled: "login:email:…", "login:ip:…".
+create table throttle_events (
     throttle_key text not null,
-    failed_at bigint not null
+    happened_at bigint not null
 );
-create index login_failures_key_time on login_failures (throttle_key, failed_at);
+create index throttle_events_key_time on throttle_events (throttle_key, happened_at);

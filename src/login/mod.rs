@@ -137,7 +137,7 @@ async fn submit(
     }
 
     let now = state.clock.now();
-    state.store.clear_login_failures(&account_key).await?;
+    state.store.clear_throttle_events(&account_key).await?;
     auth::sign_in(&session, &user.id, now).await?;
     state.store.record_login(&user.id, now).await?;
     tracing::info!(user_id = %user.id, "signed in");

@@ -8,11 +8,11 @@ use crate::app::AppState;
 use crate::store::StoreResult;
 
 pub fn account_key(email: &str) -> String {
-    format!("email:{}", crate::store::users_email_key(email))
+    format!("login:email:{}", crate::store::users_email_key(email))
 }
 
 pub fn ip_key(ip: IpAddr) -> String {
-    format!("ip:{ip}")
+    format!("login:ip:{ip}")
 }
 
 /// Seconds until sign-in may be tried again, if it is paused for either key.
@@ -25,7 +25,7 @@ pub async fn retry_after(state: &AppState, account: &str, ip: &str) -> StoreResu
         (account, config.login_max_failures_per_account),
         (ip, config.login_max_failures_per_ip),
     ] {
-        let (count, oldest) = state.store.login_failures_since(key, now - window).await?;
+        let (count, oldest) = state.store.throttle_events_since(key, now - window).await?;
         if count >= i64::from(limit) {
             let until = oldest.unwrap_or(now) + window - now;
             wait = Some(wait.unwrap_or(0).max(until.max(1)));
@@ -36,8 +36,8 @@ pub async fn retry_after(state: &AppState, account: &str, ip: &str) -> StoreResu
 
 pub async fn record_failure(state: &AppState, account: &str, ip: &str) -> StoreResult<()> {
     let now = state.clock.now();
-    state.store.record_login_failure(account, now).await?;
-    state.store.record_login_failure(ip, now).await
+    state.store.record_throttle_event(account, now).await?;
+    state.store.record_throttle_event(ip, now).await
 }
 
 /// "Wait 12 minutes", rounded up, for people.

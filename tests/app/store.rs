@@ -7,7 +7,7 @@ use crate::helpers::TestApp;
 backend_tests!(
     users_are_found_by_email_whatever_its_case,
     a_second_user_with_the_same_email_is_a_unique_violation,
-    login_failures_are_counted_per_key_within_the_window,
+    throttle_events_are_counted_per_key_within_the_window,
 );
 
 fn new_user(email: &str, roles: &[&str]) -> NewUser {
@@ -89,61 +89,61 @@ async fn a_second_user_with_the_same_email_is_a_unique_violation(app: TestApp) {
     assert!(user.roles.is_empty());
 }
 
-async fn login_failures_are_counted_per_key_within_the_window(app: TestApp) {
+async fn throttle_events_are_counted_per_key_within_the_window(app: TestApp) {
     let store = &app.store;
     for at in [100, 200, 300] {
         store
-            .record_login_failure("email:a@example.com", at)
+            .record_throttle_event("email:a@example.com", at)
             .await
             .expect("record");
     }
     store
-        .record_login_failure("ip:127.0.0.1", 250)
+        .record_throttle_event("ip:127.0.0.1", 250)
         .await
         .expect("record");
     assert_eq!(
         store
-            .login_failures_since("email:a@example.com", 0)
+            .throttle_events_since("email:a@example.com", 0)
             .await
             .expect("q"),
         (3, Some(100))
     );
     assert_eq!(
         store
-            .login_failures_since("email:a@example.com", 150)
+            .throttle_events_since("email:a@example.com", 150)
             .await
             .expect("q"),
         (2, Some(200))
     );
     assert_eq!(
         store
-            .login_failures_since("email:b@example.com", 0)
+            .throttle_events_since("email:b@example.com", 0)
             .await
             .expect("q"),
         (0, None)
     );
-    assert_eq!(store.prune_login_failures(200).await.expect("prune"), 2);
+    assert_eq!(store.prune_throttle_events(200).await.expect("prune"), 2);
     assert_eq!(
         store
-            .login_failures_since("email:a@example.com", 0)
+            .throttle_events_since("email:a@example.com", 0)
             .await
             .expect("q"),
         (1, Some(300))
     );
     store
-        .clear_login_failures("email:a@example.com")
+        .clear_throttle_events("email:a@example.com")
         .await
         .expect("clear");
     assert_eq!(
         store
-            .login_failures_since("email:a@example.com", 0)
+            .throttle_events_since("email:a@example.com", 0)
             .await
             .expect("q"),
         (0, None)
     );
     assert_eq!(
         store
-            .login_failures_since("ip:127.0.0.1", 0)
+            .throttle_events_since("ip:127.0.0.1", 0)
             .await
             .expect("q"),
         (1, Some(250))
