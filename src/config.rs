@@ -35,6 +35,10 @@ pub struct RawConfig {
     pub login_max_failures_per_ip: u32,
     #[serde(with = "humantime_serde")]
     pub login_failure_window: Duration,
+    pub smtp_url: Option<String>,
+    pub mail_from: Option<String>,
+    pub require_verified_email: bool,
+    pub totp_issuer: String,
 }
 
 impl Default for RawConfig {
@@ -53,6 +57,10 @@ impl Default for RawConfig {
             login_max_failures_per_account: 5,
             login_max_failures_per_ip: 50,
             login_failure_window: Duration::from_secs(15 * 60),
+            smtp_url: None,
+            mail_from: None,
+            require_verified_email: false,
+            totp_issuer: "Portcullis".into(),
         }
     }
 }
@@ -97,6 +105,10 @@ impl fmt::Debug for Secret {
 pub struct SecretKey([u8; 32]);
 
 impl SecretKey {
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
     pub fn bytes(&self) -> &[u8; 32] {
         &self.0
     }
@@ -132,6 +144,10 @@ pub struct Config {
     pub login_max_failures_per_account: u32,
     pub login_max_failures_per_ip: u32,
     pub login_failure_window: Duration,
+    pub smtp_url: Option<Secret>,
+    pub mail_from: String,
+    pub require_verified_email: bool,
+    pub totp_issuer: String,
 }
 
 /// A configuration problem, phrased for the operator.
@@ -278,6 +294,38 @@ impl Config {
             }
         };
 
+        let smtp_url = match raw.smtp_url.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(url) if url.starts_with("smtp://") || url.starts_with("smtps://") => {
+                Some(Secret::new(url))
+            }
+            Some(url) => {
+                return Err(ConfigError(format!(
+                    "PORTCULLIS_SMTP_URL (smtp_url) must start with smtp:// or smtps://, got {:?}",
+                    redact_url(url)
+                )));
+            }
+        };
+        let mail_from = match raw.mail_from.as_deref().map(str::trim) {
+            None | Some("") => format!(
+                "Portcullis <no-reply@{}>",
+                public_url.host_str().unwrap_or("localhost")
+            ),
+            Some(from) => from.to_string(),
+        };
+        if mail_from.parse::<lettre::message::Mailbox>().is_err() {
+            return Err(ConfigError(format!(
+                "PORTCULLIS_MAIL_FROM (mail_from) must be an address like \
+                 \"Example Login <login@example.com>\", got {mail_from:?}"
+            )));
+        }
+        let totp_issuer = raw.totp_issuer.trim().to_string();
+        if totp_issuer.is_empty() || totp_issuer.contains(':') {
+            return Err(ConfigError(
+                "PORTCULLIS_TOTP_ISSUER (totp_issuer) must be a non-empty name without ':'".into(),
+            ));
+        }
+
         let secret_key = load_secret_key(&raw)?;
 
         Ok(Self {
@@ -293,6 +341,10 @@ impl Config {
             login_max_failures_per_account: raw.login_max_failures_per_account,
             login_max_failures_per_ip: raw.login_max_failures_per_ip,
             login_failure_window: raw.login_failure_window,
+            smtp_url,
+            mail_from,
+            require_verified_email: raw.require_verified_email,
+            totp_issuer,
         })
     }
 

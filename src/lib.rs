@@ -10,14 +10,20 @@ pub mod cli;
 pub mod clock;
 /// Layered configuration: defaults, TOML file, `PORTCULLIS_*` environment.
 pub mod config;
+/// Random tokens, hashes for storing them, encryption of secrets at rest.
+pub mod crypto;
 /// Parsed input types used at the edge (`Email`, `NextUrl`).
 pub mod input;
+/// Outgoing mail: SMTP, or `.eml` files in the data directory.
+pub mod mail;
 /// Password hashing (argon2id on a bounded pool) and the password policy.
 pub mod password;
 /// Browser session store: SQL (SQLite/Postgres) or Redis behind one enum.
 pub mod sessions;
 /// All SQL: the `Store` enum over SQLite and Postgres pools.
 pub mod store;
+/// Rate limits kept in the database.
+pub mod throttle;
 /// Shared web plumbing: errors, CSRF, security headers, the signed-in user, page layout.
 pub mod web;
 

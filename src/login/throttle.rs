@@ -1,11 +1,11 @@
-//! Login throttling, kept in the database so it holds across restarts and nodes: too many
-//! failures for one account, or from one client address, within the window pause sign-in for
-//! that account or address until the oldest failure leaves the window.
+//! Login throttling: too many failures for one account, or from one client address, within the
+//! window pause sign-in for that account or address until the oldest failure leaves it.
 
 use std::net::IpAddr;
 
 use crate::app::AppState;
 use crate::store::StoreResult;
+use crate::throttle::{self, Limit};
 
 pub fn account_key(email: &str) -> String {
     format!("login:email:{}", crate::store::users_email_key(email))
@@ -18,34 +18,37 @@ pub fn ip_key(ip: IpAddr) -> String {
 /// Seconds until sign-in may be tried again, if it is paused for either key.
 pub async fn retry_after(state: &AppState, account: &str, ip: &str) -> StoreResult<Option<i64>> {
     let config = &state.config;
-    let now = state.clock.now();
-    let window = config.login_failure_window.as_secs() as i64;
-    let mut wait: Option<i64> = None;
-    for (key, limit) in [
-        (account, config.login_max_failures_per_account),
-        (ip, config.login_max_failures_per_ip),
-    ] {
-        let (count, oldest) = state.store.throttle_events_since(key, now - window).await?;
-        if count >= i64::from(limit) {
-            let until = oldest.unwrap_or(now) + window - now;
-            wait = Some(wait.unwrap_or(0).max(until.max(1)));
-        }
-    }
-    Ok(wait)
+    let window_secs = config.login_failure_window.as_secs() as i64;
+    let account_wait = throttle::wait_time(
+        state,
+        account,
+        Limit {
+            max: config.login_max_failures_per_account,
+            window_secs,
+        },
+    )
+    .await?;
+    let ip_wait = throttle::wait_time(
+        state,
+        ip,
+        Limit {
+            max: config.login_max_failures_per_ip,
+            window_secs,
+        },
+    )
+    .await?;
+    Ok(account_wait.max(ip_wait))
 }
 
 pub async fn record_failure(state: &AppState, account: &str, ip: &str) -> StoreResult<()> {
-    let now = state.clock.now();
-    state.store.record_throttle_event(account, now).await?;
-    state.store.record_throttle_event(ip, now).await
+    throttle::record(state, account).await?;
+    throttle::record(state, ip).await
 }
 
-/// "Wait 12 minutes", rounded up, for people.
 pub fn wait_message(seconds: i64) -> String {
-    let minutes = (seconds + 59) / 60;
-    let unit = if minutes == 1 { "minute" } else { "minutes" };
     format!(
-        "Too many failed sign-in attempts. For your security, sign-in is paused. Wait {minutes} \
-         {unit} and try again."
+        "Too many failed sign-in attempts. For your security, sign-in is paused. Wait {} and try \
+         again.",
+        throttle::minutes(seconds)
     )
 }

@@ -1,7 +1,9 @@
 //! All SQL lives here. One set of portable queries runs on SQLite and Postgres: `$1`
 //! placeholders, text ids, unix seconds as integers computed in Rust, lower-cased lookup columns.
 
+mod factors;
 mod throttle;
+mod tokens;
 mod users;
 
 use std::str::FromStr;
@@ -13,6 +15,8 @@ use sqlx::{PgPool, SqlitePool};
 
 use crate::config::DatabaseUrl;
 
+pub use factors::TotpFactor;
+pub use tokens::{EmailCode, TokenProblem};
 pub use users::{NewUser, User, email_key as users_email_key};
 
 /// The database, one of a closed set of backends.

@@ -14,6 +14,9 @@ pub struct User {
     pub last_login_at: Option<i64>,
     pub disabled: bool,
     pub email_verified: bool,
+    pub email_otp_enabled: bool,
+    /// Sessions remember the epoch they started in; bumping it ends all of them.
+    pub session_epoch: i64,
     pub roles: Vec<String>,
 }
 
@@ -44,6 +47,8 @@ struct UserRow {
     last_login_at: Option<i64>,
     disabled: bool,
     email_verified: bool,
+    email_otp_enabled: bool,
+    session_epoch: i64,
 }
 
 impl UserRow {
@@ -58,13 +63,15 @@ impl UserRow {
             last_login_at: self.last_login_at,
             disabled: self.disabled,
             email_verified: self.email_verified,
+            email_otp_enabled: self.email_otp_enabled,
+            session_epoch: self.session_epoch,
             roles,
         }
     }
 }
 
 const USER_COLUMNS: &str = "select id, email, display_name, password_hash, created_at, updated_at, \
-     last_login_at, disabled, email_verified from users";
+     last_login_at, disabled, email_verified, email_otp_enabled, session_epoch from users";
 
 /// Emails are looked up case-insensitively through `email_lower`.
 pub fn email_key(email: &str) -> String {
@@ -115,6 +122,8 @@ impl Store {
             last_login_at: None,
             disabled: false,
             email_verified: false,
+            email_otp_enabled: false,
+            session_epoch: 0,
             roles,
         })
     }
@@ -181,6 +190,53 @@ impl Store {
         on_pool!(self, |pool| {
             sqlx::query("update users set disabled = $1, updated_at = $2 where id = $3")
                 .bind(disabled)
+                .bind(now)
+                .bind(user_id)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
+        Ok(())
+    }
+
+    pub async fn set_email_verified(&self, user_id: &str, now: i64) -> StoreResult<()> {
+        on_pool!(self, |pool| {
+            sqlx::query("update users set email_verified = true, updated_at = $1 where id = $2")
+                .bind(now)
+                .bind(user_id)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
+        Ok(())
+    }
+
+    /// Sets a new password hash and ends every session of the user (bumps the session epoch).
+    /// Returns the new epoch, for the one session that may continue.
+    pub async fn set_password_hash(&self, user_id: &str, hash: &str, now: i64) -> StoreResult<i64> {
+        let epoch = on_pool!(self, |pool| {
+            sqlx::query_scalar::<_, i64>(
+                "update users set password_hash = $1, session_epoch = session_epoch + 1, \
+                 updated_at = $2 where id = $3 returning session_epoch",
+            )
+            .bind(hash)
+            .bind(now)
+            .bind(user_id)
+            .fetch_one(pool)
+            .await
+        })?;
+        Ok(epoch)
+    }
+
+    pub async fn set_email_otp_enabled(
+        &self,
+        user_id: &str,
+        enabled: bool,
+        now: i64,
+    ) -> StoreResult<()> {
+        on_pool!(self, |pool| {
+            sqlx::query("update users set email_otp_enabled = $1, updated_at = $2 where id = $3")
+                .bind(enabled)
                 .bind(now)
                 .bind(user_id)
                 .execute(pool)
