@@ -18,6 +18,7 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::mail::Mailer;
 use crate::password::PasswordHasher;
 use crate::sessions::SessionBackend;
 use crate::store::Store;
@@ -30,6 +31,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub store: Store,
     pub hasher: PasswordHasher,
+    pub mailer: Mailer,
     pub clock: Clock,
 }
 
@@ -47,10 +49,12 @@ impl App {
             .context("cannot open the database; check PORTCULLIS_DATABASE_URL")?;
         store.migrate().await?;
         let sessions = SessionBackend::connect(&store, config.redis_url.as_ref()).await?;
+        let mailer = Mailer::from_config(&config)?;
         let state = AppState {
             config: Arc::new(config),
             store,
             hasher: PasswordHasher::per_core(),
+            mailer,
             clock,
         };
         Ok(Self { state, sessions })
@@ -73,6 +77,8 @@ impl App {
             .merge(crate::signup::router())
             .merge(crate::login::router())
             .merge(crate::account::router())
+            .merge(crate::verification::router())
+            .merge(crate::password_reset::router())
             .fallback(not_found)
             .layer(session_layer);
 

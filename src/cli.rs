@@ -91,6 +91,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(
         database = app.state.store.backend_name(),
         sessions = app.sessions.name(),
+        mail = %app.state.mailer.describe(),
         "Portcullis is listening on http://{listen} (public URL {public_url})"
     );
     app.serve(listener, shutdown_signal()).await

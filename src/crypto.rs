@@ -57,9 +57,14 @@ pub fn seal(key: &SecretKey, context: &str, plaintext: &[u8]) -> String {
     let cipher = XChaCha20Poly1305::new(key.bytes().into());
     let mut nonce = [0u8; 24];
     rand::rng().fill_bytes(&mut nonce);
-    let payload = Payload { msg: plaintext, aad: context.as_bytes() };
+    let payload = Payload {
+        msg: plaintext,
+        aad: context.as_bytes(),
+    };
     // Encryption with a valid key and nonce cannot fail for in-memory buffers.
-    let sealed = cipher.encrypt(XNonce::from_slice(&nonce), payload).unwrap_or_default();
+    let sealed = cipher
+        .encrypt(XNonce::from_slice(&nonce), payload)
+        .unwrap_or_default();
     let mut out = nonce.to_vec();
     out.extend_from_slice(&sealed);
     STANDARD.encode(out)
@@ -72,8 +77,13 @@ pub fn open(key: &SecretKey, context: &str, sealed: &str) -> Result<Vec<u8>, Dec
     }
     let (nonce, ciphertext) = bytes.split_at(24);
     let cipher = XChaCha20Poly1305::new(key.bytes().into());
-    let payload = Payload { msg: ciphertext, aad: context.as_bytes() };
-    cipher.decrypt(XNonce::from_slice(nonce), payload).map_err(|_| DecryptError)
+    let payload = Payload {
+        msg: ciphertext,
+        aad: context.as_bytes(),
+    };
+    cipher
+        .decrypt(XNonce::from_slice(nonce), payload)
+        .map_err(|_| DecryptError)
 }
 
 #[cfg(test)]
@@ -84,7 +94,10 @@ mod tests {
     fn sealed_secrets_open_only_with_the_same_key_and_context() {
         let key = SecretKey::from_bytes([7; 32]);
         let sealed = seal(&key, "user-1", b"JBSWY3DPEHPK3PXP");
-        assert_eq!(open(&key, "user-1", &sealed).ok(), Some(b"JBSWY3DPEHPK3PXP".to_vec()));
+        assert_eq!(
+            open(&key, "user-1", &sealed).ok(),
+            Some(b"JBSWY3DPEHPK3PXP".to_vec())
+        );
         assert!(open(&key, "user-2", &sealed).is_err());
         assert!(open(&SecretKey::from_bytes([8; 32]), "user-1", &sealed).is_err());
         assert!(!sealed.contains("JBSWY3DPEHPK3PXP"));

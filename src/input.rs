@@ -54,6 +54,18 @@ impl fmt::Display for Email {
     }
 }
 
+/// `a•••@example.com`: enough for a person to recognise their address in a message, without
+/// spelling it out on a page that others may see.
+pub fn mask_email(email: &str) -> String {
+    match email.split_once('@') {
+        Some((local, domain)) => {
+            let first: String = local.chars().take(1).collect();
+            format!("{first}\u{2022}\u{2022}\u{2022}@{domain}")
+        }
+        None => "\u{2022}\u{2022}\u{2022}".into(),
+    }
+}
+
 /// Where to send the browser after sign-in: only a path on this server, never another site.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NextUrl(String);

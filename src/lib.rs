@@ -27,7 +27,7 @@ pub mod throttle;
 /// Shared web plumbing: errors, CSRF, security headers, the signed-in user, page layout.
 pub mod web;
 
-/// `/account`: the signed-in user's page.
+/// `/account`: the signed-in user's page, and changing the password.
 pub mod account;
 /// `/`: the home page.
 pub mod home;
@@ -35,5 +35,9 @@ pub mod home;
 pub mod login;
 /// `/health` and `/ready`.
 pub mod ops;
+/// "Forgot password?": reset links by mail.
+pub mod password_reset;
 /// `/signup`: account creation.
 pub mod signup;
+/// Email verification links.
+pub mod verification;

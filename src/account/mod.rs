@@ -1,5 +1,7 @@
 //! `/account`: the signed-in user's own page. Later features add sections here.
 
+mod password;
+
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
@@ -12,7 +14,10 @@ use crate::app::AppState;
 use crate::web::{AppError, CurrentUser, Layout};
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/account", get(show))
+    Router::new().route("/account", get(show)).route(
+        "/account/password",
+        get(password::show).post(password::submit),
+    )
 }
 
 #[derive(Template, WebTemplate)]

@@ -2,6 +2,8 @@
 
 mod throttle;
 
+pub use throttle::account_key as account_throttle_key;
+
 use std::net::SocketAddr;
 
 use askama::Template;
@@ -136,9 +138,19 @@ async fn submit(
         return Ok((StatusCode::FORBIDDEN, page).into_response());
     }
 
+    if state.config.require_verified_email && !user.email_verified {
+        let sent = crate::verification::send_link_throttled(&state, &user).await?;
+        let message = format!(
+            "Confirm your email address before you sign in. {}",
+            sent.message
+        );
+        let page = LoginPage::new(&session, email, &next, Some(message)).await?;
+        return Ok((StatusCode::FORBIDDEN, page).into_response());
+    }
+
     let now = state.clock.now();
     state.store.clear_throttle_events(&account_key).await?;
-    auth::sign_in(&session, &user.id, now).await?;
+    auth::sign_in(&session, &user, &["pwd"], now).await?;
     state.store.record_login(&user.id, now).await?;
     tracing::info!(user_id = %user.id, "signed in");
     Ok(Redirect::to(next.as_str()).into_response())

@@ -11,6 +11,8 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::config::Config;
 
+pub mod messages;
+
 /// Where mail goes: a closed set, so an enum.
 enum Transport {
     Smtp(AsyncSmtpTransport<Tokio1Executor>),

@@ -11,9 +11,10 @@ use serde::Deserialize;
 use tower_sessions::Session;
 
 use crate::app::AppState;
-use crate::input::{Email, NextUrl};
+use crate::input::{Email, NextUrl, mask_email};
 use crate::password;
 use crate::store::NewUser;
+use crate::verification;
 use crate::web::flash::{self, Flash};
 use crate::web::{AppError, CsrfForm, Layout, MaybeUser, auth};
 
@@ -142,10 +143,37 @@ async fn submit(
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
     };
 
-    let now = state.clock.now();
-    auth::sign_in(&session, &user.id, now).await?;
-    state.store.record_login(&user.id, now).await?;
     tracing::info!(user_id = %user.id, "account created");
-    flash::set(&session, Flash::success("Welcome! Your account is ready.")).await?;
+    let mail_sent = verification::send_link(&state, &user).await?.is_ok();
+    let masked = mask_email(&user.email);
+    if state.config.require_verified_email {
+        // Sign-in waits for the confirmed address.
+        let message = if mail_sent {
+            Flash::success(format!(
+                "Your account is ready. We sent a link to {masked}: confirm your address, then sign in."
+            ))
+        } else {
+            Flash::error(
+                "Your account is ready, but we could not send the confirmation email. Try signing \
+                 in in a few minutes to get a new link.",
+            )
+        };
+        flash::set(&session, message).await?;
+        return Ok(Redirect::to(&format!("/login{}", next_query(&next))).into_response());
+    }
+    let now = state.clock.now();
+    auth::sign_in(&session, &user, &["pwd"], now).await?;
+    state.store.record_login(&user.id, now).await?;
+    let message = if mail_sent {
+        Flash::success(format!(
+            "Welcome! Your account is ready. We sent a link to {masked} to confirm your address."
+        ))
+    } else {
+        Flash::error(
+            "Welcome! Your account is ready, but we could not send the confirmation email. \
+             Send it again from this page in a few minutes.",
+        )
+    };
+    flash::set(&session, message).await?;
     Ok(Redirect::to(next.as_str()).into_response())
 }

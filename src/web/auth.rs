@@ -13,18 +13,43 @@ use crate::store::User;
 const USER_ID: &str = "user_id";
 const AUTH_AT: &str = "auth_at";
 const LAST_SEEN: &str = "last_seen";
+const EPOCH: &str = "epoch";
+/// How the user proved who they are (`pwd`, `otp`, …): the later `amr` claim.
+const METHODS: &str = "amr";
 
 /// `last_seen` is rewritten at most this often, so browsing is not a database write per click.
 const LAST_SEEN_GRANULARITY: i64 = 60;
 
 /// Starts a signed-in session: a new session id (no fixation), a new CSRF token.
-pub async fn sign_in(session: &Session, user_id: &str, now: i64) -> Result<(), AppError> {
+pub async fn sign_in(
+    session: &Session,
+    user: &User,
+    methods: &[&str],
+    now: i64,
+) -> Result<(), AppError> {
     session.cycle_id().await?;
-    session.insert(USER_ID, user_id).await?;
+    session.insert(USER_ID, &user.id).await?;
     session.insert(AUTH_AT, now).await?;
     session.insert(LAST_SEEN, now).await?;
+    session.insert(EPOCH, user.session_epoch).await?;
+    session.insert(METHODS, methods).await?;
     csrf::rotate(session).await?;
     Ok(())
+}
+
+/// After the user's own password change: other sessions end, this one carries on.
+pub async fn keep_after_epoch_change(session: &Session, epoch: i64) -> Result<(), AppError> {
+    session.cycle_id().await?;
+    session.insert(EPOCH, epoch).await?;
+    Ok(())
+}
+
+/// The methods used to sign in to this session, e.g. `["pwd", "otp"]`.
+pub async fn sign_in_methods(session: &Session) -> Result<Vec<String>, AppError> {
+    Ok(session
+        .get::<Vec<String>>(METHODS)
+        .await?
+        .unwrap_or_default())
 }
 
 /// Ends the session: deleted from the store, cookie removed.
@@ -48,8 +73,10 @@ pub async fn session_user(session: &Session, state: &AppState) -> Result<Option<
         sign_out(session).await?;
         return Ok(None);
     }
+    let epoch = session.get::<i64>(EPOCH).await?.unwrap_or(0);
     let user = match state.store.find_user_by_id(&user_id).await? {
-        Some(user) if !user.disabled => user,
+        // A password reset or change bumps the epoch, ending sessions from before it.
+        Some(user) if !user.disabled && user.session_epoch == epoch => user,
         _ => {
             sign_out(session).await?;
             return Ok(None);

@@ -44,6 +44,8 @@ pub struct ErrorPage {
     pub status: u16,
     pub title: &'static str,
     pub message: String,
+    /// The way forward: a label and a link (the home page when `None`).
+    pub action: Option<(&'static str, &'static str)>,
 }
 
 impl ErrorPage {
@@ -53,6 +55,7 @@ impl ErrorPage {
             status: status.as_u16(),
             title,
             message: message.into(),
+            action: None,
         }
     }
 

@@ -169,6 +169,12 @@ impl TestApp {
         }
     }
 
+    /// Restarts with changed settings (same port, data and database).
+    pub async fn restart_with(&mut self, change: impl FnOnce(&mut RawConfig)) {
+        change(&mut self.raw);
+        self.restart().await;
+    }
+
     /// Stops the server (gracefully) and starts a new one on the same port and data.
     pub async fn restart(&mut self) {
         if let Some(server) = self.server.take() {
@@ -267,6 +273,42 @@ impl TestApp {
             .find_map(|pair| pair.strip_prefix("portcullis_session=").map(str::to_string))
     }
 
+    /// A second browser with its own cookie jar.
+    pub fn fresh_client_with_cookies(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client")
+    }
+
+    pub async fn csrf_token_with(&self, client: &reqwest::Client, path: &str) -> String {
+        let html = client
+            .get(self.at(path))
+            .send()
+            .await
+            .expect("GET")
+            .text()
+            .await
+            .expect("body");
+        hidden_value(&html, "csrf_token").expect("the page has a csrf_token field")
+    }
+
+    pub async fn post_form_with(
+        &self,
+        client: &reqwest::Client,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> reqwest::Response {
+        client
+            .post(self.at(path))
+            .header(ORIGIN, &self.url)
+            .form(fields)
+            .send()
+            .await
+            .expect("POST")
+    }
+
     /// A second browser with no cookies.
     pub fn fresh_client(&self) -> reqwest::Client {
         reqwest::Client::builder()
@@ -314,6 +356,63 @@ impl Drop for TestApp {
             server.task.abort();
         }
     }
+}
+
+impl TestApp {
+    /// Every mail written to `<data dir>/mail/` for `to`, oldest first, with quoted-printable
+    /// soft breaks and escapes decoded.
+    pub fn mails_to(&self, to: &str) -> Vec<String> {
+        let dir = self.data_dir.join("mail");
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .map(|entries| entries.filter_map(Result::ok).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.sort();
+        files
+            .iter()
+            .filter_map(|path| std::fs::read_to_string(path).ok())
+            .map(|raw| decode_quoted_printable(&raw))
+            .filter(|mail| mail.contains(&format!("To: {to}")))
+            .collect()
+    }
+
+    pub fn last_mail_to(&self, to: &str) -> String {
+        self.mails_to(to)
+            .pop()
+            .unwrap_or_else(|| panic!("no mail to {to}"))
+    }
+
+    /// The path and query of the first link to `path` in a mail (`/verify-email?token=…`).
+    pub fn link_in(&self, mail: &str, path: &str) -> String {
+        let prefix = format!("{}{}", self.url, path);
+        let start = mail
+            .find(&prefix)
+            .unwrap_or_else(|| panic!("a link to {path} in {mail}"));
+        let link: String = mail[start..]
+            .chars()
+            .take_while(|c| !c.is_whitespace() && *c != '"' && *c != '<')
+            .collect();
+        link[self.url.len()..].to_string()
+    }
+}
+
+pub fn decode_quoted_printable(raw: &str) -> String {
+    let joined = raw.replace("=\r\n", "").replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'=' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+            if let Some(byte) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(byte);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The value of `<input type="hidden" name="NAME" value="…">` in a page.

@@ -8,9 +8,12 @@
 #[macro_use]
 mod helpers;
 
+mod account;
 mod cli;
+mod email;
 mod login;
 mod security;
 mod sessions;
 mod signup;
+mod smtp_sink;
 mod store;

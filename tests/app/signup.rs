@@ -18,7 +18,7 @@ async fn signing_up_creates_the_account_and_signs_the_person_in(app: TestApp) {
 
     let account = app.page("/account").await;
     assert!(account.contains(&email), "the account page shows the email");
-    assert!(account.contains("Welcome! Your account is ready."));
+    assert!(account.contains("Welcome! Your account is ready. We sent a link to"));
     let user = app
         .store
         .find_user_by_email(&email)

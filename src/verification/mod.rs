@@ -1,0 +1,163 @@
+//! Email verification: a single-use link that expires after 24 hours.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use tower_sessions::Session;
+
+use crate::app::AppState;
+use crate::crypto;
+use crate::input::mask_email;
+use crate::mail::{MailError, messages};
+use crate::store::{TokenProblem, User};
+use crate::throttle::{self, Limit};
+use crate::web::flash::{self, Flash};
+use crate::web::{AppError, CsrfForm, CurrentUser, Layout, MaybeUser};
+
+pub const PURPOSE: &str = "verify_email";
+const LIFETIME_SECS: i64 = 24 * 3600;
+/// Three verification mails per hour per account.
+const RESEND_LIMIT: Limit = Limit {
+    max: 3,
+    window_secs: 3600,
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/verify-email", get(verify))
+        .route("/account/verify-email", post(resend))
+}
+
+/// Creates a new link and mails it.
+pub async fn send_link(state: &AppState, user: &User) -> Result<Result<(), MailError>, AppError> {
+    let token = crypto::random_token();
+    let now = state.clock.now();
+    state
+        .store
+        .create_email_token(
+            &crypto::sha256_hex(&token),
+            &user.id,
+            PURPOSE,
+            now,
+            now + LIFETIME_SECS,
+        )
+        .await?;
+    let mut link = state.config.public_url.clone();
+    link.set_path("/verify-email");
+    link.query_pairs_mut().append_pair("token", &token);
+    let sent = state
+        .mailer
+        .send(&user.email, &messages::verify_email(link.as_str()))
+        .await;
+    if let Err(e) = &sent {
+        tracing::error!(user_id = %user.id, error = %e, "could not send the verification mail");
+    }
+    Ok(sent)
+}
+
+/// Sends a link unless this account had too many lately; says what happened.
+pub async fn send_link_throttled(state: &AppState, user: &User) -> Result<Flash, AppError> {
+    let key = format!("mail:verify:{}", user.id);
+    if let Some(wait) = throttle::take(state, &key, RESEND_LIMIT).await? {
+        return Ok(Flash::error(format!(
+            "We already sent several links. Wait {} before asking for another.",
+            throttle::minutes(wait)
+        )));
+    }
+    Ok(match send_link(state, user).await? {
+        Ok(()) => Flash::success(format!(
+            "We sent a link to {}. It expires in 24 hours.",
+            mask_email(&user.email)
+        )),
+        Err(_) => Flash::error(
+            "We could not send the email right now. Try again in a few minutes.".to_string(),
+        ),
+    })
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "verification/result.html")]
+struct ResultPage {
+    layout: Layout,
+    title: &'static str,
+    message: &'static str,
+    signed_in: bool,
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    #[serde(default)]
+    token: String,
+}
+
+async fn verify(
+    State(state): State<AppState>,
+    session: Session,
+    MaybeUser(user): MaybeUser,
+    Query(query): Query<TokenQuery>,
+) -> Result<Response, AppError> {
+    let now = state.clock.now();
+    let outcome = state
+        .store
+        .consume_email_token(&crypto::sha256_hex(query.token.trim()), PURPOSE, now)
+        .await?;
+    let (status, title, message) = match outcome {
+        Ok(user_id) => {
+            state.store.set_email_verified(&user_id, now).await?;
+            tracing::info!(%user_id, "email verified");
+            (
+                StatusCode::OK,
+                "Email address confirmed",
+                "Thank you: your email address is confirmed.",
+            )
+        }
+        Err(TokenProblem::Expired) => (
+            StatusCode::GONE,
+            "This link has expired",
+            "Links to confirm an email address work for 24 hours. Sign in and send a new one from \
+             your account page.",
+        ),
+        Err(TokenProblem::Used) => (
+            StatusCode::GONE,
+            "This link was already used",
+            "Each link works once. If your address is not confirmed yet, send a new link from \
+             your account page.",
+        ),
+        Err(TokenProblem::Unknown) => (
+            StatusCode::BAD_REQUEST,
+            "This link is not valid",
+            "Check that you opened the whole link from the email, or send a new one from your \
+             account page.",
+        ),
+    };
+    let page = ResultPage {
+        layout: Layout::page(&session, user.as_ref()).await?,
+        title,
+        message,
+        signed_in: user.is_some(),
+    };
+    Ok((status, page).into_response())
+}
+
+#[derive(Deserialize)]
+struct EmptyForm {}
+
+async fn resend(
+    State(state): State<AppState>,
+    session: Session,
+    CurrentUser(user): CurrentUser,
+    CsrfForm(_): CsrfForm<EmptyForm>,
+) -> Result<Response, AppError> {
+    let message = if user.email_verified {
+        Flash::info("Your email address is already confirmed.")
+    } else {
+        send_link_throttled(&state, &user).await?
+    };
+    flash::set(&session, message).await?;
+    Ok(Redirect::to("/account").into_response())
+}
