@@ -78,6 +78,7 @@ impl App {
             .merge(crate::login::router())
             .merge(crate::account::router())
             .merge(crate::verification::router())
+            .merge(crate::mfa::router())
             .merge(crate::password_reset::router())
             .fallback(not_found)
             .layer(session_layer);

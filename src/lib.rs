@@ -33,6 +33,8 @@ pub mod account;
 pub mod home;
 /// `/login` and `/logout`, with throttling.
 pub mod login;
+/// `/account/security`: authenticator app, email codes, recovery codes.
+pub mod mfa;
 /// `/health` and `/ready`.
 pub mod ops;
 /// "Forgot password?": reset links by mail.

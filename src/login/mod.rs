@@ -1,5 +1,6 @@
 //! `/login` and `/logout`.
 
+mod second_factor;
 mod throttle;
 
 pub use throttle::account_key as account_throttle_key;
@@ -26,6 +27,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/login", get(show).post(submit))
         .route("/logout", post(logout))
+        .merge(second_factor::router())
 }
 
 /// One message for an unknown email and a wrong password, so the form does not tell who has
@@ -150,6 +152,10 @@ async fn submit(
 
     let now = state.clock.now();
     state.store.clear_throttle_events(&account_key).await?;
+    if crate::mfa::factors::has_second_factor(&state, &user).await? {
+        auth::begin_second_factor(&session, &user, next.as_str(), now).await?;
+        return Ok(Redirect::to("/login/verify").into_response());
+    }
     auth::sign_in(&session, &user, &["pwd"], now).await?;
     state.store.record_login(&user.id, now).await?;
     tracing::info!(user_id = %user.id, "signed in");

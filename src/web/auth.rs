@@ -28,12 +28,58 @@ pub async fn sign_in(
     now: i64,
 ) -> Result<(), AppError> {
     session.cycle_id().await?;
+    session.remove_value(PENDING).await?;
     session.insert(USER_ID, &user.id).await?;
     session.insert(AUTH_AT, now).await?;
     session.insert(LAST_SEEN, now).await?;
     session.insert(EPOCH, user.session_epoch).await?;
     session.insert(METHODS, methods).await?;
     csrf::rotate(session).await?;
+    Ok(())
+}
+
+/// A sign-in that passed the password and waits for the second factor. The session is not
+/// signed in meanwhile: `session_user` ignores it.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct PendingSignIn {
+    pub user_id: String,
+    pub started_at: i64,
+    pub next: String,
+}
+
+const PENDING: &str = "pending_sign_in";
+/// The second step must follow the password within this time (longer than an email code
+/// lives, so a slow mail can be replaced by a new one).
+pub const PENDING_SECS: i64 = 15 * 60;
+
+pub async fn begin_second_factor(
+    session: &Session,
+    user: &User,
+    next: &str,
+    now: i64,
+) -> Result<(), AppError> {
+    session.cycle_id().await?;
+    session.remove_value(USER_ID).await?;
+    let pending = PendingSignIn {
+        user_id: user.id.clone(),
+        started_at: now,
+        next: next.to_string(),
+    };
+    session.insert(PENDING, pending).await?;
+    Ok(())
+}
+
+/// The sign-in waiting for its second factor, if it has not timed out.
+pub async fn pending_sign_in(
+    session: &Session,
+    now: i64,
+) -> Result<Option<PendingSignIn>, AppError> {
+    let pending = session.get::<PendingSignIn>(PENDING).await?;
+    Ok(pending.filter(|p| now - p.started_at <= PENDING_SECS))
+}
+
+pub async fn clear_pending_sign_in(session: &Session) -> Result<(), AppError> {
+    session.remove_value(PENDING).await?;
     Ok(())
 }
 

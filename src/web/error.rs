@@ -13,6 +13,8 @@ pub enum AppError {
     Forbidden(&'static str),
     #[error("bad request: {0}")]
     BadRequest(String),
+    #[error("gone: {0}")]
+    Gone(&'static str),
     #[error("request body too large")]
     PayloadTooLarge,
     #[error(transparent)]
@@ -81,6 +83,7 @@ impl IntoResponse for AppError {
             ),
             Self::Forbidden(why) => (StatusCode::FORBIDDEN, "Not allowed", why.to_string()),
             Self::BadRequest(why) => (StatusCode::BAD_REQUEST, "Something is wrong with that request", why),
+            Self::Gone(why) => (StatusCode::GONE, "No longer available", why.to_string()),
             Self::PayloadTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "That was too much data",

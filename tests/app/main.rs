@@ -17,3 +17,4 @@ mod sessions;
 mod signup;
 mod smtp_sink;
 mod store;
+mod two_factor;

@@ -1,0 +1,260 @@
+//! `/login/verify`: the second step of signing in, after the password. The person chooses among
+//! their methods: a code from the authenticator app, a code by email, or a recovery code.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use tower_sessions::Session;
+
+use crate::app::AppState;
+use crate::input::{NextUrl, mask_email};
+use crate::mfa::factors::{self, CodeCheck};
+use crate::mfa::{CODE_MAILS, WRONG_CODES, code_mails_key, wrong_codes_key};
+use crate::store::User;
+use crate::throttle;
+use crate::web::auth::{self, PendingSignIn};
+use crate::web::flash::{self, Flash};
+use crate::web::{AppError, CsrfForm, Layout};
+
+const LOGIN_CODE: &str = "login";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/login/verify", get(show).post(submit))
+        .route("/login/verify/email", post(send_email_code))
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Method {
+    Totp,
+    Email,
+    Recovery,
+}
+
+impl Method {
+    fn parse(name: &str) -> Option<Self> {
+        match name {
+            "totp" => Some(Self::Totp),
+            "email" => Some(Self::Email),
+            "recovery" => Some(Self::Recovery),
+            _ => None,
+        }
+    }
+
+    /// What the session records (`amr` later).
+    fn record_name(self) -> &'static str {
+        match self {
+            Self::Totp => "totp",
+            Self::Email => "email_otp",
+            Self::Recovery => "recovery_code",
+        }
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "login/verify.html")]
+struct VerifyPage {
+    layout: Layout,
+    method: &'static str,
+    totp: bool,
+    email: bool,
+    masked_email: String,
+    email_code_live: bool,
+    error: Option<String>,
+}
+
+/// The waiting sign-in and its user, or where to send the browser instead.
+async fn pending(
+    state: &AppState,
+    session: &Session,
+) -> Result<Result<(PendingSignIn, User), Response>, AppError> {
+    let restart = |message: &str| {
+        let message = message.to_string();
+        async move {
+            flash::set(session, Flash::info(message)).await?;
+            Ok::<_, AppError>(Redirect::to("/login").into_response())
+        }
+    };
+    let Some(pending) = auth::pending_sign_in(session, state.clock.now()).await? else {
+        auth::clear_pending_sign_in(session).await?;
+        return Ok(Err(restart("Sign in with your email and password first. If you waited more than 15 minutes, start again.").await?));
+    };
+    match state.store.find_user_by_id(&pending.user_id).await? {
+        Some(user) if !user.disabled => Ok(Ok((pending, user))),
+        _ => {
+            auth::clear_pending_sign_in(session).await?;
+            Ok(Err(restart("Sign in again.").await?))
+        }
+    }
+}
+
+async fn page(
+    state: &AppState,
+    session: &Session,
+    user: &User,
+    requested: Option<Method>,
+    error: Option<String>,
+) -> Result<VerifyPage, AppError> {
+    let totp = factors::totp_enabled(state, user).await?;
+    let email = user.email_otp_enabled;
+    let method = match requested {
+        Some(Method::Totp) if totp => Method::Totp,
+        Some(Method::Email) if email => Method::Email,
+        Some(Method::Recovery) => Method::Recovery,
+        _ if totp => Method::Totp,
+        _ if email => Method::Email,
+        _ => Method::Recovery,
+    };
+    let email_code_live = state
+        .store
+        .email_code(&user.id, LOGIN_CODE)
+        .await?
+        .is_some_and(|c| c.expires_at > state.clock.now());
+    Ok(VerifyPage {
+        layout: Layout::new(session, None).await?,
+        method: match method {
+            Method::Totp => "totp",
+            Method::Email => "email",
+            Method::Recovery => "recovery",
+        },
+        totp,
+        email,
+        masked_email: mask_email(&user.email),
+        email_code_live,
+        error,
+    })
+}
+
+#[derive(Deserialize)]
+struct MethodQuery {
+    method: Option<String>,
+}
+
+async fn show(
+    State(state): State<AppState>,
+    session: Session,
+    Query(query): Query<MethodQuery>,
+) -> Result<Response, AppError> {
+    let (_, user) = match pending(&state, &session).await? {
+        Ok(found) => found,
+        Err(redirect) => return Ok(redirect),
+    };
+    let requested = query.method.as_deref().and_then(Method::parse);
+    Ok(page(&state, &session, &user, requested, None)
+        .await?
+        .into_response())
+}
+
+#[derive(Deserialize)]
+struct EmptyForm {}
+
+async fn send_email_code(
+    State(state): State<AppState>,
+    session: Session,
+    CsrfForm(_): CsrfForm<EmptyForm>,
+) -> Result<Response, AppError> {
+    let (_, user) = match pending(&state, &session).await? {
+        Ok(found) => found,
+        Err(redirect) => return Ok(redirect),
+    };
+    if !user.email_otp_enabled {
+        return Ok(Redirect::to("/login/verify").into_response());
+    }
+    let message = match throttle::take(&state, &code_mails_key(&user.id), CODE_MAILS).await? {
+        Some(wait) => Flash::error(format!(
+            "We already sent several codes. Wait {} before asking for another.",
+            throttle::minutes(wait)
+        )),
+        None => match factors::send_email_code(&state, &user, LOGIN_CODE, "to sign in").await? {
+            Ok(()) => Flash::success(format!(
+                "We sent a 6-digit code to {}. It expires in 10 minutes.",
+                mask_email(&user.email)
+            )),
+            Err(_) => {
+                Flash::error("We could not send the email right now. Try again in a few minutes.")
+            }
+        },
+    };
+    flash::set(&session, message).await?;
+    Ok(Redirect::to("/login/verify?method=email").into_response())
+}
+
+#[derive(Deserialize)]
+struct CodeForm {
+    #[serde(default)]
+    method: String,
+    #[serde(default)]
+    code: String,
+}
+
+async fn submit(
+    State(state): State<AppState>,
+    session: Session,
+    CsrfForm(form): CsrfForm<CodeForm>,
+) -> Result<Response, AppError> {
+    let (pending, user) = match pending(&state, &session).await? {
+        Ok(found) => found,
+        Err(redirect) => return Ok(redirect),
+    };
+    let Some(method) = Method::parse(&form.method) else {
+        return Err(AppError::BadRequest(
+            "Choose how to confirm it is you.".into(),
+        ));
+    };
+    let wrong_key = wrong_codes_key(&user.id);
+    if let Some(wait) = throttle::wait_time(&state, &wrong_key, WRONG_CODES).await? {
+        let message = format!(
+            "Too many wrong codes. For your security, wait {} and try again.",
+            throttle::minutes(wait)
+        );
+        let page = page(&state, &session, &user, Some(method), Some(message)).await?;
+        return Ok((StatusCode::TOO_MANY_REQUESTS, page).into_response());
+    }
+    let check = match method {
+        Method::Totp if factors::totp_enabled(&state, &user).await? => {
+            factors::check_totp(&state, &user, &form.code).await?
+        }
+        Method::Email if user.email_otp_enabled => {
+            factors::check_email_code(&state, &user, LOGIN_CODE, &form.code).await?
+        }
+        Method::Recovery => factors::check_recovery_code(&state, &user, &form.code).await?,
+        _ => CodeCheck::Wrong,
+    };
+    if check != CodeCheck::Accepted {
+        // Only guesses count: an expired or replayed code teaches an attacker nothing.
+        if check == CodeCheck::Wrong {
+            throttle::record(&state, &wrong_key).await?;
+        }
+        let page = page(
+            &state,
+            &session,
+            &user,
+            Some(method),
+            Some(check.message().into()),
+        )
+        .await?;
+        return Ok((StatusCode::UNAUTHORIZED, page).into_response());
+    }
+
+    let now = state.clock.now();
+    auth::sign_in(&session, &user, &["pwd", method.record_name()], now).await?;
+    state.store.record_login(&user.id, now).await?;
+    tracing::info!(user_id = %user.id, method = method.record_name(), "signed in with a second factor");
+    if method == Method::Recovery {
+        let left = state.store.unused_recovery_codes(&user.id).await?;
+        flash::set(
+            &session,
+            Flash::info(format!(
+                "You used a recovery code; {left} left. Make new ones on your security page if you are running low."
+            )),
+        )
+        .await?;
+    }
+    let next = NextUrl::parse_or_default(Some(&pending.next));
+    Ok(Redirect::to(next.as_str()).into_response())
+}
