@@ -154,7 +154,7 @@ async fn submit(
     state.store.clear_throttle_events(&account_key).await?;
     if crate::mfa::factors::has_second_factor(&state, &user).await? {
         auth::begin_second_factor(&session, &user, next.as_str(), now).await?;
-        return Ok(Redirect::to("/login/verify").into_response());
+        return second_factor::start(&state, &session, &user).await;
     }
     auth::sign_in(&session, &user, &["pwd"], now).await?;
     state.store.record_login(&user.id, now).await?;

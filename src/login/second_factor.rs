@@ -29,6 +29,38 @@ pub fn router() -> Router<AppState> {
         .route("/login/verify/email", post(send_email_code))
 }
 
+/// Right after the password: when email codes are the person's only method, the code is
+/// mailed at once; otherwise the code page opens on the authenticator app.
+pub async fn start(state: &AppState, session: &Session, user: &User) -> Result<Response, AppError> {
+    if user.email_otp_enabled && !factors::totp_enabled(state, user).await? {
+        let message = mail_login_code(state, user).await?;
+        flash::set(session, message).await?;
+        return Ok(Redirect::to("/login/verify?method=email").into_response());
+    }
+    Ok(Redirect::to("/login/verify").into_response())
+}
+
+/// Mails a sign-in code unless too many went out lately; says what happened.
+async fn mail_login_code(state: &AppState, user: &User) -> Result<Flash, AppError> {
+    Ok(
+        match throttle::take(state, &code_mails_key(&user.id), CODE_MAILS).await? {
+            Some(wait) => Flash::error(format!(
+                "We already sent several codes. Wait {} before asking for another.",
+                throttle::minutes(wait)
+            )),
+            None => match factors::send_email_code(state, user, LOGIN_CODE, "to sign in").await? {
+                Ok(()) => Flash::success(format!(
+                    "We sent a 6-digit code to {}. It expires in 10 minutes.",
+                    mask_email(&user.email)
+                )),
+                Err(_) => Flash::error(
+                    "We could not send the email right now. Try again in a few minutes.",
+                ),
+            },
+        },
+    )
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Method {
     Totp,
