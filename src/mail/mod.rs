@@ -13,6 +13,9 @@ use crate::config::Config;
 
 pub mod messages;
 
+mod links;
+pub use links::single_use_link;
+
 /// Where mail goes: a closed set, so an enum.
 enum Transport {
     Smtp(AsyncSmtpTransport<Tokio1Executor>),

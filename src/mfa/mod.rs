@@ -237,14 +237,14 @@ async fn confirm_totp(
         .confirm_totp(&user.id, state.clock.now())
         .await?;
     tracing::info!(user_id = %user.id, "authenticator app enabled");
-    if had_factor {
-        return back_to_security(
-            &session,
-            Flash::success("Your authenticator app is set up."),
-        )
-        .await;
-    }
-    show_recovery_codes(&state, &session, &user, "Your authenticator app is set up.").await
+    finish_enrolment(
+        &state,
+        &session,
+        &user,
+        had_factor,
+        "Your authenticator app is set up.",
+    )
+    .await
 }
 
 async fn disable_totp(
@@ -385,10 +385,14 @@ async fn confirm_email_codes(
         .set_email_otp_enabled(&user.id, true, state.clock.now())
         .await?;
     tracing::info!(user_id = %user.id, "email codes enabled");
-    if had_factor {
-        return back_to_security(&session, Flash::success("Sign-in codes by email are on.")).await;
-    }
-    show_recovery_codes(&state, &session, &user, "Sign-in codes by email are on.").await
+    finish_enrolment(
+        &state,
+        &session,
+        &user,
+        had_factor,
+        "Sign-in codes by email are on.",
+    )
+    .await
 }
 
 async fn disable_email_codes(
@@ -407,6 +411,20 @@ async fn disable_email_codes(
     factors::forget_recovery_codes_if_unprotected(&state, &user.id).await?;
     tracing::info!(user_id = %user.id, "email codes disabled");
     back_to_security(&session, Flash::success("Sign-in codes by email are off.")).await
+}
+
+/// The first factor comes with recovery codes, shown at once; later ones just say so.
+async fn finish_enrolment(
+    state: &AppState,
+    session: &Session,
+    user: &User,
+    had_factor: bool,
+    message: &str,
+) -> Result<Response, AppError> {
+    if had_factor {
+        return back_to_security(session, Flash::success(message)).await;
+    }
+    show_recovery_codes(state, session, user, message).await
 }
 
 // --- Recovery codes ----------------------------------------------------------------------------

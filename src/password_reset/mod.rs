@@ -16,7 +16,7 @@ use tower_sessions::Session;
 use crate::app::AppState;
 use crate::crypto;
 use crate::input::{Email, mask_email};
-use crate::mail::messages;
+use crate::mail::{messages, single_use_link};
 use crate::password;
 use crate::store::TokenProblem;
 use crate::throttle::{self, Limit};
@@ -111,22 +111,9 @@ async fn submit_forgot(
             .await?
             .is_none()
     {
-        let token = crypto::random_token();
-        let now = state.clock.now();
-        state
-            .store
-            .create_email_token(
-                &crypto::sha256_hex(&token),
-                &user.id,
-                PURPOSE,
-                now,
-                now + LIFETIME_SECS,
-            )
-            .await?;
-        let mut link = state.config.public_url.clone();
-        link.set_path("/password/reset");
-        link.query_pairs_mut().append_pair("token", &token);
-        let mail = messages::password_reset(link.as_str());
+        let link =
+            single_use_link(&state, &user.id, PURPOSE, LIFETIME_SECS, "/password/reset").await?;
+        let mail = messages::password_reset(&link);
         if let Err(e) = state.mailer.send(&user.email, &mail).await {
             tracing::error!(user_id = %user.id, error = %e, "could not send the reset mail");
             error = Some(

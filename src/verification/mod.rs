@@ -13,7 +13,7 @@ use tower_sessions::Session;
 use crate::app::AppState;
 use crate::crypto;
 use crate::input::mask_email;
-use crate::mail::{MailError, messages};
+use crate::mail::{MailError, messages, single_use_link};
 use crate::store::{TokenProblem, User};
 use crate::throttle::{self, Limit};
 use crate::web::flash::{self, Flash};
@@ -35,24 +35,10 @@ pub fn router() -> Router<AppState> {
 
 /// Creates a new link and mails it.
 pub async fn send_link(state: &AppState, user: &User) -> Result<Result<(), MailError>, AppError> {
-    let token = crypto::random_token();
-    let now = state.clock.now();
-    state
-        .store
-        .create_email_token(
-            &crypto::sha256_hex(&token),
-            &user.id,
-            PURPOSE,
-            now,
-            now + LIFETIME_SECS,
-        )
-        .await?;
-    let mut link = state.config.public_url.clone();
-    link.set_path("/verify-email");
-    link.query_pairs_mut().append_pair("token", &token);
+    let link = single_use_link(state, &user.id, PURPOSE, LIFETIME_SECS, "/verify-email").await?;
     let sent = state
         .mailer
-        .send(&user.email, &messages::verify_email(link.as_str()))
+        .send(&user.email, &messages::verify_email(&link))
         .await;
     if let Err(e) = &sent {
         tracing::error!(user_id = %user.id, error = %e, "could not send the verification mail");
