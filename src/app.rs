@@ -22,6 +22,7 @@ use crate::mail::Mailer;
 use crate::password::PasswordHasher;
 use crate::sessions::SessionBackend;
 use crate::store::Store;
+use crate::tokens::{Keys, keys};
 use crate::web::error::{ErrorPage, not_found};
 use crate::web::{headers, static_files};
 
@@ -32,6 +33,7 @@ pub struct AppState {
     pub store: Store,
     pub hasher: PasswordHasher,
     pub mailer: Mailer,
+    pub keys: Keys,
     pub clock: Clock,
 }
 
@@ -50,11 +52,25 @@ impl App {
         store.migrate().await?;
         let sessions = SessionBackend::connect(&store, config.redis_url.as_ref()).await?;
         let mailer = Mailer::from_config(&config)?;
+        keys::ensure_keys(
+            &store,
+            &config.secret_key,
+            &[config.signing_alg],
+            clock.now(),
+        )
+        .await
+        .context("cannot prepare the token signing keys")?;
+        let token_keys = Keys::default();
+        token_keys
+            .reload(&store, &config.secret_key)
+            .await
+            .context("cannot read the token signing keys; is PORTCULLIS_SECRET_KEY the one they were made with?")?;
         let state = AppState {
             config: Arc::new(config),
             store,
             hasher: PasswordHasher::per_core(),
             mailer,
+            keys: token_keys,
             clock,
         };
         Ok(Self { state, sessions })
@@ -85,6 +101,7 @@ impl App {
 
         Router::new()
             .merge(crate::ops::router())
+            .merge(crate::oauth::router())
             .route("/static/style.css", get(static_files::style_css))
             .merge(pages)
             .with_state(self.state.clone())
@@ -117,13 +134,22 @@ impl App {
             let mut tick = tokio::time::interval(Duration::from_secs(5 * 60));
             loop {
                 tick.tick().await;
-                let window = state.config.login_failure_window.as_secs() as i64;
+                // Keep a day of events: the longest rate-limit window is an hour (mails).
+                let window = (state.config.login_failure_window.as_secs() as i64).max(24 * 3600);
                 if let Err(e) = state
                     .store
                     .prune_throttle_events(state.clock.now() - window)
                     .await
                 {
-                    tracing::warn!(error = %e, "could not prune old login failures");
+                    tracing::warn!(error = %e, "could not prune old throttle events");
+                }
+                // Keys rotated by another node or the CLI reach this one within minutes.
+                if let Err(e) = state
+                    .keys
+                    .reload(&state.store, &state.config.secret_key)
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not reload the signing keys");
                 }
             }
         });

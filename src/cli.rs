@@ -11,8 +11,10 @@ use crate::app::{App, shutdown_signal};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::input::Email;
+use crate::oauth::clients::{self, NewClient};
 use crate::password::{self, PasswordHasher};
 use crate::store::{NewUser, Store};
+use crate::tokens::{SigningAlg, keys};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -42,6 +44,73 @@ pub enum Command {
     /// Manage user accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage relying apps (OAuth clients). Changes take effect at once on running servers.
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Manage token signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClientCommand {
+    /// Register an app; prints {"client_id": ..., "client_secret": ...} (no secret for --public).
+    Create(CreateClient),
+    /// List the registered apps as JSON lines.
+    List,
+    /// Remove an app.
+    Delete {
+        /// The client id.
+        id: String,
+    },
+    /// Give a confidential app a new secret (the old one stops working at once).
+    RotateSecret {
+        /// The client id.
+        id: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct CreateClient {
+    /// The app's name, shown to people on the consent page.
+    #[arg(long)]
+    pub name: String,
+    /// An allowed redirect URI (exact match); repeat for several.
+    #[arg(long = "redirect-uri", value_name = "URI")]
+    pub redirect_uris: Vec<String>,
+    /// An allowed URI to return to after sign-out; repeat for several.
+    #[arg(long = "post-logout-redirect-uri", value_name = "URI")]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// A public client (single-page or native app): no secret, PKCE required.
+    #[arg(long)]
+    pub public: bool,
+    /// Comma-separated: authorization_code, refresh_token, client_credentials.
+    #[arg(
+        long,
+        default_value = "authorization_code,refresh_token",
+        value_delimiter = ','
+    )]
+    pub grant_types: Vec<String>,
+    /// Space-separated scopes the app may ask for.
+    #[arg(long, default_value = "openid email profile offline_access")]
+    pub scopes: String,
+    /// A first-party app: people are not asked for consent.
+    #[arg(long)]
+    pub skip_consent: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Add a new signing key that starts signing after --delay; older keys stay published until
+    /// the tokens they signed have expired.
+    Rotate {
+        /// How long running servers publish the new key before it signs (they reload every 5 minutes).
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        delay: std::time::Duration,
+        /// RS256, ES256 or EdDSA (default: the configured signing algorithm).
+        #[arg(long)]
+        alg: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -77,6 +146,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::User(UserCommand::Create(args)) => create_user(config, args).await,
+        Command::Client(command) => client_command(config, command).await,
+        Command::Keys(KeysCommand::Rotate { delay, alg }) => rotate_keys(config, delay, alg).await,
     }
 }
 
@@ -155,4 +226,99 @@ fn read_password(from_stdin: bool) -> anyhow::Result<String> {
         bail!("the two passwords differ");
     }
     Ok(first)
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let store = Store::connect(&config.database).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+async fn client_command(config: Config, command: ClientCommand) -> anyhow::Result<()> {
+    let store = open_store(&config).await?;
+    let now = Clock::system().now();
+    match command {
+        ClientCommand::Create(args) => {
+            let new = NewClient {
+                name: args.name,
+                redirect_uris: args.redirect_uris,
+                post_logout_redirect_uris: args.post_logout_redirect_uris,
+                public: args.public,
+                grant_types: args
+                    .grant_types
+                    .iter()
+                    .map(|g| g.trim().to_string())
+                    .filter(|g| !g.is_empty())
+                    .collect(),
+                scopes: args.scopes.split_whitespace().map(str::to_string).collect(),
+                skip_consent: args.skip_consent,
+            };
+            new.validate().map_err(|e| anyhow::anyhow!(e))?;
+            let (client, secret) = clients::create(&store, &config.secret_key, new, now).await?;
+            let mut out = serde_json::json!({ "client_id": client.id });
+            if let Some(secret) = secret {
+                out["client_secret"] = serde_json::json!(secret);
+            }
+            println!("{out}");
+        }
+        ClientCommand::List => {
+            for row in store.list_clients().await? {
+                let client = clients::Client::from(row);
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "client_id": client.id,
+                        "name": client.name,
+                        "public": client.is_public(),
+                        "redirect_uris": client.redirect_uris,
+                        "post_logout_redirect_uris": client.post_logout_redirect_uris,
+                        "grant_types": client.grant_types,
+                        "scopes": client.scopes,
+                        "skip_consent": client.skip_consent,
+                    })
+                );
+            }
+        }
+        ClientCommand::Delete { id } => {
+            if !store.delete_client(&id).await? {
+                bail!("no client with the id {id}");
+            }
+            eprintln!("client {id} deleted");
+        }
+        ClientCommand::RotateSecret { id } => {
+            match clients::rotate_secret(&store, &config.secret_key, &id, now).await? {
+                Some(secret) => println!(
+                    "{}",
+                    serde_json::json!({ "client_id": id, "client_secret": secret })
+                ),
+                None => {
+                    bail!("no confidential client with the id {id} (public clients have no secret)")
+                }
+            }
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
+async fn rotate_keys(
+    config: Config,
+    delay: std::time::Duration,
+    alg: Option<String>,
+) -> anyhow::Result<()> {
+    let alg = match alg {
+        Some(name) => SigningAlg::parse(&name)
+            .ok_or_else(|| anyhow::anyhow!("--alg must be RS256, ES256 or EdDSA"))?,
+        None => config.signing_alg,
+    };
+    let store = open_store(&config).await?;
+    let now = Clock::system().now();
+    let activates_at = now + delay.as_secs() as i64;
+    let kid = keys::create_key(&store, &config.secret_key, alg, now, activates_at).await?;
+    store.close().await;
+    println!(
+        "{}",
+        serde_json::json!({ "kid": kid, "alg": alg.name(), "activates_at": activates_at })
+    );
+    Ok(())
 }

@@ -39,6 +39,7 @@ pub struct RawConfig {
     pub mail_from: Option<String>,
     pub require_verified_email: bool,
     pub totp_issuer: String,
+    pub signing_alg: String,
 }
 
 impl Default for RawConfig {
@@ -61,6 +62,7 @@ impl Default for RawConfig {
             mail_from: None,
             require_verified_email: false,
             totp_issuer: "Portcullis".into(),
+            signing_alg: "RS256".into(),
         }
     }
 }
@@ -148,6 +150,7 @@ pub struct Config {
     pub mail_from: String,
     pub require_verified_email: bool,
     pub totp_issuer: String,
+    pub signing_alg: crate::tokens::SigningAlg,
 }
 
 /// A configuration problem, phrased for the operator.
@@ -326,6 +329,14 @@ impl Config {
             ));
         }
 
+        let signing_alg =
+            crate::tokens::SigningAlg::parse(raw.signing_alg.trim()).ok_or_else(|| {
+                ConfigError(format!(
+                    "PORTCULLIS_SIGNING_ALG (signing_alg) must be RS256, ES256 or EdDSA, got {:?}",
+                    raw.signing_alg
+                ))
+            })?;
+
         let secret_key = load_secret_key(&raw)?;
 
         Ok(Self {
@@ -345,6 +356,7 @@ impl Config {
             mail_from,
             require_verified_email: raw.require_verified_email,
             totp_issuer,
+            signing_alg,
         })
     }
 

@@ -24,6 +24,8 @@ pub mod sessions;
 pub mod store;
 /// Rate limits kept in the database.
 pub mod throttle;
+/// Token signing keys and JWS.
+pub mod tokens;
 /// Shared web plumbing: errors, CSRF, security headers, the signed-in user, page layout.
 pub mod web;
 
@@ -35,6 +37,8 @@ pub mod home;
 pub mod login;
 /// `/account/security`: authenticator app, email codes, recovery codes.
 pub mod mfa;
+/// The OAuth 2.0 / OpenID Connect provider: discovery, JWKS, token endpoint.
+pub mod oauth;
 /// `/health` and `/ready`.
 pub mod ops;
 /// "Forgot password?": reset links by mail.

@@ -2,6 +2,7 @@
 //! placeholders, text ids, unix seconds as integers computed in Rust, lower-cased lookup columns.
 
 mod factors;
+mod oauth;
 mod throttle;
 mod tokens;
 mod users;
@@ -16,6 +17,7 @@ use sqlx::{PgPool, SqlitePool};
 use crate::config::DatabaseUrl;
 
 pub use factors::TotpFactor;
+pub use oauth::{ClientRow, SigningKeyRow};
 pub use tokens::{EmailCode, TokenProblem};
 pub use users::{NewUser, User, email_key as users_email_key};
 

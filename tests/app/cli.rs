@@ -1,7 +1,5 @@
 //! The `portcullis` binary, run as an operator would, next to a running server.
 
-use std::process::Stdio;
-
 use reqwest::StatusCode;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
@@ -14,19 +12,7 @@ backend_tests!(
 );
 
 fn portcullis(app: &TestApp) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_portcullis"));
-    command
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("PORTCULLIS_DATA_DIR", &app.data_dir)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if let Some(url) = &app.database_url {
-        command.env("PORTCULLIS_DATABASE_URL", url);
-    }
-    command
+    app.command()
 }
 
 async fn create_user(app: &TestApp, args: &[&str], password: &str) -> std::process::Output {

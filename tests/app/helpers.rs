@@ -359,6 +359,42 @@ impl Drop for TestApp {
 }
 
 impl TestApp {
+    /// The `portcullis` binary, set up for this app's data directory and database.
+    pub fn command(&self) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"));
+        command
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("PORTCULLIS_DATA_DIR", &self.data_dir)
+            .env("RUST_LOG", "warn")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        if let Some(url) = &self.database_url {
+            command.env("PORTCULLIS_DATABASE_URL", url);
+        }
+        command
+    }
+
+    /// Runs `portcullis ARGS…`; returns its stdout as JSON lines, panicking on failure.
+    pub async fn run_cli(&self, args: &[&str]) -> Vec<serde_json::Value> {
+        let output = self
+            .command()
+            .args(args)
+            .output()
+            .await
+            .expect("run portcullis");
+        assert!(
+            output.status.success(),
+            "portcullis {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("JSON output"))
+            .collect()
+    }
+
     /// Every mail written to `<data dir>/mail/` for `to`, oldest first, with quoted-printable
     /// soft breaks and escapes decoded.
     pub fn mails_to(&self, to: &str) -> Vec<String> {

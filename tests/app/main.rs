@@ -12,6 +12,7 @@ mod account;
 mod cli;
 mod email;
 mod login;
+mod oauth;
 mod security;
 mod sessions;
 mod signup;

@@ -1,0 +1,232 @@
+//! Relying-app clients: who may ask for tokens, where codes may be sent, what they may get.
+
+use url::Url;
+
+use crate::config::SecretKey;
+use crate::crypto;
+use crate::store::{ClientRow, Store, StoreError};
+
+pub const GRANT_AUTHORIZATION_CODE: &str = "authorization_code";
+pub const GRANT_REFRESH_TOKEN: &str = "refresh_token";
+pub const GRANT_CLIENT_CREDENTIALS: &str = "client_credentials";
+const KNOWN_GRANTS: [&str; 3] = [
+    GRANT_AUTHORIZATION_CODE,
+    GRANT_REFRESH_TOKEN,
+    GRANT_CLIENT_CREDENTIALS,
+];
+
+/// Scopes that only make sense for a signed-in person.
+pub const USER_SCOPES: [&str; 4] = ["openid", "email", "profile", "offline_access"];
+
+/// Access tokens live 15 minutes, refresh tokens 30 days, unless the client says otherwise.
+pub const DEFAULT_ACCESS_TTL: i64 = 15 * 60;
+pub const DEFAULT_REFRESH_TTL: i64 = 30 * 24 * 3600;
+/// Longest access-token lifetime, which also bounds how long retired keys stay published.
+pub const MAX_ACCESS_TTL: i64 = 24 * 3600;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Client {
+    pub id: String,
+    pub name: String,
+    secret_hash: Option<String>,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub grant_types: Vec<String>,
+    pub scopes: Vec<String>,
+    pub skip_consent: bool,
+    pub access_token_ttl: i64,
+    pub refresh_token_ttl: i64,
+}
+
+fn split(list: &str) -> Vec<String> {
+    list.split_whitespace().map(str::to_string).collect()
+}
+
+impl From<ClientRow> for Client {
+    fn from(row: ClientRow) -> Self {
+        Self {
+            id: row.id,
+            name: row.name,
+            secret_hash: row.secret_hash,
+            redirect_uris: split(&row.redirect_uris),
+            post_logout_redirect_uris: split(&row.post_logout_redirect_uris),
+            grant_types: split(&row.grant_types),
+            scopes: split(&row.scopes),
+            skip_consent: row.skip_consent,
+            access_token_ttl: row.access_token_ttl,
+            refresh_token_ttl: row.refresh_token_ttl,
+        }
+    }
+}
+
+impl Client {
+    /// Public clients (single-page and native apps) hold no secret.
+    pub fn is_public(&self) -> bool {
+        self.secret_hash.is_none()
+    }
+
+    pub fn allows_grant(&self, grant: &str) -> bool {
+        self.grant_types.iter().any(|g| g == grant)
+    }
+
+    pub fn allows_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+
+    /// Constant-time check of a presented secret against the stored keyed hash.
+    pub fn secret_matches(&self, key: &SecretKey, secret: &str) -> bool {
+        match &self.secret_hash {
+            Some(hash) => crypto::constant_time_eq(&crypto::keyed_hash(key, secret), hash),
+            None => false,
+        }
+    }
+}
+
+pub async fn find(store: &Store, id: &str) -> Result<Option<Client>, StoreError> {
+    Ok(store.find_client(id).await?.map(Client::from))
+}
+
+/// What an operator asks for with `portcullis client create`.
+#[derive(Clone, Debug)]
+pub struct NewClient {
+    pub name: String,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub public: bool,
+    pub grant_types: Vec<String>,
+    pub scopes: Vec<String>,
+    pub skip_consent: bool,
+}
+
+/// Exact-match redirect URIs (RFC 9700 §4.1.3): absolute, no fragment; plain http only to this
+/// machine (RFC 8252 §7.3), custom schemes allowed for native apps.
+pub fn check_redirect_uri(uri: &str) -> Result<(), String> {
+    let url = Url::parse(uri).map_err(|_| format!("{uri:?} is not an absolute URL"))?;
+    if url.fragment().is_some() {
+        return Err(format!("{uri:?} must not contain a fragment (#…)"));
+    }
+    let local = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if local => Ok(()),
+        "http" => Err(format!(
+            "{uri:?} must use https (plain http is allowed only for localhost)"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// RFC 6749 §3.3: scope tokens are printable ASCII without spaces, quotes or backslashes.
+pub fn valid_scope_token(scope: &str) -> bool {
+    !scope.is_empty()
+        && scope
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+}
+
+impl NewClient {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.name.trim().is_empty() {
+            return Err("--name must not be empty".into());
+        }
+        for grant in &self.grant_types {
+            if !KNOWN_GRANTS.contains(&grant.as_str()) {
+                return Err(format!(
+                    "unknown grant type {grant:?}; use authorization_code, refresh_token or client_credentials"
+                ));
+            }
+        }
+        if self.grant_types.is_empty() {
+            return Err("--grant-types must name at least one grant".into());
+        }
+        if self.public
+            && self
+                .grant_types
+                .iter()
+                .any(|g| g == GRANT_CLIENT_CREDENTIALS)
+        {
+            return Err("a public client cannot use client_credentials (it has no secret)".into());
+        }
+        if self
+            .grant_types
+            .iter()
+            .any(|g| g == GRANT_AUTHORIZATION_CODE)
+            && self.redirect_uris.is_empty()
+        {
+            return Err("the authorization_code grant needs at least one --redirect-uri".into());
+        }
+        for uri in self
+            .redirect_uris
+            .iter()
+            .chain(&self.post_logout_redirect_uris)
+        {
+            check_redirect_uri(uri)?;
+        }
+        if let Some(bad) = self.scopes.iter().find(|s| !valid_scope_token(s)) {
+            return Err(format!("{bad:?} is not a valid scope name"));
+        }
+        Ok(())
+    }
+}
+
+/// Creates the client; returns it and, for confidential clients, the secret (shown once).
+pub async fn create(
+    store: &Store,
+    key: &SecretKey,
+    new: NewClient,
+    now: i64,
+) -> Result<(Client, Option<String>), StoreError> {
+    let id = crypto::random_token()[..22].to_string();
+    let secret = (!new.public).then(crypto::random_token);
+    let row = ClientRow {
+        id,
+        name: new.name.trim().to_string(),
+        secret_hash: secret.as_deref().map(|s| crypto::keyed_hash(key, s)),
+        redirect_uris: new.redirect_uris.join(" "),
+        post_logout_redirect_uris: new.post_logout_redirect_uris.join(" "),
+        grant_types: new.grant_types.join(" "),
+        scopes: new.scopes.join(" "),
+        skip_consent: new.skip_consent,
+        access_token_ttl: DEFAULT_ACCESS_TTL,
+        refresh_token_ttl: DEFAULT_REFRESH_TTL,
+        created_at: now,
+        updated_at: now,
+    };
+    store.create_client(&row).await?;
+    Ok((Client::from(row), secret))
+}
+
+/// A new secret for a confidential client; `None` when there is no such client or it is public.
+pub async fn rotate_secret(
+    store: &Store,
+    key: &SecretKey,
+    id: &str,
+    now: i64,
+) -> Result<Option<String>, StoreError> {
+    let secret = crypto::random_token();
+    let changed = store
+        .set_client_secret_hash(id, &crypto::keyed_hash(key, &secret), now)
+        .await?;
+    Ok(changed.then_some(secret))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_uris_must_be_exact_https_or_local() {
+        assert!(check_redirect_uri("https://app.example.com/callback").is_ok());
+        assert!(check_redirect_uri("http://127.0.0.1:3000/cb").is_ok());
+        assert!(check_redirect_uri("com.example.app:/oauth").is_ok());
+        assert!(check_redirect_uri("http://app.example.com/cb").is_err());
+        assert!(check_redirect_uri("https://app.example.com/cb#x").is_err());
+        assert!(check_redirect_uri("/relative").is_err());
+    }
+
+    #[test]
+    fn scope_tokens() {
+        assert!(valid_scope_token("read:orders"));
+        assert!(!valid_scope_token("a b") && !valid_scope_token("a\"b") && !valid_scope_token(""));
+    }
+}

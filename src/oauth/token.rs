@@ -1,0 +1,264 @@
+//! The token endpoint (RFC 6749 §3.2): client authentication and the grants.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::json;
+
+use super::clients::{self, Client, GRANT_CLIENT_CREDENTIALS, USER_SCOPES};
+use super::discovery::issuer;
+use super::{OAuthError, TOKEN_PATH};
+use crate::app::AppState;
+use crate::tokens::jwt;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route(TOKEN_PATH, post(token))
+}
+
+/// Form parameters; RFC 6749 §3.2 forbids repeating one.
+pub struct Params(HashMap<String, String>);
+
+impl Params {
+    pub fn parse(
+        headers: &HeaderMap,
+        body: Result<Bytes, BytesRejection>,
+    ) -> Result<Self, OAuthError> {
+        let body = body.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                OAuthError::too_large()
+            } else {
+                OAuthError::invalid_request("the request body could not be read")
+            }
+        })?;
+        let form = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        if !form {
+            return Err(OAuthError::invalid_request(
+                "send the parameters as application/x-www-form-urlencoded",
+            ));
+        }
+        let mut params = HashMap::new();
+        for (name, value) in url::form_urlencoded::parse(&body) {
+            if params.insert(name.to_string(), value.to_string()).is_some() {
+                return Err(OAuthError::invalid_request(format!(
+                    "the parameter {name} is repeated"
+                )));
+            }
+        }
+        Ok(Self(params))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    pub fn require(&self, name: &str) -> Result<&str, OAuthError> {
+        self.get(name)
+            .ok_or_else(|| OAuthError::invalid_request(format!("the parameter {name} is missing")))
+    }
+}
+
+/// HTTP Basic credentials (RFC 6749 §2.3.1: both parts are form-urlencoded first).
+fn basic_credentials(headers: &HeaderMap) -> Option<Result<(String, String), OAuthError>> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let encoded = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))?;
+    let malformed = || OAuthError::invalid_client("malformed Basic credentials", true);
+    let parse = || -> Option<(String, String)> {
+        let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
+        let (id, secret) = decoded.split_once(':')?;
+        let decode = |s: &str| -> Option<String> {
+            percent_encoding::percent_decode_str(&s.replace('+', " "))
+                .decode_utf8()
+                .ok()
+                .map(|c| c.into_owned())
+        };
+        Some((decode(id)?, decode(secret)?))
+    };
+    Some(parse().ok_or_else(malformed))
+}
+
+/// How the client proved who it is.
+pub struct Authenticated {
+    pub client: Client,
+    /// False for a public client that only named itself.
+    pub confidential: bool,
+}
+
+/// `client_secret_basic`, `client_secret_post`, or `none` for public clients (§2.3, §3.2.1).
+pub async fn authenticate_client(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<Authenticated, OAuthError> {
+    let basic = basic_credentials(headers).transpose()?;
+    let post = params.get("client_secret");
+    let (id, secret, via_basic) = match (basic, post) {
+        (Some(_), Some(_)) => {
+            return Err(OAuthError::invalid_request(
+                "use one client authentication method, not two",
+            ));
+        }
+        (Some((id, secret)), None) => {
+            if params.get("client_id").is_some_and(|body_id| body_id != id) {
+                return Err(OAuthError::invalid_request(
+                    "client_id differs from the authenticated client",
+                ));
+            }
+            (id, Some(secret), true)
+        }
+        (None, secret) => match params.get("client_id") {
+            Some(id) => (id.to_string(), secret.map(str::to_string), false),
+            None => {
+                return Err(OAuthError::invalid_client(
+                    "client authentication is missing",
+                    false,
+                ));
+            }
+        },
+    };
+    let unknown = || OAuthError::invalid_client("unknown client or wrong secret", via_basic);
+    let client = clients::find(&state.store, &id)
+        .await?
+        .ok_or_else(unknown)?;
+    match secret {
+        Some(secret) if client.secret_matches(&state.config.secret_key, &secret) => {
+            Ok(Authenticated {
+                client,
+                confidential: true,
+            })
+        }
+        Some(_) => Err(unknown()),
+        None if client.is_public() => Ok(Authenticated {
+            client,
+            confidential: false,
+        }),
+        None => Err(OAuthError::invalid_client(
+            "this client must authenticate with its secret",
+            false,
+        )),
+    }
+}
+
+async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, OAuthError> {
+    let params = Params::parse(&headers, body)?;
+    let grant = params.require("grant_type")?;
+    let known = matches!(grant, GRANT_CLIENT_CREDENTIALS);
+    if !known {
+        return Err(OAuthError::unsupported_grant_type(format!(
+            "the grant type {grant} is not supported"
+        )));
+    }
+    let auth = authenticate_client(&state, &headers, &params).await?;
+    client_credentials(&state, auth, &params).await
+}
+
+/// The scope a request may have: every requested scope must be allowed for the client.
+pub fn granted_scope<'a>(
+    client: &'a Client,
+    requested: Option<&'a str>,
+    default: impl Fn(&str) -> bool,
+) -> Result<Vec<&'a str>, OAuthError> {
+    match requested {
+        Some(requested) => {
+            let scopes: Vec<&str> = requested.split(' ').filter(|s| !s.is_empty()).collect();
+            if let Some(bad) = scopes.iter().find(|s| !client.allows_scope(s)) {
+                return Err(OAuthError::invalid_scope(format!(
+                    "the scope {bad} is not allowed for this client"
+                )));
+            }
+            Ok(scopes)
+        }
+        None => Ok(client
+            .scopes
+            .iter()
+            .map(String::as_str)
+            .filter(|s| default(s))
+            .collect()),
+    }
+}
+
+/// RFC 6749 §4.4: a confidential client acting for itself; the token's subject is the client.
+async fn client_credentials(
+    state: &AppState,
+    auth: Authenticated,
+    params: &Params,
+) -> Result<Response, OAuthError> {
+    let client = auth.client;
+    if !auth.confidential || !client.allows_grant(GRANT_CLIENT_CREDENTIALS) {
+        return Err(OAuthError::unauthorized_client(
+            "this client may not use client_credentials",
+        ));
+    }
+    let scopes = granted_scope(&client, params.get("scope"), |s| !USER_SCOPES.contains(&s))?;
+    if let Some(user_scope) = scopes.iter().find(|s| USER_SCOPES.contains(s)) {
+        return Err(OAuthError::invalid_scope(format!(
+            "{user_scope} needs a signed-in user"
+        )));
+    }
+    let scope = scopes.join(" ");
+    let now = state.clock.now();
+    let ttl = client.access_token_ttl;
+    let issuer = issuer(state);
+    let claims = json!({
+        "iss": issuer,
+        "sub": client.id,
+        "aud": issuer,
+        "client_id": client.id,
+        "scope": scope,
+        "iat": now,
+        "exp": now + ttl,
+        "jti": uuid::Uuid::now_v7().simple().to_string(),
+        "roles": [],
+    });
+    let access_token = sign_access_token(state, &claims)?;
+    let mut body =
+        json!({ "access_token": access_token, "token_type": "Bearer", "expires_in": ttl });
+    if !scope.is_empty() {
+        body["scope"] = json!(scope);
+    }
+    Ok(token_response(body))
+}
+
+/// RFC 9068 access token: `typ: at+jwt`, signed with the active key.
+pub fn sign_access_token(
+    state: &AppState,
+    claims: &serde_json::Value,
+) -> Result<String, OAuthError> {
+    let key = state
+        .keys
+        .snapshot()
+        .active(state.config.signing_alg, state.clock.now())
+        .ok_or_else(|| OAuthError::server_error("no active signing key"))?;
+    Ok(jwt::sign(&key, "at+jwt", claims)?)
+}
+
+/// Token responses are never cached (RFC 6749 §5.1).
+pub fn token_response(body: serde_json::Value) -> Response {
+    (
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::PRAGMA, "no-cache"),
+        ],
+        Json(body),
+    )
+        .into_response()
+}
