@@ -95,6 +95,7 @@ impl App {
             .merge(crate::account::router())
             .merge(crate::verification::router())
             .merge(crate::mfa::router())
+            .merge(crate::oauth::pages_router())
             .merge(crate::password_reset::router())
             .fallback(not_found)
             .layer(session_layer);

@@ -70,7 +70,15 @@ async fn show(
     if user.is_some() {
         return Ok(Redirect::to(next.as_str()).into_response());
     }
-    Ok(LoginPage::new(&session, String::new(), &next, None)
+    // OIDC `login_hint`: fill in the email the app suggested.
+    let hint: String = query
+        .login_hint
+        .unwrap_or_default()
+        .trim()
+        .chars()
+        .take(254)
+        .collect();
+    Ok(LoginPage::new(&session, hint, &next, None)
         .await?
         .into_response())
 }

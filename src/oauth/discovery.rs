@@ -8,7 +8,7 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use super::clients::MAX_ACCESS_TTL;
-use super::{JWKS_PATH, TOKEN_PATH};
+use super::{AUTHORIZE_PATH, JWKS_PATH, TOKEN_PATH, USERINFO_PATH};
 use crate::app::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -32,14 +32,22 @@ async fn configuration(State(state): State<AppState>) -> Response {
     let alg = state.config.signing_alg.name();
     let document = json!({
         "issuer": issuer,
+        "authorization_endpoint": format!("{issuer}{AUTHORIZE_PATH}"),
         "token_endpoint": format!("{issuer}{TOKEN_PATH}"),
+        "userinfo_endpoint": format!("{issuer}{USERINFO_PATH}"),
         "jwks_uri": format!("{issuer}{JWKS_PATH}"),
-        "grant_types_supported": ["client_credentials"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "client_credentials"],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "prompt_values_supported": ["none", "login", "consent"],
+        "authorization_response_iss_parameter_supported": true,
         "scopes_supported": ["openid", "email", "profile", "offline_access"],
         "id_token_signing_alg_values_supported": [alg],
         "subject_types_supported": ["public"],
-        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "email", "email_verified", "name"],
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "amr", "at_hash",
+            "email", "email_verified", "name", "preferred_username", "updated_at"],
     });
     (
         [(header::CACHE_CONTROL, "public, max-age=300")],

@@ -1,9 +1,12 @@
 //! The OAuth 2.0 / OpenID Connect provider for relying apps.
 
+mod authorize;
 pub mod clients;
 mod discovery;
 pub mod error;
+mod issue;
 mod token;
+mod userinfo;
 
 use axum::Router;
 
@@ -11,12 +14,20 @@ use crate::app::AppState;
 
 pub use error::OAuthError;
 
+pub const AUTHORIZE_PATH: &str = "/oauth/authorize";
 pub const TOKEN_PATH: &str = "/oauth/token";
+pub const USERINFO_PATH: &str = "/oauth/userinfo";
 pub const JWKS_PATH: &str = "/oauth/jwks";
+
+/// Pages of the flow a person sees (authorization, consent): they use the browser session.
+pub fn pages_router() -> Router<AppState> {
+    authorize::router()
+}
 
 /// Protocol endpoints: no browser session, no CSRF form tokens (clients authenticate instead).
 pub fn router() -> Router<AppState> {
     Router::new()
         .merge(discovery::router())
         .merge(token::router())
+        .merge(userinfo::router())
 }

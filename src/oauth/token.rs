@@ -13,11 +13,17 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::json;
 
-use super::clients::{self, Client, GRANT_CLIENT_CREDENTIALS, USER_SCOPES};
+use super::clients::{
+    self, Client, GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, USER_SCOPES,
+};
 use super::discovery::issuer;
+use super::issue;
 use super::{OAuthError, TOKEN_PATH};
 use crate::app::AppState;
+use crate::crypto;
 use crate::tokens::jwt;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
 
 pub fn router() -> Router<AppState> {
     Router::new().route(TOKEN_PATH, post(token))
@@ -161,14 +167,125 @@ async fn token(
 ) -> Result<Response, OAuthError> {
     let params = Params::parse(&headers, body)?;
     let grant = params.require("grant_type")?;
-    let known = matches!(grant, GRANT_CLIENT_CREDENTIALS);
+    let known = matches!(grant, GRANT_CLIENT_CREDENTIALS | GRANT_AUTHORIZATION_CODE);
     if !known {
         return Err(OAuthError::unsupported_grant_type(format!(
             "the grant type {grant} is not supported"
         )));
     }
     let auth = authenticate_client(&state, &headers, &params).await?;
-    client_credentials(&state, auth, &params).await
+    match grant {
+        GRANT_AUTHORIZATION_CODE => authorization_code(&state, auth, &params).await,
+        _ => client_credentials(&state, auth, &params).await,
+    }
+}
+
+/// RFC 7636 §4.1: 43 to 128 characters of `[A-Za-z0-9-._~]`.
+fn valid_verifier(verifier: &str) -> bool {
+    (43..=128).contains(&verifier.len())
+        && verifier
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+}
+
+/// RFC 6749 §4.1.3 with PKCE (RFC 7636 §4.6): the code must be fresh, unused, issued to this
+/// client for this redirect URI, and match the verifier.
+async fn authorization_code(
+    state: &AppState,
+    auth: Authenticated,
+    params: &Params,
+) -> Result<Response, OAuthError> {
+    let client = auth.client;
+    if !client.allows_grant(GRANT_AUTHORIZATION_CODE) {
+        return Err(OAuthError::unauthorized_client(
+            "this client may not use the authorization code flow",
+        ));
+    }
+    let code = params.require("code")?;
+    let code_hash = crypto::sha256_hex(code);
+    let now = state.clock.now();
+    let invalid = || {
+        OAuthError::invalid_grant(
+            "the code is invalid, expired, already used or was issued to another client",
+        )
+    };
+    let row = state
+        .store
+        .find_auth_code(&code_hash)
+        .await?
+        .ok_or_else(invalid)?;
+    if row.client_id != client.id || row.expires_at <= now {
+        return Err(invalid());
+    }
+    if params.get("redirect_uri") != Some(row.redirect_uri.as_str()) {
+        return Err(OAuthError::invalid_grant(
+            "redirect_uri does not match the authorization request",
+        ));
+    }
+    match (&row.code_challenge, params.get("code_verifier")) {
+        (Some(challenge), Some(verifier)) if valid_verifier(verifier) => {
+            let computed = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+            if !crypto::constant_time_eq(&computed, challenge) {
+                return Err(OAuthError::invalid_grant(
+                    "the code_verifier does not match the code_challenge",
+                ));
+            }
+        }
+        (Some(_), _) => {
+            return Err(OAuthError::invalid_grant(
+                "a valid code_verifier is required",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(OAuthError::invalid_grant(
+                "a code_verifier was sent but no code_challenge was",
+            ));
+        }
+        (None, None) => {}
+    }
+    if !state.store.use_auth_code(&code_hash, now).await? {
+        tracing::warn!(client_id = %client.id, "an authorization code was presented twice");
+        return Err(invalid());
+    }
+    let Some(user) = state
+        .store
+        .find_user_by_id(&row.user_id)
+        .await?
+        .filter(|u| !u.disabled)
+    else {
+        return Err(invalid());
+    };
+    let scope: Vec<String> = row
+        .scope
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    let methods: Vec<String> = row
+        .amr
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    let grant = issue::Grant {
+        client: &client,
+        user: &user,
+        scope: &scope,
+        nonce: row.nonce.as_deref(),
+        auth_time: row.auth_time,
+        methods: &methods,
+    };
+    let (access_token, expires_in) = issue::access_token(state, &grant)?;
+    let mut body = json!({
+        "access_token": access_token,
+        "token_type": "Bearer",
+        "expires_in": expires_in,
+        "scope": scope.join(" "),
+    });
+    if let Some(id_token) = issue::id_token(state, &grant, &access_token)? {
+        body["id_token"] = json!(id_token);
+    }
+    Ok(token_response(body))
 }
 
 /// The scope a request may have: every requested scope must be allowed for the client.

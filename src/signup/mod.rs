@@ -43,6 +43,8 @@ struct SignupPage {
 #[derive(Deserialize)]
 pub struct NextQuery {
     pub next: Option<String>,
+    /// OIDC `login_hint`: the email to fill in.
+    pub login_hint: Option<String>,
 }
 
 /// `?next=…` to carry between the sign-in and sign-up pages; empty for the default.

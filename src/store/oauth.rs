@@ -166,3 +166,155 @@ impl Store {
         Ok(())
     }
 }
+
+#[derive(Clone, Debug, FromRow)]
+pub struct AuthCodeRow {
+    pub code_hash: String,
+    pub client_id: String,
+    pub user_id: String,
+    pub redirect_uri: String,
+    pub scope: String,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub auth_time: i64,
+    pub amr: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+}
+
+impl Store {
+    pub async fn insert_auth_code(&self, code: &AuthCodeRow) -> StoreResult<()> {
+        on_pool!(self, |pool| {
+            sqlx::query(
+                "insert into auth_codes (code_hash, client_id, user_id, redirect_uri, scope, nonce, \
+                 code_challenge, auth_time, amr, created_at, expires_at) \
+                 values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            )
+            .bind(&code.code_hash)
+            .bind(&code.client_id)
+            .bind(&code.user_id)
+            .bind(&code.redirect_uri)
+            .bind(&code.scope)
+            .bind(&code.nonce)
+            .bind(&code.code_challenge)
+            .bind(code.auth_time)
+            .bind(&code.amr)
+            .bind(code.created_at)
+            .bind(code.expires_at)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(())
+    }
+
+    pub async fn find_auth_code(&self, code_hash: &str) -> StoreResult<Option<AuthCodeRow>> {
+        let row = on_pool!(self, |pool| {
+            sqlx::query_as::<_, AuthCodeRow>(
+                "select code_hash, client_id, user_id, redirect_uri, scope, nonce, code_challenge, \
+                 auth_time, amr, created_at, expires_at, used_at from auth_codes where code_hash = $1",
+            )
+            .bind(code_hash)
+            .fetch_optional(pool)
+            .await
+        })?;
+        Ok(row)
+    }
+
+    /// Uses a code up; false when it was already used (a replay, or a lost race).
+    pub async fn use_auth_code(&self, code_hash: &str, now: i64) -> StoreResult<bool> {
+        let updated = on_pool!(self, |pool| {
+            sqlx::query(
+                "update auth_codes set used_at = $1 where code_hash = $2 and used_at is null",
+            )
+            .bind(now)
+            .bind(code_hash)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(updated == 1)
+    }
+
+    pub async fn prune_auth_codes(&self, before: i64) -> StoreResult<()> {
+        on_pool!(self, |pool| {
+            sqlx::query("delete from auth_codes where expires_at < $1")
+                .bind(before)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
+        Ok(())
+    }
+
+    /// The scopes a person already allowed this client, space-separated.
+    pub async fn consent(&self, user_id: &str, client_id: &str) -> StoreResult<Option<String>> {
+        let scope = on_pool!(self, |pool| {
+            sqlx::query_scalar::<_, String>(
+                "select scope from consents where user_id = $1 and client_id = $2",
+            )
+            .bind(user_id)
+            .bind(client_id)
+            .fetch_optional(pool)
+            .await
+        })?;
+        Ok(scope)
+    }
+
+    pub async fn save_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        scope: &str,
+        now: i64,
+    ) -> StoreResult<()> {
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query("delete from consents where user_id = $1 and client_id = $2")
+                .bind(user_id)
+                .bind(client_id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("insert into consents (user_id, client_id, scope, granted_at) values ($1, $2, $3, $4)")
+                .bind(user_id)
+                .bind(client_id)
+                .bind(scope)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok::<_, super::StoreError>(())
+        })
+    }
+
+    pub async fn delete_consent(&self, user_id: &str, client_id: &str) -> StoreResult<bool> {
+        let deleted = on_pool!(self, |pool| {
+            sqlx::query("delete from consents where user_id = $1 and client_id = $2")
+                .bind(user_id)
+                .bind(client_id)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
+        Ok(deleted == 1)
+    }
+
+    /// (client id, client name, scope, granted at) for the account page.
+    pub async fn consents_of(
+        &self,
+        user_id: &str,
+    ) -> StoreResult<Vec<(String, String, String, i64)>> {
+        let rows = on_pool!(self, |pool| {
+            sqlx::query_as::<_, (String, String, String, i64)>(
+                "select c.client_id, coalesce(o.name, c.client_id), c.scope, c.granted_at \
+                 from consents c left join oauth_clients o on o.id = c.client_id \
+                 where c.user_id = $1 order by c.granted_at desc",
+            )
+            .bind(user_id)
+            .fetch_all(pool)
+            .await
+        })?;
+        Ok(rows)
+    }
+}

@@ -90,6 +90,11 @@ pub async fn keep_after_epoch_change(session: &Session, epoch: i64) -> Result<()
     Ok(())
 }
 
+/// When this session signed in (unix seconds), if it did.
+pub async fn auth_time(session: &Session) -> Result<Option<i64>, AppError> {
+    Ok(session.get::<i64>(AUTH_AT).await?)
+}
+
 /// The methods used to sign in to this session, e.g. `["pwd", "otp"]`.
 pub async fn sign_in_methods(session: &Session) -> Result<Vec<String>, AppError> {
     Ok(session

@@ -13,6 +13,7 @@ mod cli;
 mod email;
 mod login;
 mod oauth;
+mod oidc_flow;
 mod security;
 mod sessions;
 mod signup;

@@ -109,11 +109,17 @@ async fn discovery_and_jwks_describe_the_provider(app: TestApp) {
     assert_eq!(doc["issuer"], app.url.as_str());
     assert_eq!(doc["token_endpoint"], app.at("/oauth/token"));
     assert_eq!(doc["jwks_uri"], app.at("/oauth/jwks"));
-    assert!(
-        doc["token_endpoint_auth_methods_supported"]
-            .as_array()
-            .is_some_and(|m| m.len() == 2)
+    assert_eq!(
+        doc["token_endpoint_auth_methods_supported"],
+        serde_json::json!(["client_secret_basic", "client_secret_post", "none"])
     );
+    assert_eq!(doc["authorization_endpoint"], app.at("/oauth/authorize"));
+    assert_eq!(doc["userinfo_endpoint"], app.at("/oauth/userinfo"));
+    assert_eq!(
+        doc["code_challenge_methods_supported"],
+        serde_json::json!(["S256"])
+    );
+    assert_eq!(doc["response_types_supported"], serde_json::json!(["code"]));
 
     let jwks_response = app.get("/oauth/jwks").await;
     assert!(

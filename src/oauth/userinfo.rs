@@ -1,0 +1,109 @@
+//! The userinfo endpoint (OIDC Core §5.3) and bearer-token checking (RFC 6750).
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use super::USERINFO_PATH;
+use super::discovery::issuer;
+use super::issue::add_user_claims;
+use crate::app::AppState;
+use crate::store::User;
+use crate::tokens::jwt;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route(USERINFO_PATH, get(userinfo).post(userinfo))
+}
+
+/// RFC 6750 §3: 401 with a `WWW-Authenticate: Bearer` challenge.
+fn invalid_token(description: &str) -> Response {
+    let challenge = format!("Bearer error=\"invalid_token\", error_description=\"{description}\"");
+    let mut response = (
+        StatusCode::UNAUTHORIZED,
+        Json(json!({ "error": "invalid_token", "error_description": description })),
+    )
+        .into_response();
+    if let Ok(value) = HeaderValue::from_str(&challenge) {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
+    }
+    response
+}
+
+/// The claims of one of our access tokens if it is active now: signature, type, issuer and
+/// expiry hold, and for a person's token, the person is still enabled and has not ended their
+/// sessions since. Returns the claims and the user (for person tokens).
+pub async fn active_access_token(
+    state: &AppState,
+    token: &str,
+) -> Result<Option<(Value, Option<User>)>, crate::store::StoreError> {
+    let Some((header, claims)) = jwt::verify(&state.keys.snapshot(), token) else {
+        return Ok(None);
+    };
+    let now = state.clock.now();
+    let valid = header["typ"] == "at+jwt"
+        && claims["iss"] == issuer(state).as_str()
+        && claims["exp"].as_i64().is_some_and(|exp| exp > now);
+    if !valid {
+        return Ok(None);
+    }
+    let (Some(sub), Some(client_id)) = (claims["sub"].as_str(), claims["client_id"].as_str())
+    else {
+        return Ok(None);
+    };
+    if sub == client_id && claims.get("sep").is_none() {
+        return Ok(Some((claims, None)));
+    }
+    let user = state.store.find_user_by_id(sub).await?;
+    match user {
+        Some(user) if !user.disabled && claims["sep"].as_i64() == Some(user.session_epoch) => {
+            Ok(Some((claims, Some(user))))
+        }
+        _ => Ok(None),
+    }
+}
+
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+}
+
+async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(token) = bearer(&headers) else {
+        let mut response = StatusCode::UNAUTHORIZED.into_response();
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return response;
+    };
+    let active = match active_access_token(&state, token).await {
+        Ok(active) => active,
+        Err(e) => return super::OAuthError::server_error(e).into_response(),
+    };
+    let Some((claims, Some(user))) = active else {
+        return invalid_token("the access token is not active, or not a user's token");
+    };
+    let scope: Vec<String> = claims["scope"]
+        .as_str()
+        .unwrap_or("")
+        .split(' ')
+        .map(str::to_string)
+        .collect();
+    if !scope.iter().any(|s| s == "openid") {
+        return (
+            StatusCode::FORBIDDEN,
+            Json(json!({ "error": "insufficient_scope", "error_description": "userinfo needs the openid scope" })),
+        )
+            .into_response();
+    }
+    let mut body = json!({ "sub": user.id });
+    add_user_claims(&mut body, &user, &scope);
+    ([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
+}

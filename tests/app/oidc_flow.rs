@@ -1,0 +1,609 @@
+//! The authorization code flow end to end: the `openidconnect` crate is the relying party, the
+//! cookie-keeping test client is the person's browser.
+
+use openidconnect::core::{
+    CoreAuthenticationFlow, CoreClient, CoreProviderMetadata, CoreUserInfoClaims,
+};
+use openidconnect::{
+    AccessTokenHash, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce,
+    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
+};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::{PASSWORD, TestApp, hidden_value, location, signed_up};
+
+const REDIRECT: &str = "https://app.example.com/callback";
+
+backend_tests!(
+    the_code_flow_with_pkce_yields_a_verified_id_token_and_userinfo,
+    consent_is_remembered_can_be_asked_again_and_denied,
+    prompt_none_answers_without_showing_pages,
+    bad_clients_and_redirect_uris_get_a_page_and_never_a_redirect,
+    pkce_is_required_for_public_clients_and_checked,
+    a_code_works_once_and_for_sixty_seconds,
+    a_sign_in_with_an_authenticator_app_is_reported_in_amr,
+    userinfo_refuses_inactive_tokens,
+);
+
+fn http() -> openidconnect::reqwest::Client {
+    openidconnect::reqwest::Client::builder()
+        .redirect(openidconnect::reqwest::redirect::Policy::none())
+        .build()
+        .expect("http client")
+}
+
+struct Rp {
+    client: openidconnect::core::CoreClient<
+        openidconnect::EndpointSet,
+        openidconnect::EndpointNotSet,
+        openidconnect::EndpointNotSet,
+        openidconnect::EndpointNotSet,
+        openidconnect::EndpointMaybeSet,
+        openidconnect::EndpointMaybeSet,
+    >,
+    id: String,
+}
+
+async fn register(app: &TestApp, extra: &[&str]) -> (String, Option<String>) {
+    let mut args = vec![
+        "client",
+        "create",
+        "--name",
+        "Photo Album",
+        "--redirect-uri",
+        REDIRECT,
+    ];
+    args.extend_from_slice(extra);
+    let out = app.run_cli(&args).await;
+    (
+        out[0]["client_id"].as_str().expect("id").to_string(),
+        out[0]["client_secret"].as_str().map(str::to_string),
+    )
+}
+
+async fn relying_party(app: &TestApp, extra: &[&str]) -> Rp {
+    let (id, secret) = register(app, extra).await;
+    let metadata = CoreProviderMetadata::discover_async(
+        IssuerUrl::new(app.url.clone()).expect("issuer"),
+        &http(),
+    )
+    .await
+    .expect("discovery");
+    let client = CoreClient::from_provider_metadata(
+        metadata,
+        ClientId::new(id.clone()),
+        secret.map(ClientSecret::new),
+    )
+    .set_redirect_uri(RedirectUrl::new(REDIRECT.into()).expect("redirect"));
+    Rp { client, id }
+}
+
+struct Started {
+    path: String,
+    state: CsrfToken,
+    nonce: Nonce,
+    verifier: PkceCodeVerifier,
+}
+
+fn start(app: &TestApp, rp: &Rp, scopes: &[&str]) -> Started {
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let mut request = rp
+        .client
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .set_pkce_challenge(challenge);
+    for scope in scopes {
+        request = request.add_scope(Scope::new(scope.to_string()));
+    }
+    let (url, state, nonce) = request.url();
+    let path = url
+        .as_str()
+        .strip_prefix(app.url.as_str())
+        .expect("our authorize URL")
+        .to_string();
+    Started {
+        path,
+        state,
+        nonce,
+        verifier,
+    }
+}
+
+/// Follows the browser through sign-in (if needed) until the authorize request answers with
+/// something other than a redirect to our own pages; returns that response.
+async fn browse(app: &TestApp, path: &str, email: &str) -> reqwest::Response {
+    let mut response = app.get(path).await;
+    for _ in 0..5 {
+        let target = location(&response);
+        if target.starts_with("/login?") {
+            let next = target
+                .split("next=")
+                .nth(1)
+                .unwrap_or_default()
+                .split('&')
+                .next()
+                .unwrap_or_default();
+            let next = percent_decode(next);
+            let login = app.login_with_next(email, PASSWORD, &next).await;
+            response = app.get(&location(&login)).await;
+        } else {
+            break;
+        }
+    }
+    response
+}
+
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={s}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+async fn allow(
+    app: &TestApp,
+    consent_page: reqwest::Response,
+    decision: &str,
+) -> reqwest::Response {
+    let html = consent_page.text().await.expect("consent page");
+    let csrf = hidden_value(&html, "csrf_token").expect("csrf");
+    let request_id = hidden_value(&html, "request_id").expect("request id");
+    app.post_form(
+        "/oauth/consent",
+        &[
+            ("csrf_token", &csrf),
+            ("request_id", &request_id),
+            ("decision", decision),
+        ],
+    )
+    .await
+}
+
+/// The query parameters of a redirect to the app.
+fn callback(response: &reqwest::Response) -> std::collections::HashMap<String, String> {
+    let target = location(response);
+    assert!(
+        target.starts_with(REDIRECT),
+        "redirected to the app: {target}"
+    );
+    url::Url::parse(&target)
+        .expect("url")
+        .query_pairs()
+        .into_owned()
+        .collect()
+}
+
+async fn the_code_flow_with_pkce_yields_a_verified_id_token_and_userinfo(app: TestApp) {
+    let email = signed_up(&app).await;
+    app.logout().await;
+    let rp = relying_party(&app, &[]).await;
+    let started = start(&app, &rp, &["email", "profile", "offline_access"]);
+
+    let consent = browse(&app, &started.path, &email).await;
+    assert_eq!(consent.status(), StatusCode::OK);
+    let csp = consent.headers()["content-security-policy"]
+        .to_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        csp.contains("form-action 'self' https://app.example.com"),
+        "{csp}"
+    );
+    let html = consent.text().await.unwrap_or_default();
+    assert!(html.contains("<strong>Photo Album</strong>"));
+    assert!(html.contains("See your email address") && html.contains("See your name"));
+    assert!(html.contains("value=\"allow\"") && html.contains("value=\"deny\""));
+    let csrf = hidden_value(&html, "csrf_token").expect("csrf");
+    let request_id = hidden_value(&html, "request_id").expect("id");
+    let redirected = app
+        .post_form(
+            "/oauth/consent",
+            &[
+                ("csrf_token", &csrf),
+                ("request_id", &request_id),
+                ("decision", "allow"),
+            ],
+        )
+        .await;
+    let params = callback(&redirected);
+    assert_eq!(params.get("state"), Some(started.state.secret()));
+    assert_eq!(
+        params.get("iss").map(String::as_str),
+        Some(app.url.as_str()),
+        "RFC 9207"
+    );
+    let code = params.get("code").expect("code").clone();
+
+    let tokens = rp
+        .client
+        .exchange_code(AuthorizationCode::new(code))
+        .expect("token endpoint known")
+        .set_pkce_verifier(started.verifier)
+        .request_async(&http())
+        .await
+        .expect("code exchange");
+    let id_token = tokens.id_token().expect("an ID token");
+    let verifier = rp.client.id_token_verifier();
+    let claims = id_token
+        .claims(&verifier, &started.nonce)
+        .expect("signature, iss, aud, exp and nonce verify");
+    assert_eq!(claims.email().map(|e| e.as_str()), Some(email.as_str()));
+    assert_eq!(claims.email_verified(), Some(false));
+    assert!(claims.auth_time().is_some());
+    let expected_hash = claims.access_token_hash().expect("at_hash");
+    let actual = AccessTokenHash::from_token(
+        tokens.access_token(),
+        id_token.signing_alg().expect("alg"),
+        id_token.signing_key(&verifier).expect("key"),
+    )
+    .expect("hash");
+    assert_eq!(&actual, expected_hash);
+    let raw: Value = serde_json::from_slice(&base64_decode(
+        id_token.to_string().split('.').nth(1).unwrap_or_default(),
+    ))
+    .expect("claims json");
+    assert_eq!(raw["amr"], serde_json::json!(["pwd"]));
+    assert_eq!(raw["aud"], rp.id.as_str());
+
+    let info: CoreUserInfoClaims = rp
+        .client
+        .user_info(tokens.access_token().clone(), None)
+        .expect("userinfo endpoint")
+        .request_async(&http())
+        .await
+        .expect("userinfo");
+    assert_eq!(info.email().map(|e| e.as_str()), Some(email.as_str()));
+    assert_eq!(info.subject().as_str(), claims.subject().as_str());
+}
+
+fn base64_decode(part: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .unwrap_or_default()
+}
+
+async fn consent_is_remembered_can_be_asked_again_and_denied(app: TestApp) {
+    let email = signed_up(&app).await;
+    let rp = relying_party(&app, &[]).await;
+    let first = start(&app, &rp, &["email"]);
+    let consent = browse(&app, &first.path, &email).await;
+    let params = callback(&allow(&app, consent, "allow").await);
+    assert!(params.contains_key("code"));
+
+    // Same scopes again: straight back with a code.
+    let again = start(&app, &rp, &["email"]);
+    assert!(callback(&app.get(&again.path).await).contains_key("code"));
+    // More scopes: asked again. prompt=consent: asked again.
+    let more = start(&app, &rp, &["email", "profile"]);
+    assert_eq!(app.get(&more.path).await.status(), StatusCode::OK);
+    let forced = start(&app, &rp, &["email"]);
+    let page = app.get(&format!("{}&prompt=consent", forced.path)).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let denied = callback(&allow(&app, page, "deny").await);
+    assert_eq!(
+        denied.get("error").map(String::as_str),
+        Some("access_denied")
+    );
+    assert_eq!(denied.get("state"), Some(forced.state.secret()));
+
+    // A first-party app never asks.
+    let first_party = relying_party(&app, &["--skip-consent"]).await;
+    let started = start(&app, &first_party, &["email", "profile"]);
+    assert!(callback(&app.get(&started.path).await).contains_key("code"));
+}
+
+async fn prompt_none_answers_without_showing_pages(app: TestApp) {
+    let email = signed_up(&app).await;
+    let rp = relying_party(&app, &[]).await;
+    let started = start(&app, &rp, &["email"]);
+    let params = callback(&app.get(&format!("{}&prompt=none", started.path)).await);
+    assert_eq!(
+        params.get("error").map(String::as_str),
+        Some("consent_required")
+    );
+    app.logout().await;
+    let params = callback(&app.get(&format!("{}&prompt=none", started.path)).await);
+    assert_eq!(
+        params.get("error").map(String::as_str),
+        Some("login_required")
+    );
+
+    // login_hint fills in the email; prompt=login signs in again even when signed in.
+    let hinted = app
+        .get(&format!("{}&login_hint={}", started.path, email))
+        .await;
+    let login_page = app.page(&location(&hinted)).await;
+    assert!(login_page.contains(&format!("value=\"{email}\"")));
+    app.login(&email, PASSWORD).await;
+    let forced = app.get(&format!("{}&prompt=login", started.path)).await;
+    assert!(
+        location(&forced).starts_with("/login?next="),
+        "{}",
+        location(&forced)
+    );
+    assert_eq!(
+        app.get("/account").await.status(),
+        StatusCode::SEE_OTHER,
+        "signed out for the fresh sign-in"
+    );
+
+    let unsupported = app
+        .get(
+            &started
+                .path
+                .replace("response_type=code", "response_type=token"),
+        )
+        .await;
+    assert_eq!(
+        callback(&unsupported).get("error").map(String::as_str),
+        Some("unsupported_response_type")
+    );
+}
+
+async fn bad_clients_and_redirect_uris_get_a_page_and_never_a_redirect(app: TestApp) {
+    signed_up(&app).await;
+    let rp = relying_party(&app, &[]).await;
+    let started = start(&app, &rp, &["email"]);
+    for path in [
+        started
+            .path
+            .replace(&format!("client_id={}", rp.id), "client_id=no-such-app"),
+        started
+            .path
+            .replace("app.example.com%2Fcallback", "evil.example%2Fcallback"),
+        "/oauth/authorize?response_type=code".to_string(),
+    ] {
+        let response = app.get(&path).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{path}");
+        assert!(
+            response.headers().get("location").is_none(),
+            "never redirected: {path}"
+        );
+        assert!(
+            response
+                .text()
+                .await
+                .unwrap_or_default()
+                .contains("This sign-in link does not work")
+        );
+    }
+}
+
+async fn pkce_is_required_for_public_clients_and_checked(app: TestApp) {
+    let email = signed_up(&app).await;
+    let rp = relying_party(&app, &["--public", "--skip-consent"]).await;
+    let started = start(&app, &rp, &["email"]);
+    let without = started
+        .path
+        .split("&code_challenge")
+        .next()
+        .unwrap_or_default()
+        .to_string()
+        + "&"
+        + started
+            .path
+            .split('&')
+            .filter(|p| p.starts_with("state=") || p.starts_with("nonce="))
+            .collect::<Vec<_>>()
+            .join("&")
+            .as_str();
+    let params = callback(&app.get(&without).await);
+    assert_eq!(
+        params.get("error").map(String::as_str),
+        Some("invalid_request")
+    );
+    assert!(
+        params
+            .get("error_description")
+            .is_some_and(|d| d.contains("PKCE"))
+    );
+
+    let params = callback(&browse(&app, &started.path, &email).await);
+    let code = params.get("code").expect("code").clone();
+    let wrong = rp
+        .client
+        .exchange_code(AuthorizationCode::new(code.clone()))
+        .expect("token endpoint")
+        .set_pkce_verifier(PkceCodeVerifier::new("a".repeat(43)))
+        .request_async(&http())
+        .await;
+    assert!(format!("{wrong:?}").contains("invalid_grant"), "{wrong:?}");
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("client_id", rp.id.as_str()),
+    ];
+    let missing = app
+        .client
+        .post(app.at("/oauth/token"))
+        .form(&form)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(
+        missing.json::<Value>().await.expect("json")["error"],
+        "invalid_grant"
+    );
+}
+
+async fn a_code_works_once_and_for_sixty_seconds(app: TestApp) {
+    let email = signed_up(&app).await;
+    let rp = relying_party(&app, &["--skip-consent"]).await;
+    let started = start(&app, &rp, &["email"]);
+    let code = callback(&browse(&app, &started.path, &email).await)
+        .get("code")
+        .expect("code")
+        .clone();
+    let http = http();
+    let exchange = |code: String, verifier: String| {
+        rp.client
+            .exchange_code(AuthorizationCode::new(code))
+            .expect("token endpoint")
+            .set_pkce_verifier(PkceCodeVerifier::new(verifier))
+            .request_async(&http)
+    };
+    let verifier = started.verifier.secret().clone();
+    assert!(exchange(code.clone(), verifier.clone()).await.is_ok());
+    let reused = exchange(code, verifier).await;
+    assert!(
+        format!("{reused:?}").contains("invalid_grant"),
+        "{reused:?}"
+    );
+
+    let later = start(&app, &rp, &["email"]);
+    let code = callback(&app.get(&later.path).await)
+        .get("code")
+        .expect("code")
+        .clone();
+    app.clock.advance(61);
+    let expired = exchange(code, later.verifier.secret().clone()).await;
+    assert!(
+        format!("{expired:?}").contains("invalid_grant"),
+        "{expired:?}"
+    );
+}
+
+async fn a_sign_in_with_an_authenticator_app_is_reported_in_amr(app: TestApp) {
+    use totp_rs::{Algorithm, Secret, TOTP};
+    let email = signed_up(&app).await;
+    let csrf = app.csrf_token("/account/security").await;
+    app.post_form("/account/security/totp/setup", &[("csrf_token", &csrf)])
+        .await;
+    let setup = app.page("/account/security/totp").await;
+    let start_marker = "<p class=\"secret\" id=\"secret\">";
+    let secret = setup
+        .split(start_marker)
+        .nth(1)
+        .and_then(|s| s.split("</p>").next())
+        .unwrap_or_default()
+        .replace(' ', "");
+    let totp = TOTP::new(
+        Algorithm::SHA1,
+        6,
+        1,
+        30,
+        Secret::Encoded(secret).to_bytes().expect("b32"),
+        None,
+        String::new(),
+    )
+    .expect("totp");
+    let csrf = hidden_value(&setup, "csrf_token").expect("csrf");
+    app.post_form(
+        "/account/security/totp/confirm",
+        &[
+            ("csrf_token", &csrf),
+            ("code", &totp.generate(app.clock.now() as u64)),
+        ],
+    )
+    .await;
+    app.clock.advance(30);
+    app.logout().await;
+
+    let rp = relying_party(&app, &["--skip-consent"]).await;
+    let started = start(&app, &rp, &["email"]);
+    let to_login = app.get(&started.path).await;
+    let next = percent_decode(
+        location(&to_login)
+            .split("next=")
+            .nth(1)
+            .unwrap_or_default(),
+    );
+    let after_password = app.login_with_next(&email, PASSWORD, &next).await;
+    assert_eq!(location(&after_password), "/login/verify");
+    let page = app.page("/login/verify").await;
+    let csrf = hidden_value(&page, "csrf_token").expect("csrf");
+    let code = totp.generate(app.clock.now() as u64);
+    let verified = app
+        .post_form(
+            "/login/verify",
+            &[("csrf_token", &csrf), ("method", "totp"), ("code", &code)],
+        )
+        .await;
+    assert!(
+        location(&verified).starts_with("/oauth/authorize?"),
+        "back to the flow"
+    );
+    let params = callback(&app.get(&location(&verified)).await);
+    let tokens = rp
+        .client
+        .exchange_code(AuthorizationCode::new(params["code"].clone()))
+        .expect("token endpoint")
+        .set_pkce_verifier(started.verifier)
+        .request_async(&http())
+        .await
+        .expect("exchange");
+    let id_token = tokens.id_token().expect("id token");
+    id_token
+        .claims(&rp.client.id_token_verifier(), &started.nonce)
+        .expect("verifies");
+    let raw: Value = serde_json::from_slice(&base64_decode(
+        id_token.to_string().split('.').nth(1).unwrap_or_default(),
+    ))
+    .expect("json");
+    assert_eq!(raw["amr"], serde_json::json!(["pwd", "otp", "mfa"]));
+}
+
+async fn userinfo_refuses_inactive_tokens(app: TestApp) {
+    let email = signed_up(&app).await;
+    let rp = relying_party(&app, &["--skip-consent"]).await;
+    let started = start(&app, &rp, &["email"]);
+    let params = callback(&browse(&app, &started.path, &email).await);
+    let tokens = rp
+        .client
+        .exchange_code(AuthorizationCode::new(params["code"].clone()))
+        .expect("token endpoint")
+        .set_pkce_verifier(started.verifier)
+        .request_async(&http())
+        .await
+        .expect("exchange");
+    let access = tokens.access_token().secret().clone();
+    let userinfo = |token: &str| {
+        app.client
+            .get(app.at("/oauth/userinfo"))
+            .bearer_auth(token)
+            .send()
+    };
+    assert_eq!(
+        userinfo(&access).await.expect("GET").status(),
+        StatusCode::OK
+    );
+    let none = app
+        .client
+        .get(app.at("/oauth/userinfo"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(none.status(), StatusCode::UNAUTHORIZED);
+    let forged = userinfo("eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.")
+        .await
+        .expect("GET");
+    assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        forged.headers()["www-authenticate"]
+            .to_str()
+            .unwrap_or_default()
+            .contains("invalid_token")
+    );
+
+    // Changing the password ends every session, and the tokens with them.
+    let csrf = app.csrf_token("/account/password").await;
+    app.post_form(
+        "/account/password",
+        &[
+            ("csrf_token", &csrf),
+            ("current_password", PASSWORD),
+            ("new_password", "violet-harbour-cable-9"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        userinfo(&access).await.expect("GET").status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
