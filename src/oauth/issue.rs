@@ -59,11 +59,19 @@ fn has(scope: &[String], name: &str) -> bool {
     scope.iter().any(|s| s == name)
 }
 
-/// The access token (and its lifetime) for a person's grant.
-pub fn access_token(state: &AppState, grant: &Grant<'_>) -> Result<(String, i64), OAuthError> {
+/// A signed access token with what the caller needs to track it.
+pub struct AccessToken {
+    pub token: String,
+    pub ttl: i64,
+    pub jti: String,
+}
+
+/// The access token for a person's grant.
+pub fn access_token(state: &AppState, grant: &Grant<'_>) -> Result<AccessToken, OAuthError> {
     let now = state.clock.now();
     let ttl = grant.client.access_token_ttl;
     let issuer = issuer(state);
+    let jti = uuid::Uuid::now_v7().simple().to_string();
     let claims = json!({
         "iss": issuer,
         "sub": grant.user.id,
@@ -73,13 +81,17 @@ pub fn access_token(state: &AppState, grant: &Grant<'_>) -> Result<(String, i64)
         "iat": now,
         "exp": now + ttl,
         "auth_time": grant.auth_time,
-        "jti": uuid::Uuid::now_v7().simple().to_string(),
+                "jti": jti,
         "roles": grant.user.roles,
         // The user's session epoch: a password reset or "sign out everywhere" bumps it, which
         // makes this token inactive at once.
         "sep": grant.user.session_epoch,
     });
-    Ok((super::token::sign_access_token(state, &claims)?, ttl))
+    Ok(AccessToken {
+        token: super::token::sign_access_token(state, &claims)?,
+        ttl,
+        jti,
+    })
 }
 
 /// The ID token, when `openid` was granted.

@@ -5,6 +5,7 @@ pub mod clients;
 mod discovery;
 pub mod error;
 mod issue;
+mod revocation;
 mod token;
 mod userinfo;
 
@@ -17,6 +18,8 @@ pub use error::OAuthError;
 pub const AUTHORIZE_PATH: &str = "/oauth/authorize";
 pub const TOKEN_PATH: &str = "/oauth/token";
 pub const USERINFO_PATH: &str = "/oauth/userinfo";
+pub const REVOKE_PATH: &str = "/oauth/revoke";
+pub const INTROSPECT_PATH: &str = "/oauth/introspect";
 pub const JWKS_PATH: &str = "/oauth/jwks";
 
 /// Pages of the flow a person sees (authorization, consent): they use the browser session.
@@ -30,4 +33,5 @@ pub fn router() -> Router<AppState> {
         .merge(discovery::router())
         .merge(token::router())
         .merge(userinfo::router())
+        .merge(revocation::router())
 }

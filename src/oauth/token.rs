@@ -14,13 +14,15 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::json;
 
 use super::clients::{
-    self, Client, GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, USER_SCOPES,
+    self, Client, GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, GRANT_REFRESH_TOKEN,
+    USER_SCOPES,
 };
 use super::discovery::issuer;
 use super::issue;
 use super::{OAuthError, TOKEN_PATH};
 use crate::app::AppState;
 use crate::crypto;
+use crate::store::RefreshTokenRow;
 use crate::tokens::jwt;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
@@ -167,7 +169,10 @@ async fn token(
 ) -> Result<Response, OAuthError> {
     let params = Params::parse(&headers, body)?;
     let grant = params.require("grant_type")?;
-    let known = matches!(grant, GRANT_CLIENT_CREDENTIALS | GRANT_AUTHORIZATION_CODE);
+    let known = matches!(
+        grant,
+        GRANT_CLIENT_CREDENTIALS | GRANT_AUTHORIZATION_CODE | GRANT_REFRESH_TOKEN
+    );
     if !known {
         return Err(OAuthError::unsupported_grant_type(format!(
             "the grant type {grant} is not supported"
@@ -176,6 +181,7 @@ async fn token(
     let auth = authenticate_client(&state, &headers, &params).await?;
     match grant {
         GRANT_AUTHORIZATION_CODE => authorization_code(&state, auth, &params).await,
+        GRANT_REFRESH_TOKEN => refresh(&state, auth, &params).await,
         _ => client_credentials(&state, auth, &params).await,
     }
 }
@@ -214,7 +220,26 @@ async fn authorization_code(
         .find_auth_code(&code_hash)
         .await?
         .ok_or_else(invalid)?;
-    if row.client_id != client.id || row.expires_at <= now {
+    if row.client_id != client.id {
+        return Err(invalid());
+    }
+    // RFC 6749 §4.1.2: a code used twice revokes what it was exchanged for. Checked before
+    // anything else about the request, so a replay is caught whatever it carries.
+    if row.used_at.is_some() || !state.store.use_auth_code(&code_hash, now).await? {
+        tracing::warn!(client_id = %client.id, "an authorization code was presented twice; revoking its tokens");
+        state
+            .store
+            .revoke_refresh_tokens_of_code(&code_hash, now)
+            .await?;
+        if let Some(jti) = state.store.code_access_jti(&code_hash).await? {
+            state
+                .store
+                .revoke_access_token(&jti, now + clients::MAX_ACCESS_TTL)
+                .await?;
+        }
+        return Err(invalid());
+    }
+    if row.expires_at <= now {
         return Err(invalid());
     }
     if params.get("redirect_uri") != Some(row.redirect_uri.as_str()) {
@@ -242,10 +267,6 @@ async fn authorization_code(
             ));
         }
         (None, None) => {}
-    }
-    if !state.store.use_auth_code(&code_hash, now).await? {
-        tracing::warn!(client_id = %client.id, "an authorization code was presented twice");
-        return Err(invalid());
     }
     let Some(user) = state
         .store
@@ -275,16 +296,141 @@ async fn authorization_code(
         auth_time: row.auth_time,
         methods: &methods,
     };
-    let (access_token, expires_in) = issue::access_token(state, &grant)?;
+    let body = person_tokens(state, &grant, user.session_epoch, None, Some(&code_hash)).await?;
+    Ok(token_response(body))
+}
+
+/// Access token, ID token (with `openid`) and refresh token (with `offline_access`) for a
+/// person. `family` continues a refresh-token family; `code_hash` starts one from a code.
+async fn person_tokens(
+    state: &AppState,
+    grant: &issue::Grant<'_>,
+    session_epoch: i64,
+    family: Option<&str>,
+    code_hash: Option<&str>,
+) -> Result<serde_json::Value, OAuthError> {
+    let access = issue::access_token(state, grant)?;
+    if let Some(code_hash) = code_hash {
+        state
+            .store
+            .set_code_access_jti(code_hash, &access.jti)
+            .await?;
+    }
     let mut body = json!({
-        "access_token": access_token,
+        "access_token": access.token,
         "token_type": "Bearer",
-        "expires_in": expires_in,
-        "scope": scope.join(" "),
+        "expires_in": access.ttl,
+        "scope": grant.scope.join(" "),
     });
-    if let Some(id_token) = issue::id_token(state, &grant, &access_token)? {
+    if let Some(id_token) = issue::id_token(state, grant, &access.token)? {
         body["id_token"] = json!(id_token);
     }
+    let offline = grant.scope.iter().any(|s| s == "offline_access");
+    if offline && grant.client.allows_grant(GRANT_REFRESH_TOKEN) {
+        let token = crypto::random_token();
+        let now = state.clock.now();
+        state
+            .store
+            .insert_refresh_token(&RefreshTokenRow {
+                token_hash: crypto::sha256_hex(&token),
+                family_id: family
+                    .map_or_else(|| uuid::Uuid::now_v7().simple().to_string(), str::to_string),
+                client_id: grant.client.id.clone(),
+                user_id: grant.user.id.clone(),
+                scope: grant.scope.join(" "),
+                auth_time: grant.auth_time,
+                amr: grant.methods.join(" "),
+                session_epoch,
+                code_hash: code_hash.map(str::to_string),
+                created_at: now,
+                expires_at: now + grant.client.refresh_token_ttl,
+                rotated_at: None,
+                revoked_at: None,
+            })
+            .await?;
+        body["refresh_token"] = json!(token);
+    }
+    Ok(body)
+}
+
+/// RFC 6749 §6 with rotation (RFC 9700 §4.14.2): every use returns a new refresh token; a
+/// rotated token presented again revokes its whole family. There is no grace window, so two
+/// concurrent refreshes with the same token end the family; clients must serialise refreshes.
+async fn refresh(
+    state: &AppState,
+    auth: Authenticated,
+    params: &Params,
+) -> Result<Response, OAuthError> {
+    let client = auth.client;
+    if !client.allows_grant(GRANT_REFRESH_TOKEN) {
+        return Err(OAuthError::unauthorized_client(
+            "this client may not use refresh tokens",
+        ));
+    }
+    let token_hash = crypto::sha256_hex(params.require("refresh_token")?);
+    let now = state.clock.now();
+    let invalid = || OAuthError::invalid_grant("the refresh token is invalid, expired or revoked");
+    let row = state
+        .store
+        .find_refresh_token(&token_hash)
+        .await?
+        .ok_or_else(invalid)?;
+    if row.client_id != client.id || row.revoked_at.is_some() || row.expires_at <= now {
+        return Err(invalid());
+    }
+    if row.rotated_at.is_some() || !state.store.rotate_refresh_token(&token_hash, now).await? {
+        tracing::warn!(client_id = %client.id, "a rotated refresh token was reused; revoking its family");
+        state
+            .store
+            .revoke_refresh_family(&row.family_id, now)
+            .await?;
+        return Err(invalid());
+    }
+    let user = state.store.find_user_by_id(&row.user_id).await?;
+    let Some(user) = user.filter(|u| !u.disabled && u.session_epoch == row.session_epoch) else {
+        state
+            .store
+            .revoke_refresh_family(&row.family_id, now)
+            .await?;
+        return Err(invalid());
+    };
+    let granted: Vec<String> = row
+        .scope
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    let scope: Vec<String> = match params.get("scope") {
+        Some(requested) => {
+            let requested: Vec<String> = requested
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect();
+            if let Some(bad) = requested.iter().find(|s| !granted.contains(s)) {
+                return Err(OAuthError::invalid_scope(format!(
+                    "the scope {bad} was not granted"
+                )));
+            }
+            requested
+        }
+        None => granted,
+    };
+    let methods: Vec<String> = row
+        .amr
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    let grant = issue::Grant {
+        client: &client,
+        user: &user,
+        scope: &scope,
+        nonce: None,
+        auth_time: row.auth_time,
+        methods: &methods,
+    };
+    let body = person_tokens(state, &grant, row.session_epoch, Some(&row.family_id), None).await?;
     Ok(token_response(body))
 }
 

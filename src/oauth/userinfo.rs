@@ -51,6 +51,12 @@ pub async fn active_access_token(
     if !valid {
         return Ok(None);
     }
+    // Revoked (RFC 7009) access tokens are denied until they expire.
+    if let Some(jti) = claims["jti"].as_str()
+        && state.store.is_access_token_revoked(jti).await?
+    {
+        return Ok(None);
+    }
     let (Some(sub), Some(client_id)) = (claims["sub"].as_str(), claims["client_id"].as_str())
     else {
         return Ok(None);

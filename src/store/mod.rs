@@ -17,7 +17,7 @@ use sqlx::{PgPool, SqlitePool};
 use crate::config::DatabaseUrl;
 
 pub use factors::TotpFactor;
-pub use oauth::{AuthCodeRow, ClientRow, SigningKeyRow};
+pub use oauth::{AuthCodeRow, ClientRow, RefreshTokenRow, SigningKeyRow};
 pub use tokens::{EmailCode, TokenProblem};
 pub use users::{NewUser, User, email_key as users_email_key};
 

@@ -318,3 +318,160 @@ impl Store {
         Ok(rows)
     }
 }
+
+#[derive(Clone, Debug, FromRow)]
+pub struct RefreshTokenRow {
+    pub token_hash: String,
+    pub family_id: String,
+    pub client_id: String,
+    pub user_id: String,
+    pub scope: String,
+    pub auth_time: i64,
+    pub amr: String,
+    pub session_epoch: i64,
+    pub code_hash: Option<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub rotated_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+impl Store {
+    pub async fn set_code_access_jti(&self, code_hash: &str, jti: &str) -> StoreResult<()> {
+        on_pool!(self, |pool| {
+            sqlx::query("update auth_codes set access_jti = $1 where code_hash = $2")
+                .bind(jti)
+                .bind(code_hash)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
+        Ok(())
+    }
+
+    pub async fn code_access_jti(&self, code_hash: &str) -> StoreResult<Option<String>> {
+        let jti = on_pool!(self, |pool| {
+            sqlx::query_scalar::<_, Option<String>>(
+                "select access_jti from auth_codes where code_hash = $1",
+            )
+            .bind(code_hash)
+            .fetch_optional(pool)
+            .await
+        })?;
+        Ok(jti.flatten())
+    }
+
+    pub async fn insert_refresh_token(&self, row: &RefreshTokenRow) -> StoreResult<()> {
+        on_pool!(self, |pool| {
+            sqlx::query(
+                "insert into refresh_tokens (token_hash, family_id, client_id, user_id, scope, auth_time, \
+                 amr, session_epoch, code_hash, created_at, expires_at) \
+                 values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            )
+            .bind(&row.token_hash)
+            .bind(&row.family_id)
+            .bind(&row.client_id)
+            .bind(&row.user_id)
+            .bind(&row.scope)
+            .bind(row.auth_time)
+            .bind(&row.amr)
+            .bind(row.session_epoch)
+            .bind(&row.code_hash)
+            .bind(row.created_at)
+            .bind(row.expires_at)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(())
+    }
+
+    pub async fn find_refresh_token(
+        &self,
+        token_hash: &str,
+    ) -> StoreResult<Option<RefreshTokenRow>> {
+        let row = on_pool!(self, |pool| {
+            sqlx::query_as::<_, RefreshTokenRow>(
+                "select token_hash, family_id, client_id, user_id, scope, auth_time, amr, session_epoch, \
+                 code_hash, created_at, expires_at, rotated_at, revoked_at \
+                 from refresh_tokens where token_hash = $1",
+            )
+            .bind(token_hash)
+            .fetch_optional(pool)
+            .await
+        })?;
+        Ok(row)
+    }
+
+    /// Marks a token rotated; false when it already was (a reuse, or a lost race).
+    pub async fn rotate_refresh_token(&self, token_hash: &str, now: i64) -> StoreResult<bool> {
+        let updated = on_pool!(self, |pool| {
+            sqlx::query(
+                "update refresh_tokens set rotated_at = $1 \
+                 where token_hash = $2 and rotated_at is null and revoked_at is null",
+            )
+            .bind(now)
+            .bind(token_hash)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(updated == 1)
+    }
+
+    pub async fn revoke_refresh_family(&self, family_id: &str, now: i64) -> StoreResult<()> {
+        on_pool!(self, |pool| {
+            sqlx::query("update refresh_tokens set revoked_at = $1 where family_id = $2 and revoked_at is null")
+                .bind(now)
+                .bind(family_id)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
+        Ok(())
+    }
+
+    pub async fn revoke_refresh_tokens_of_code(
+        &self,
+        code_hash: &str,
+        now: i64,
+    ) -> StoreResult<()> {
+        on_pool!(self, |pool| {
+            sqlx::query(
+                "update refresh_tokens set revoked_at = $1 where family_id in \
+                 (select family_id from refresh_tokens where code_hash = $2) and revoked_at is null",
+            )
+            .bind(now)
+            .bind(code_hash)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(())
+    }
+
+    pub async fn revoke_access_token(&self, jti: &str, expires_at: i64) -> StoreResult<()> {
+        on_pool!(self, |pool| {
+            sqlx::query(
+                "insert into revoked_access_tokens (jti, expires_at) values ($1, $2) \
+                 on conflict (jti) do nothing",
+            )
+            .bind(jti)
+            .bind(expires_at)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(())
+    }
+
+    pub async fn is_access_token_revoked(&self, jti: &str) -> StoreResult<bool> {
+        let found = on_pool!(self, |pool| {
+            sqlx::query_scalar::<_, String>("select jti from revoked_access_tokens where jti = $1")
+                .bind(jti)
+                .fetch_optional(pool)
+                .await
+        })?;
+        Ok(found.is_some())
+    }
+}

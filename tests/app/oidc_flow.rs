@@ -24,6 +24,9 @@ backend_tests!(
     a_code_works_once_and_for_sixty_seconds,
     a_sign_in_with_an_authenticator_app_is_reported_in_amr,
     userinfo_refuses_inactive_tokens,
+    refresh_tokens_rotate_and_a_reused_one_ends_the_family,
+    revocation_and_introspection_follow_the_rfcs,
+    a_reused_code_revokes_the_tokens_it_gave,
 );
 
 fn http() -> openidconnect::reqwest::Client {
@@ -43,6 +46,7 @@ struct Rp {
         openidconnect::EndpointMaybeSet,
     >,
     id: String,
+    secret: Option<String>,
 }
 
 async fn register(app: &TestApp, extra: &[&str]) -> (String, Option<String>) {
@@ -73,10 +77,10 @@ async fn relying_party(app: &TestApp, extra: &[&str]) -> Rp {
     let client = CoreClient::from_provider_metadata(
         metadata,
         ClientId::new(id.clone()),
-        secret.map(ClientSecret::new),
+        secret.clone().map(ClientSecret::new),
     )
     .set_redirect_uri(RedirectUrl::new(REDIRECT.into()).expect("redirect"));
-    Rp { client, id }
+    Rp { client, id, secret }
 }
 
 struct Started {
@@ -606,4 +610,282 @@ async fn userinfo_refuses_inactive_tokens(app: TestApp) {
         userinfo(&access).await.expect("GET").status(),
         StatusCode::UNAUTHORIZED
     );
+}
+
+/// Signs in (already signed up), runs the flow for a first-party app and returns the tokens.
+async fn code_tokens(app: &TestApp, rp: &Rp, email: &str, scopes: &[&str]) -> (Value, String) {
+    let started = start(app, rp, scopes);
+    let params = callback(&browse(app, &started.path, email).await);
+    let code = params.get("code").expect("code").clone();
+    let (id, secret) = (
+        rp.id.clone(),
+        rp.secret.clone().expect("a confidential client"),
+    );
+    let response = app
+        .client
+        .post(app.at("/oauth/token"))
+        .basic_auth(&id, Some(&secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", started.verifier.secret().as_str()),
+        ])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status(), StatusCode::OK);
+    (response.json().await.expect("json"), code)
+}
+
+async fn token_call(
+    app: &TestApp,
+    id: &str,
+    secret: &str,
+    form: &[(&str, &str)],
+) -> (StatusCode, Value) {
+    let response = app
+        .client
+        .post(app.at("/oauth/token"))
+        .basic_auth(id, Some(secret))
+        .form(form)
+        .send()
+        .await
+        .expect("POST");
+    (
+        response.status(),
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
+async fn refresh_tokens_rotate_and_a_reused_one_ends_the_family(app: TestApp) {
+    let email = signed_up(&app).await;
+    let rp = relying_party(&app, &["--skip-consent"]).await;
+    let (tokens, _) = code_tokens(&app, &rp, &email, &["email", "offline_access"]).await;
+    let first = tokens["refresh_token"]
+        .as_str()
+        .expect("offline_access gives a refresh token")
+        .to_string();
+    let secret = rp.secret.clone().expect("secret");
+
+    let (status, rotated) = token_call(
+        &app,
+        &rp.id,
+        &secret,
+        &[("grant_type", "refresh_token"), ("refresh_token", &first)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let second = rotated["refresh_token"]
+        .as_str()
+        .expect("a new refresh token")
+        .to_string();
+    assert_ne!(first, second, "rotated on every use");
+    assert!(rotated["id_token"].is_string() && rotated["access_token"].is_string());
+
+    // The old one again: refused, and the whole family ends, including the new token.
+    let (status, body) = token_call(
+        &app,
+        &rp.id,
+        &secret,
+        &[("grant_type", "refresh_token"), ("refresh_token", &first)],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+    let (status, _) = token_call(
+        &app,
+        &rp.id,
+        &secret,
+        &[("grant_type", "refresh_token"), ("refresh_token", &second)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "the family is revoked");
+
+    // Without offline_access there is no refresh token.
+    let (plain, _) = code_tokens(&app, &rp, &email, &["email"]).await;
+    assert!(plain.get("refresh_token").is_none());
+}
+
+async fn revocation_and_introspection_follow_the_rfcs(app: TestApp) {
+    let email = signed_up(&app).await;
+    let rp = relying_party(&app, &["--skip-consent"]).await;
+    let (tokens, _) = code_tokens(&app, &rp, &email, &["openid", "email", "offline_access"]).await;
+    let secret = rp.secret.clone().expect("secret");
+    let access = tokens["access_token"].as_str().expect("access").to_string();
+    let refresh = tokens["refresh_token"]
+        .as_str()
+        .expect("refresh")
+        .to_string();
+    let introspect = |token: String, id: String, secret: String| {
+        let client = app.client.clone();
+        let url = app.at("/oauth/introspect");
+        async move {
+            let response = client
+                .post(url)
+                .basic_auth(id, Some(secret))
+                .form(&[("token", token)])
+                .send()
+                .await
+                .expect("POST");
+            assert_eq!(response.status(), StatusCode::OK);
+            response.json::<Value>().await.expect("json")
+        }
+    };
+
+    let info = introspect(access.clone(), rp.id.clone(), secret.clone()).await;
+    assert_eq!(info["active"], true);
+    assert_eq!(info["token_type"], "access_token");
+    assert_eq!(info["client_id"], rp.id.as_str());
+    assert!(info["sub"].is_string() && info["exp"].is_i64() && info["iat"].is_i64());
+    assert_eq!(info["iss"], app.url.as_str());
+    let info = introspect(refresh.clone(), rp.id.clone(), secret.clone()).await;
+    assert_eq!(
+        (info["active"].as_bool(), info["token_type"].as_str()),
+        (Some(true), Some("refresh_token"))
+    );
+
+    // Another client sees nothing; garbage is simply inactive; introspection needs a secret.
+    let other = app
+        .run_cli(&[
+            "client",
+            "create",
+            "--name",
+            "API",
+            "--grant-types",
+            "client_credentials",
+            "--scopes",
+            "x",
+        ])
+        .await;
+    let (other_id, other_secret) = (
+        other[0]["client_id"].as_str().expect("id").to_string(),
+        other[0]["client_secret"].as_str().expect("s").to_string(),
+    );
+    assert_eq!(
+        introspect(access.clone(), other_id.clone(), other_secret.clone()).await,
+        serde_json::json!({ "active": false })
+    );
+    assert_eq!(
+        introspect("not-a-token".into(), rp.id.clone(), secret.clone()).await["active"],
+        false
+    );
+    let anonymous = app
+        .client
+        .post(app.at("/oauth/introspect"))
+        .form(&[("token", access.as_str())])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+
+    // Revoking the access token denies it at introspection and userinfo.
+    let revoke = |token: String| {
+        let client = app.client.clone();
+        let url = app.at("/oauth/revoke");
+        let (id, secret) = (rp.id.clone(), secret.clone());
+        async move {
+            client
+                .post(url)
+                .basic_auth(id, Some(secret))
+                .form(&[("token", token)])
+                .send()
+                .await
+                .expect("POST")
+                .status()
+        }
+    };
+    assert_eq!(revoke(access.clone()).await, StatusCode::OK);
+    assert_eq!(
+        introspect(access.clone(), rp.id.clone(), secret.clone()).await["active"],
+        false
+    );
+    let userinfo = app
+        .client
+        .get(app.at("/oauth/userinfo"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(userinfo.status(), StatusCode::UNAUTHORIZED);
+    // Revoking the refresh token ends its family; unknown tokens still answer 200.
+    assert_eq!(revoke(refresh.clone()).await, StatusCode::OK);
+    assert_eq!(
+        introspect(refresh.clone(), rp.id.clone(), secret.clone()).await["active"],
+        false
+    );
+    let (status, _) = token_call(
+        &app,
+        &rp.id,
+        &secret,
+        &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(revoke("unknown".into()).await, StatusCode::OK);
+
+    // Disabling the user makes a fresh pair inactive at once.
+    let (tokens, _) = code_tokens(&app, &rp, &email, &["openid", "offline_access"]).await;
+    let user = app
+        .store
+        .find_user_by_email(&email)
+        .await
+        .expect("store")
+        .expect("user");
+    app.store
+        .set_user_disabled(&user.id, true, app.clock.now())
+        .await
+        .expect("disable");
+    for token in [&tokens["access_token"], &tokens["refresh_token"]] {
+        let token = token.as_str().expect("token").to_string();
+        assert_eq!(
+            introspect(token, rp.id.clone(), secret.clone()).await["active"],
+            false
+        );
+    }
+}
+
+async fn a_reused_code_revokes_the_tokens_it_gave(app: TestApp) {
+    let email = signed_up(&app).await;
+    let rp = relying_party(&app, &["--skip-consent"]).await;
+    let (tokens, code) = code_tokens(&app, &rp, &email, &["openid", "offline_access"]).await;
+    let secret = rp.secret.clone().expect("secret");
+    let (status, body) = token_call(
+        &app,
+        &rp.id,
+        &secret,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &"a".repeat(43)),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+    // The replayed code had a wrong verifier too; replay with the right one is also refused.
+    let refresh = tokens["refresh_token"].as_str().expect("refresh");
+    let access = tokens["access_token"].as_str().expect("access");
+    let (status, _) = token_call(
+        &app,
+        &rp.id,
+        &secret,
+        &[("grant_type", "refresh_token"), ("refresh_token", refresh)],
+    )
+    .await;
+    let userinfo = app
+        .client
+        .get(app.at("/oauth/userinfo"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .expect("GET");
+    // Either way the code was presented twice: both tokens are now dead.
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(userinfo.status(), StatusCode::UNAUTHORIZED);
 }
