@@ -8,7 +8,9 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use super::clients::MAX_ACCESS_TTL;
-use super::{AUTHORIZE_PATH, INTROSPECT_PATH, JWKS_PATH, REVOKE_PATH, TOKEN_PATH, USERINFO_PATH};
+use super::{
+    AUTHORIZE_PATH, INTROSPECT_PATH, JWKS_PATH, LOGOUT_PATH, REVOKE_PATH, TOKEN_PATH, USERINFO_PATH,
+};
 use crate::app::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -35,7 +37,8 @@ async fn configuration(State(state): State<AppState>) -> Response {
         "authorization_endpoint": format!("{issuer}{AUTHORIZE_PATH}"),
         "token_endpoint": format!("{issuer}{TOKEN_PATH}"),
         "userinfo_endpoint": format!("{issuer}{USERINFO_PATH}"),
-                "jwks_uri": format!("{issuer}{JWKS_PATH}"),
+                        "jwks_uri": format!("{issuer}{JWKS_PATH}"),
+        "end_session_endpoint": format!("{issuer}{LOGOUT_PATH}"),
         "revocation_endpoint": format!("{issuer}{REVOKE_PATH}"),
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "introspection_endpoint": format!("{issuer}{INTROSPECT_PATH}"),

@@ -5,6 +5,7 @@ pub mod clients;
 mod discovery;
 pub mod error;
 mod issue;
+mod logout;
 mod revocation;
 mod token;
 mod userinfo;
@@ -20,11 +21,12 @@ pub const TOKEN_PATH: &str = "/oauth/token";
 pub const USERINFO_PATH: &str = "/oauth/userinfo";
 pub const REVOKE_PATH: &str = "/oauth/revoke";
 pub const INTROSPECT_PATH: &str = "/oauth/introspect";
+pub const LOGOUT_PATH: &str = "/oauth/logout";
 pub const JWKS_PATH: &str = "/oauth/jwks";
 
 /// Pages of the flow a person sees (authorization, consent): they use the browser session.
 pub fn pages_router() -> Router<AppState> {
-    authorize::router()
+    authorize::router().merge(logout::router())
 }
 
 /// Protocol endpoints: no browser session, no CSRF form tokens (clients authenticate instead).

@@ -475,3 +475,27 @@ impl Store {
         Ok(found.is_some())
     }
 }
+
+impl Store {
+    /// Ends a person's refresh tokens for one client (when they take back consent).
+    pub async fn revoke_refresh_tokens_for(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        now: i64,
+    ) -> StoreResult<()> {
+        on_pool!(self, |pool| {
+            sqlx::query(
+                "update refresh_tokens set revoked_at = $1 \
+                 where user_id = $2 and client_id = $3 and revoked_at is null",
+            )
+            .bind(now)
+            .bind(user_id)
+            .bind(client_id)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(())
+    }
+}

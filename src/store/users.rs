@@ -255,3 +255,20 @@ impl Store {
         Ok(count)
     }
 }
+
+impl Store {
+    /// "Sign out everywhere": ends every session and makes every token of the user inactive.
+    pub async fn bump_session_epoch(&self, user_id: &str, now: i64) -> StoreResult<()> {
+        on_pool!(self, |pool| {
+            sqlx::query(
+                "update users set session_epoch = session_epoch + 1, updated_at = $1 where id = $2",
+            )
+            .bind(now)
+            .bind(user_id)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(())
+    }
+}

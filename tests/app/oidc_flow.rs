@@ -27,6 +27,8 @@ backend_tests!(
     refresh_tokens_rotate_and_a_reused_one_ends_the_family,
     revocation_and_introspection_follow_the_rfcs,
     a_reused_code_revokes_the_tokens_it_gave,
+    rp_initiated_logout_ends_the_session_and_returns_to_a_registered_uri,
+    consent_can_be_taken_back_and_sign_out_everywhere_ends_tokens,
 );
 
 fn http() -> openidconnect::reqwest::Client {
@@ -888,4 +890,172 @@ async fn a_reused_code_revokes_the_tokens_it_gave(app: TestApp) {
     // Either way the code was presented twice: both tokens are now dead.
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(userinfo.status(), StatusCode::UNAUTHORIZED);
+}
+
+async fn rp_initiated_logout_ends_the_session_and_returns_to_a_registered_uri(app: TestApp) {
+    const BYE: &str = "https://app.example.com/bye";
+    let email = signed_up(&app).await;
+    let rp = relying_party(&app, &["--skip-consent", "--post-logout-redirect-uri", BYE]).await;
+    let (tokens, _) = code_tokens(&app, &rp, &email, &["openid", "email"]).await;
+    let id_token = tokens["id_token"].as_str().expect("id token").to_string();
+    let doc: Value = app
+        .get("/.well-known/openid-configuration")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(doc["end_session_endpoint"], app.at("/oauth/logout"));
+
+    // An unregistered return address: a page, no redirect, still signed in.
+    let evil = app
+        .get(&format!("/oauth/logout?id_token_hint={id_token}&post_logout_redirect_uri=https%3A%2F%2Fevil.example%2F"))
+        .await;
+    assert_eq!(evil.status(), StatusCode::BAD_REQUEST);
+    assert!(evil.headers().get("location").is_none());
+    assert_eq!(app.get("/account").await.status(), StatusCode::OK);
+
+    // Without a hint the person confirms first.
+    let ask = app
+        .get(&format!(
+            "/oauth/logout?client_id={}&post_logout_redirect_uri={}&state=s1",
+            rp.id, BYE
+        ))
+        .await;
+    assert_eq!(ask.status(), StatusCode::OK);
+    let html = ask.text().await.unwrap_or_default();
+    assert!(html.contains("Photo Album") && html.contains("asks to sign you out"));
+    assert_eq!(
+        app.get("/account").await.status(),
+        StatusCode::OK,
+        "not yet"
+    );
+    let csrf = hidden_value(&html, "csrf_token").expect("csrf");
+    let done = app
+        .post_form("/oauth/logout/confirm", &[("csrf_token", &csrf)])
+        .await;
+    assert_eq!(location(&done), format!("{BYE}?state=s1"));
+    assert_eq!(
+        app.get("/account").await.status(),
+        StatusCode::SEE_OTHER,
+        "signed out"
+    );
+
+    // With a valid hint it happens at once.
+    app.login(&email, PASSWORD).await;
+    let at_once = app
+        .get(&format!(
+            "/oauth/logout?id_token_hint={id_token}&post_logout_redirect_uri={BYE}&state=s2"
+        ))
+        .await;
+    assert_eq!(location(&at_once), format!("{BYE}?state=s2"));
+    assert_eq!(app.get("/account").await.status(), StatusCode::SEE_OTHER);
+}
+
+async fn consent_can_be_taken_back_and_sign_out_everywhere_ends_tokens(app: TestApp) {
+    let email = signed_up(&app).await;
+    let rp = relying_party(&app, &[]).await;
+    let started = start(&app, &rp, &["email", "offline_access"]);
+    let consent = browse(&app, &started.path, &email).await;
+    let params = callback(&allow(&app, consent, "allow").await);
+    let secret = rp.secret.clone().expect("secret");
+    let (_, tokens) = token_call(
+        &app,
+        &rp.id,
+        &secret,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &params["code"]),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", started.verifier.secret()),
+        ],
+    )
+    .await;
+    let refresh = tokens["refresh_token"]
+        .as_str()
+        .expect("refresh")
+        .to_string();
+
+    let account = app.page("/account").await;
+    assert!(account.contains("Photo Album") && account.contains("Remove access"));
+    let csrf = hidden_value(&account, "csrf_token").expect("csrf");
+    app.post_form(
+        "/account/apps/revoke",
+        &[("csrf_token", &csrf), ("client_id", &rp.id)],
+    )
+    .await;
+    let account = app.page("/account").await;
+    assert!(account.contains("The app no longer has access"));
+    assert!(account.contains("No apps have access"));
+    let (status, _) = token_call(
+        &app,
+        &rp.id,
+        &secret,
+        &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "its refresh tokens end too"
+    );
+    let again = start(&app, &rp, &["email"]);
+    assert_eq!(
+        app.get(&again.path).await.status(),
+        StatusCode::OK,
+        "consent is asked again"
+    );
+
+    // Sign out everywhere: this session, other sessions and every token end.
+    let first_party = relying_party(&app, &["--skip-consent"]).await;
+    let (tokens, _) = code_tokens(&app, &first_party, &email, &["openid", "offline_access"]).await;
+    let other = app.fresh_client_with_cookies();
+    let token = app.csrf_token_with(&other, "/login").await;
+    app.post_form_with(
+        &other,
+        "/login",
+        &[
+            ("csrf_token", &token),
+            ("email", &email),
+            ("password", PASSWORD),
+        ],
+    )
+    .await;
+    let csrf = app.csrf_token("/account").await;
+    let done = app
+        .post_form("/account/sign-out-everywhere", &[("csrf_token", &csrf)])
+        .await;
+    assert_eq!(location(&done), "/");
+    assert_eq!(app.get("/account").await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        other
+            .get(app.at("/account"))
+            .send()
+            .await
+            .expect("GET")
+            .status(),
+        StatusCode::SEE_OTHER
+    );
+    let userinfo = app
+        .client
+        .get(app.at("/oauth/userinfo"))
+        .bearer_auth(tokens["access_token"].as_str().unwrap_or_default())
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(userinfo.status(), StatusCode::UNAUTHORIZED);
+    let fp_secret = first_party.secret.clone().expect("secret");
+    let (status, _) = token_call(
+        &app,
+        &first_party.id,
+        &fp_secret,
+        &[
+            ("grant_type", "refresh_token"),
+            (
+                "refresh_token",
+                tokens["refresh_token"].as_str().unwrap_or_default(),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 }
