@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# Throughput of the protocol endpoints on the release binary (SQLite, the embedded default):
+# client_credentials (RS256 and ES256), the refresh grant, introspection, userinfo and JWKS.
+# wrk runs on the same machine. Prints requests/s and p99 for each.
+#
+# Usage: bench/oauth.sh            (DURATION=10 CONNECTIONS=32 PORT=18090 to change)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION="${DURATION:-10}"
+CONNECTIONS="${CONNECTIONS:-32}"
+THREADS="${THREADS:-2}"
+PORT="${PORT:-18090}"
+
+if ! command -v wrk >/dev/null; then
+  echo "bench: installing wrk"
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq wrk >/dev/null
+  else sudo apt-get update -qq && sudo apt-get install -y -qq wrk >/dev/null; fi
+fi
+cargo build --release --quiet
+BIN="$PWD/target/release/portcullis"
+
+WORK="$(mktemp -d)"
+SERVER_PID=""
+stop_server() {
+  if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""; fi
+}
+cleanup() { stop_server; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+export PORTCULLIS_DATA_DIR="$WORK/data"
+export PORTCULLIS_LISTEN="127.0.0.1:$PORT"
+export PORTCULLIS_PUBLIC_URL="http://127.0.0.1:$PORT"
+export RUST_LOG=warn
+BASE="http://127.0.0.1:$PORT"
+
+start_server() {
+  "$BIN" serve 2>>"$WORK/server.log" &
+  SERVER_PID=$!
+  for _ in $(seq 1 100); do curl -fs "$BASE/health" >/dev/null 2>&1 && return; sleep 0.1; done
+  echo "bench: server did not start"; cat "$WORK/server.log"; exit 1
+}
+
+"$BIN" migrate 2>/dev/null
+MACHINE="$("$BIN" client create --name bench-machine --grant-types client_credentials --scopes reports)"
+M_ID="$(echo "$MACHINE" | python3 -c 'import json,sys; print(json.load(sys.stdin)["client_id"])')"
+M_SECRET="$(echo "$MACHINE" | python3 -c 'import json,sys; print(json.load(sys.stdin)["client_secret"])')"
+APP="$("$BIN" client create --name bench-app --redirect-uri http://127.0.0.1:9/cb --skip-consent)"
+A_ID="$(echo "$APP" | python3 -c 'import json,sys; print(json.load(sys.stdin)["client_id"])')"
+A_SECRET="$(echo "$APP" | python3 -c 'import json,sys; print(json.load(sys.stdin)["client_secret"])')"
+echo "correct-horse-battery-staple" | "$BIN" user create --email bench@example.com --password-stdin >/dev/null
+M_BASIC="$(printf '%s:%s' "$M_ID" "$M_SECRET" | base64 -w0)"
+A_BASIC="$(printf '%s:%s' "$A_ID" "$A_SECRET" | base64 -w0)"
+
+run() { # name, lua script, path
+  local name="$1" script="$2" path="$3"
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$script" "$BASE$path" > "$WORK/$name.txt"
+  local rate p99 bad
+  rate="$(awk '/^Requests\/sec/ { print $2 }' "$WORK/$name.txt")"
+  p99="$(awk '$1 == "99%" { print $2 }' "$WORK/$name.txt")"
+  bad="$(awk '/Non-2xx or 3xx/ { print $5 }' "$WORK/$name.txt")"
+  printf '%-28s %10s req/s   p99 %-9s errors %s\n' "$name" "$rate" "$p99" "${bad:-0}"
+}
+
+post_script() { # file, body, basic
+  cat > "$1" <<LUA
+wrk.method = "POST"
+wrk.body = "$2"
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+wrk.headers["Authorization"] = "Basic $3"
+LUA
+}
+
+start_server
+# Refresh tokens (one per request wrk will make) and an access token for userinfo, made by
+# running the code flow as a browser would: sign in once, then authorize and exchange.
+REFRESH_COUNT=$(( DURATION * 6000 ))
+python3 - "$BASE" "$A_ID" "$A_BASIC" "$REFRESH_COUNT" "$WORK" <<'PY'
+import base64, hashlib, http.client, json, re, secrets, sys, urllib.parse
+base, client_id, basic, count, work = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+u = urllib.parse.urlparse(base)
+conn = http.client.HTTPConnection(u.hostname, u.port)
+cookie = ""
+def req(method, path, body=None, headers=None):
+    global cookie
+    h = dict(headers or {})
+    if cookie: h["Cookie"] = cookie
+    conn.request(method, path, body=body, headers=h)
+    r = conn.getresponse(); data = r.read().decode()
+    m = re.search(r"portcullis_session=([^;]+)", r.getheader("set-cookie") or "")
+    if m: cookie = "portcullis_session=" + m.group(1)
+    return r, data
+_, page = req("GET", "/login")
+token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+form = urllib.parse.urlencode({"csrf_token": token, "email": "bench@example.com", "password": "correct-horse-battery-staple"})
+req("POST", "/login", form, {"Content-Type": "application/x-www-form-urlencoded", "Origin": base})
+refresh, access = [], None
+for i in range(count):
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    q = urllib.parse.urlencode({"response_type": "code", "client_id": client_id, "redirect_uri": "http://127.0.0.1:9/cb",
+        "scope": "openid email offline_access", "code_challenge": challenge, "code_challenge_method": "S256", "state": "x"})
+    r, _ = req("GET", "/oauth/authorize?" + q)
+    code = urllib.parse.parse_qs(urllib.parse.urlparse(r.getheader("location")).query)["code"][0]
+    body = urllib.parse.urlencode({"grant_type": "authorization_code", "code": code, "redirect_uri": "http://127.0.0.1:9/cb", "code_verifier": verifier})
+    r, data = req("POST", "/oauth/token", body, {"Content-Type": "application/x-www-form-urlencoded", "Authorization": "Basic " + basic})
+    tokens = json.loads(data)
+    refresh.append(tokens["refresh_token"]); access = tokens["access_token"]
+open(work + "/refresh.txt", "w").write("\n".join(refresh) + "\n")
+open(work + "/access.txt", "w").write(access)
+PY
+ACCESS="$(cat "$WORK/access.txt")"
+
+post_script "$WORK/cc.lua" "grant_type=client_credentials&scope=reports" "$M_BASIC"
+post_script "$WORK/introspect.lua" "token=$ACCESS" "$A_BASIC"
+cat > "$WORK/userinfo.lua" <<LUA
+wrk.headers["Authorization"] = "Bearer $ACCESS"
+LUA
+cat > "$WORK/refresh.lua" <<LUA
+local tokens = {}
+local counter = 0
+function setup(thread) thread:set("id", counter); counter = counter + 1 end
+function init(args)
+  for line in io.lines("$WORK/refresh.txt") do table.insert(tokens, line) end
+  next_index = id + 1
+end
+function request()
+  local t = tokens[next_index]
+  next_index = next_index + $THREADS
+  if t == nil then t = "exhausted" end
+  return wrk.format("POST", "/oauth/token", {
+    ["Content-Type"] = "application/x-www-form-urlencoded",
+    ["Authorization"] = "Basic $A_BASIC",
+  }, "grant_type=refresh_token&refresh_token=" .. t)
+end
+LUA
+: > "$WORK/get.lua"
+
+echo "bench: $(nproc) cores, wrk $THREADS threads / $CONNECTIONS connections, ${DURATION}s each, SQLite"
+run "client_credentials RS256" "$WORK/cc.lua" /oauth/token
+run "refresh grant" "$WORK/refresh.lua" /oauth/token
+run "introspection" "$WORK/introspect.lua" /oauth/introspect
+run "userinfo" "$WORK/userinfo.lua" /oauth/userinfo
+run "jwks" "$WORK/get.lua" /oauth/jwks
+
+stop_server
+export PORTCULLIS_SIGNING_ALG=ES256
+start_server
+run "client_credentials ES256" "$WORK/cc.lua" /oauth/token
+echo "RSS after load: $(awk '/VmRSS/ { printf "%.1f MB", $2 / 1024 }' "/proc/$SERVER_PID/status")"
