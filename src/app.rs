@@ -34,6 +34,7 @@ pub struct AppState {
     pub hasher: PasswordHasher,
     pub mailer: Mailer,
     pub keys: Keys,
+    pub clients: crate::oauth::clients::ClientCache,
     pub clock: Clock,
 }
 
@@ -71,6 +72,7 @@ impl App {
             hasher: PasswordHasher::per_core(),
             mailer,
             keys: token_keys,
+            clients: Default::default(),
             clock,
         };
         Ok(Self { state, sessions })

@@ -44,7 +44,7 @@ pub enum Command {
     /// Manage user accounts.
     #[command(subcommand)]
     User(UserCommand),
-    /// Manage relying apps (OAuth clients). Changes take effect at once on running servers.
+    /// Manage relying apps (OAuth clients). Running servers see changes within 5 seconds.
     #[command(subcommand)]
     Client(ClientCommand),
     /// Manage token signing keys.

@@ -65,9 +65,16 @@ async fn configuration(State(state): State<AppState>) -> Response {
 
 /// Cached by clients for 5 minutes; new keys are published before they sign anything.
 async fn jwks(State(state): State<AppState>) -> Response {
-    let set = state
+    let body = state
         .keys
         .snapshot()
-        .jwks(state.clock.now(), MAX_ACCESS_TTL);
-    ([(header::CACHE_CONTROL, "public, max-age=300")], Json(set)).into_response()
+        .jwks_body(state.clock.now(), MAX_ACCESS_TTL);
+    (
+        [
+            (header::CACHE_CONTROL, "public, max-age=300"),
+            (header::CONTENT_TYPE, "application/json"),
+        ],
+        body,
+    )
+        .into_response()
 }

@@ -140,7 +140,9 @@ pub async fn authenticate_client(
         },
     };
     let unknown = || OAuthError::invalid_client("unknown client or wrong secret", via_basic);
-    let client = clients::find(&state.store, &id)
+    let client = state
+        .clients
+        .get(&state.store, &id, state.clock.now())
         .await?
         .ok_or_else(unknown)?;
     match secret {

@@ -200,6 +200,8 @@ fn generate_pkcs8(alg: SigningAlg) -> Result<Vec<u8>, KeyError> {
 #[derive(Debug, Default)]
 pub struct KeySet {
     keys: Vec<Arc<SigningKey>>,
+    /// The serialised JWKS and when it was made: rebuilt at most once a minute.
+    jwks_cache: std::sync::Mutex<Option<(i64, axum::body::Bytes)>>,
 }
 
 impl KeySet {
@@ -226,6 +228,22 @@ impl KeySet {
             .map(|k| &k.jwk)
             .collect();
         json!({ "keys": keys })
+    }
+
+    /// The JWKS as served, cached for a minute (retired keys drop out on that scale anyway).
+    pub fn jwks_body(&self, now: i64, keep_after_retire: i64) -> axum::body::Bytes {
+        if let Ok(cache) = self.jwks_cache.lock()
+            && let Some((made, body)) = cache.as_ref()
+            && now - made < 60
+            && now >= *made
+        {
+            return body.clone();
+        }
+        let body = axum::body::Bytes::from(self.jwks(now, keep_after_retire).to_string());
+        if let Ok(mut cache) = self.jwks_cache.lock() {
+            *cache = Some((now, body.clone()));
+        }
+        body
     }
 }
 
@@ -260,7 +278,10 @@ impl Keys {
                 row.retired_at,
             )?));
         }
-        let set = Arc::new(KeySet { keys });
+        let set = Arc::new(KeySet {
+            keys,
+            jwks_cache: Default::default(),
+        });
         match self.current.write() {
             Ok(mut guard) => *guard = set,
             Err(poisoned) => *poisoned.into_inner() = set,
