@@ -31,7 +31,7 @@ const CONSENT_KEY_PREFIX: &str = "authz:";
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route(AUTHORIZE_PATH, get(authorize))
+        .route(AUTHORIZE_PATH, get(authorize_get).post(authorize_post))
         .route("/oauth/consent", post(consent))
 }
 
@@ -95,11 +95,31 @@ fn redirect_error(
     )
 }
 
-async fn authorize(
+/// OIDC Core §3.1.2.1: the request may come as a query string (GET)…
+async fn authorize_get(
     State(state): State<AppState>,
     session: Session,
     MaybeUser(user): MaybeUser,
     Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, AppError> {
+    authorize(state, session, user, query).await
+}
+
+/// …or as a form post.
+async fn authorize_post(
+    State(state): State<AppState>,
+    session: Session,
+    MaybeUser(user): MaybeUser,
+    axum::Form(query): axum::Form<HashMap<String, String>>,
+) -> Result<Response, AppError> {
+    authorize(state, session, user, query).await
+}
+
+async fn authorize(
+    state: AppState,
+    session: Session,
+    user: Option<User>,
+    query: HashMap<String, String>,
 ) -> Result<Response, AppError> {
     let param = |name: &str| {
         query

@@ -297,6 +297,25 @@ async fn consent_is_remembered_can_be_asked_again_and_denied(app: TestApp) {
     );
     assert_eq!(denied.get("state"), Some(forced.state.secret()));
 
+    // The same request as a form post (OIDC Core §3.1.2.1) works too.
+    let posted = start(&app, &rp, &["email"]);
+    let query = posted
+        .path
+        .split_once('?')
+        .map(|(_, q)| q.to_string())
+        .unwrap_or_default();
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let response = app
+        .client
+        .post(app.at("/oauth/authorize"))
+        .form(&pairs)
+        .send()
+        .await
+        .expect("POST");
+    assert!(callback(&response).contains_key("code"));
+
     // A first-party app never asks.
     let first_party = relying_party(&app, &["--skip-consent"]).await;
     let started = start(&app, &first_party, &["email", "profile"]);
@@ -348,6 +367,20 @@ async fn prompt_none_answers_without_showing_pages(app: TestApp) {
     assert_eq!(
         callback(&unsupported).get("error").map(String::as_str),
         Some("unsupported_response_type")
+    );
+
+    // max_age: a sign-in older than asked for means signing in again.
+    app.login(&email, PASSWORD).await;
+    app.clock.advance(120);
+    let aged = app.get(&format!("{}&max_age=60", started.path)).await;
+    assert!(
+        location(&aged).starts_with("/login?next="),
+        "{}",
+        location(&aged)
+    );
+    assert!(
+        !location(&aged).contains("max_age"),
+        "no loop after signing in"
     );
 }
 
