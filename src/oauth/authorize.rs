@@ -18,6 +18,7 @@ use url::Url;
 use super::AUTHORIZE_PATH;
 use super::clients::{self, Client, GRANT_AUTHORIZATION_CODE};
 use super::discovery::issuer;
+use super::space_list;
 use crate::app::AppState;
 use crate::crypto;
 use crate::input::encode_query_value;
@@ -185,12 +186,7 @@ async fn authorize(
             "request objects are not supported",
         ));
     }
-    let scope: Vec<String> = param("scope")
-        .unwrap_or("")
-        .split(' ')
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect();
+    let scope: Vec<String> = space_list(param("scope").unwrap_or(""));
     if let Some(bad) = scope.iter().find(|s| !client.allows_scope(s)) {
         return Ok(redirect_error(
             &state,

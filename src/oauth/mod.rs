@@ -16,6 +16,14 @@ use crate::app::AppState;
 
 pub use error::OAuthError;
 
+/// A space-separated list (scopes, sign-in methods) as owned strings, empty items dropped.
+pub fn space_list(text: &str) -> Vec<String> {
+    text.split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 pub const AUTHORIZE_PATH: &str = "/oauth/authorize";
 pub const TOKEN_PATH: &str = "/oauth/token";
 pub const USERINFO_PATH: &str = "/oauth/userinfo";

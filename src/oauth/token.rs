@@ -19,6 +19,7 @@ use super::clients::{
 };
 use super::discovery::issuer;
 use super::issue;
+use super::space_list;
 use super::{OAuthError, TOKEN_PATH};
 use crate::app::AppState;
 use crate::crypto;
@@ -278,18 +279,8 @@ async fn authorization_code(
     else {
         return Err(invalid());
     };
-    let scope: Vec<String> = row
-        .scope
-        .split(' ')
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect();
-    let methods: Vec<String> = row
-        .amr
-        .split(' ')
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect();
+    let scope: Vec<String> = space_list(&row.scope);
+    let methods: Vec<String> = space_list(&row.amr);
     let grant = issue::Grant {
         client: &client,
         user: &user,
@@ -396,19 +387,10 @@ async fn refresh(
             .await?;
         return Err(invalid());
     };
-    let granted: Vec<String> = row
-        .scope
-        .split(' ')
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect();
+    let granted: Vec<String> = space_list(&row.scope);
     let scope: Vec<String> = match params.get("scope") {
         Some(requested) => {
-            let requested: Vec<String> = requested
-                .split(' ')
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect();
+            let requested: Vec<String> = space_list(requested);
             if let Some(bad) = requested.iter().find(|s| !granted.contains(s)) {
                 return Err(OAuthError::invalid_scope(format!(
                     "the scope {bad} was not granted"
@@ -418,12 +400,7 @@ async fn refresh(
         }
         None => granted,
     };
-    let methods: Vec<String> = row
-        .amr
-        .split(' ')
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect();
+    let methods: Vec<String> = space_list(&row.amr);
     let grant = issue::Grant {
         client: &client,
         user: &user,

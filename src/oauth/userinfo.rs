@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use super::USERINFO_PATH;
 use super::discovery::issuer;
 use super::issue::add_user_claims;
+use super::space_list;
 use crate::app::AppState;
 use crate::store::User;
 use crate::tokens::jwt;
@@ -96,12 +97,7 @@ async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Response
     let Some((claims, Some(user))) = active else {
         return invalid_token("the access token is not active, or not a user's token");
     };
-    let scope: Vec<String> = claims["scope"]
-        .as_str()
-        .unwrap_or("")
-        .split(' ')
-        .map(str::to_string)
-        .collect();
+    let scope: Vec<String> = space_list(claims["scope"].as_str().unwrap_or(""));
     if !scope.iter().any(|s| s == "openid") {
         return (
             StatusCode::FORBIDDEN,
