@@ -35,6 +35,7 @@ pub struct AppState {
     pub mailer: Mailer,
     pub keys: Keys,
     pub clients: crate::oauth::clients::ClientCache,
+    pub upstreams: crate::upstream::Upstreams,
     pub clock: Clock,
 }
 
@@ -66,7 +67,9 @@ impl App {
             .reload(&store, &config.secret_key)
             .await
             .context("cannot read the token signing keys; is PORTCULLIS_SECRET_KEY the one they were made with?")?;
+        let upstreams = crate::upstream::Upstreams::from_config(&config)?;
         let state = AppState {
+            upstreams,
             config: Arc::new(config),
             store,
             hasher: PasswordHasher::per_core(),
@@ -99,6 +102,7 @@ impl App {
             .merge(crate::mfa::router())
             .merge(crate::oauth::pages_router())
             .merge(crate::password_reset::router())
+            .merge(crate::upstream::router())
             .fallback(not_found)
             .layer(session_layer);
 

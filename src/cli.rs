@@ -190,6 +190,8 @@ async fn create_user(config: Config, args: CreateUser) -> anyhow::Result<()> {
             .filter(|n| !n.is_empty()),
         password_hash: Some(hash),
         roles,
+        email_verified: false,
+        identity: None,
         now: Clock::system().now(),
     };
     let user = match store.create_user(new_user).await {

@@ -40,6 +40,25 @@ pub struct RawConfig {
     pub require_verified_email: bool,
     pub totp_issuer: String,
     pub signing_alg: String,
+    /// "Sign in with Google": both set turn it on.
+    pub google_client_id: Option<String>,
+    pub google_client_secret: Option<String>,
+    /// Overridable so that any OpenID provider (or a test instance) can stand in for Google.
+    pub google_issuer: String,
+    /// More upstream OpenID providers, declared as `[[upstream]]` tables in the config file.
+    pub upstream: Vec<RawUpstream>,
+}
+
+/// One upstream OpenID provider people can sign in with.
+#[derive(Clone, Deserialize, Serialize)]
+pub struct RawUpstream {
+    /// Short name used in URLs: `/auth/oauth/{name}/callback`.
+    pub name: String,
+    /// The button text, like "Sign in with Example".
+    pub label: Option<String>,
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: String,
 }
 
 impl Default for RawConfig {
@@ -49,6 +68,10 @@ impl Default for RawConfig {
             database_url: None,
             public_url: "http://localhost:8080".into(),
             listen: "127.0.0.1:8080".into(),
+            google_client_id: None,
+            google_client_secret: None,
+            google_issuer: GOOGLE_ISSUER.into(),
+            upstream: Vec::new(),
             redis_url: None,
             secret_key: None,
             secret_key_file: None,
@@ -151,6 +174,20 @@ pub struct Config {
     pub require_verified_email: bool,
     pub totp_issuer: String,
     pub signing_alg: crate::tokens::SigningAlg,
+    pub upstreams: Vec<UpstreamConfig>,
+}
+
+pub const GOOGLE_ISSUER: &str = "https://accounts.google.com";
+
+/// A validated upstream OpenID provider.
+#[derive(Clone, Debug)]
+pub struct UpstreamConfig {
+    pub name: String,
+    pub label: String,
+    /// Exactly as configured: it must equal the `iss` the provider puts in its tokens.
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Secret,
 }
 
 /// A configuration problem, phrased for the operator.
@@ -338,6 +375,7 @@ impl Config {
             })?;
 
         let secret_key = load_secret_key(&raw)?;
+        let upstreams = upstreams(&raw)?;
 
         Ok(Self {
             data_dir: raw.data_dir,
@@ -357,6 +395,7 @@ impl Config {
             require_verified_email: raw.require_verified_email,
             totp_issuer,
             signing_alg,
+            upstreams,
         })
     }
 
@@ -451,6 +490,95 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// The Google preset (from `PORTCULLIS_GOOGLE_*`) followed by the `[[upstream]]` tables.
+fn upstreams(raw: &RawConfig) -> Result<Vec<UpstreamConfig>, ConfigError> {
+    let mut list = Vec::new();
+    let set = |v: &Option<String>| {
+        v.as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
+    match (set(&raw.google_client_id), set(&raw.google_client_secret)) {
+        (Some(client_id), Some(secret)) => {
+            let issuer = parse_issuer(&raw.google_issuer).ok_or_else(|| {
+                ConfigError(format!(
+                    "PORTCULLIS_GOOGLE_ISSUER (google_issuer) must be an http:// or https:// URL \
+                     such as {GOOGLE_ISSUER}, got {:?}",
+                    raw.google_issuer
+                ))
+            })?;
+            list.push(UpstreamConfig {
+                name: "google".into(),
+                label: "Sign in with Google".into(),
+                issuer,
+                client_id,
+                client_secret: Secret::new(secret),
+            });
+        }
+        (None, None) => {}
+        _ => {
+            return Err(ConfigError(
+                "set both PORTCULLIS_GOOGLE_CLIENT_ID and PORTCULLIS_GOOGLE_CLIENT_SECRET to turn \
+                 on \"Sign in with Google\", or neither"
+                    .into(),
+            ));
+        }
+    }
+    for upstream in &raw.upstream {
+        let name = upstream.name.trim().to_string();
+        let valid_name = !name.is_empty()
+            && name.len() <= 32
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !valid_name {
+            return Err(ConfigError(format!(
+                "upstream name {name:?} must be 1 to 32 lowercase letters, digits or '-' \
+                 (it appears in the callback URL)"
+            )));
+        }
+        if list.iter().any(|u: &UpstreamConfig| u.name == name) {
+            return Err(ConfigError(format!(
+                "upstream {name:?} is declared twice (\"google\" comes from PORTCULLIS_GOOGLE_*)"
+            )));
+        }
+        let issuer = parse_issuer(&upstream.issuer).ok_or_else(|| {
+            ConfigError(format!(
+                "upstream {name:?}: issuer must be an http:// or https:// URL, got {:?}",
+                upstream.issuer
+            ))
+        })?;
+        if upstream.client_id.trim().is_empty() || upstream.client_secret.trim().is_empty() {
+            return Err(ConfigError(format!(
+                "upstream {name:?}: client_id and client_secret are both required"
+            )));
+        }
+        let label = upstream
+            .label
+            .as_deref()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map_or_else(|| format!("Sign in with {name}"), str::to_string);
+        list.push(UpstreamConfig {
+            name,
+            label,
+            issuer,
+            client_id: upstream.client_id.trim().to_string(),
+            client_secret: Secret::new(upstream.client_secret.trim()),
+        });
+    }
+    Ok(list)
+}
+
+fn parse_issuer(value: &str) -> Option<String> {
+    let value = value.trim();
+    Url::parse(value)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        .map(|_| value.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -486,5 +614,69 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains("PORTCULLIS_PUBLIC_URL"), "{err}");
+    }
+
+    #[test]
+    fn google_needs_both_settings_and_upstreams_come_from_the_file() {
+        let dir = tempfile_dir();
+        let half = RawConfig {
+            data_dir: dir.clone(),
+            secret_key: Some(URL_SAFE_NO_PAD.encode([1u8; 32])),
+            google_client_id: Some("id".into()),
+            ..RawConfig::default()
+        };
+        let err = Config::validate(half).err().map(|e| e.to_string());
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.contains("PORTCULLIS_GOOGLE_CLIENT_SECRET")),
+            "{err:?}"
+        );
+
+        let toml = r#"
+            google_client_id = "gid"
+            google_client_secret = "gsecret"
+            secret_key = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE"
+            [[upstream]]
+            name = "corp"
+            label = "Sign in with Corp SSO"
+            issuer = "https://sso.corp.example"
+            client_id = "cid"
+            client_secret = "csecret"
+        "#;
+        let figment = Figment::from(Serialized::defaults(RawConfig {
+            data_dir: dir,
+            ..RawConfig::default()
+        }))
+        .merge(Toml::string(toml));
+        let config = Config::from_figment(figment).map_err(|e| e.to_string());
+        let names: Vec<(String, String, String)> = config
+            .map(|c| {
+                c.upstreams
+                    .into_iter()
+                    .map(|u| (u.name, u.label, u.issuer))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(
+            names,
+            vec![
+                (
+                    "google".into(),
+                    "Sign in with Google".into(),
+                    GOOGLE_ISSUER.into()
+                ),
+                (
+                    "corp".into(),
+                    "Sign in with Corp SSO".into(),
+                    "https://sso.corp.example".into()
+                ),
+            ]
+        );
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("portcullis-config-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        dir
     }
 }

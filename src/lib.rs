@@ -45,5 +45,7 @@ pub mod ops;
 pub mod password_reset;
 /// `/signup`: account creation.
 pub mod signup;
+/// "Sign in with Google" and other upstream OpenID providers.
+pub mod upstream;
 /// Email verification links.
 pub mod verification;

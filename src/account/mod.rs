@@ -1,6 +1,9 @@
 //! `/account`: the signed-in user's own page. Later features add sections here.
 
 mod password;
+mod sign_in_methods;
+
+use sign_in_methods::SignInMethods;
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -28,6 +31,10 @@ pub fn router() -> Router<AppState> {
             get(password::show).post(password::submit),
         )
         .route("/account/apps/revoke", post(revoke_app))
+        .route(
+            "/account/sign-in-methods/unlink",
+            post(sign_in_methods::unlink),
+        )
         .route("/account/sign-out-everywhere", post(sign_out_everywhere))
 }
 
@@ -42,6 +49,7 @@ struct AccountPage {
     created: String,
     last_login: String,
     apps: Vec<ConnectedApp>,
+    methods: SignInMethods,
 }
 
 /// An app the person allowed, for the "Connected apps" list.
@@ -84,6 +92,7 @@ async fn show(
         .collect();
     Ok(AccountPage {
         apps,
+        methods: SignInMethods::of(&state, &user).await?,
         layout: Layout::page(&session, Some(&user)).await?,
         created: format_time(user.created_at),
         last_login: user

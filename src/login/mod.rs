@@ -1,7 +1,7 @@
 //! `/login` and `/logout`.
 
 mod second_factor;
-mod throttle;
+pub mod throttle;
 
 pub use throttle::account_key as account_throttle_key;
 
@@ -42,10 +42,12 @@ struct LoginPage {
     next: String,
     next_query: String,
     error: Option<String>,
+    providers: Vec<crate::upstream::UpstreamButton>,
 }
 
 impl LoginPage {
     async fn new(
+        state: &AppState,
         session: &Session,
         email: String,
         next: &NextUrl,
@@ -57,11 +59,13 @@ impl LoginPage {
             next_query: next_query(next),
             next: next.as_str().to_string(),
             error,
+            providers: state.upstreams.buttons(),
         })
     }
 }
 
 async fn show(
+    State(state): State<AppState>,
     session: Session,
     MaybeUser(user): MaybeUser,
     Query(query): Query<NextQuery>,
@@ -78,7 +82,7 @@ async fn show(
         .chars()
         .take(254)
         .collect();
-    Ok(LoginPage::new(&session, hint, &next, None)
+    Ok(LoginPage::new(&state, &session, hint, &next, None)
         .await?
         .into_response())
 }
@@ -103,6 +107,7 @@ async fn submit(
     let email = form.email.trim().to_string();
     if email.is_empty() || form.password.is_empty() {
         let page = LoginPage::new(
+            &state,
             &session,
             email,
             &next,
@@ -112,7 +117,14 @@ async fn submit(
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
     }
     if form.password.chars().count() > crate::password::MAX_LENGTH {
-        let page = LoginPage::new(&session, email, &next, Some(WRONG_CREDENTIALS.into())).await?;
+        let page = LoginPage::new(
+            &state,
+            &session,
+            email,
+            &next,
+            Some(WRONG_CREDENTIALS.into()),
+        )
+        .await?;
         return Ok((StatusCode::UNAUTHORIZED, page).into_response());
     }
 
@@ -120,8 +132,14 @@ async fn submit(
     let ip_key = throttle::ip_key(peer.ip());
     if let Some(wait) = throttle::retry_after(&state, &account_key, &ip_key).await? {
         tracing::warn!(ip = %peer.ip(), "sign-in paused by throttling");
-        let page =
-            LoginPage::new(&session, email, &next, Some(throttle::wait_message(wait))).await?;
+        let page = LoginPage::new(
+            &state,
+            &session,
+            email,
+            &next,
+            Some(throttle::wait_message(wait)),
+        )
+        .await?;
         let mut response = (StatusCode::TOO_MANY_REQUESTS, page).into_response();
         if let Ok(value) = HeaderValue::from_str(&wait.to_string()) {
             response.headers_mut().insert(header::RETRY_AFTER, value);
@@ -136,15 +154,21 @@ async fn submit(
         Some(user) if password_ok => user,
         _ => {
             throttle::record_failure(&state, &account_key, &ip_key).await?;
-            let page =
-                LoginPage::new(&session, email, &next, Some(WRONG_CREDENTIALS.into())).await?;
+            let page = LoginPage::new(
+                &state,
+                &session,
+                email,
+                &next,
+                Some(WRONG_CREDENTIALS.into()),
+            )
+            .await?;
             return Ok((StatusCode::UNAUTHORIZED, page).into_response());
         }
     };
     if user.disabled {
         let message =
             "This account is disabled. Contact the administrator if you think this is a mistake.";
-        let page = LoginPage::new(&session, email, &next, Some(message.into())).await?;
+        let page = LoginPage::new(&state, &session, email, &next, Some(message.into())).await?;
         return Ok((StatusCode::FORBIDDEN, page).into_response());
     }
 
@@ -154,19 +178,31 @@ async fn submit(
             "Confirm your email address before you sign in. {}",
             sent.message
         );
-        let page = LoginPage::new(&session, email, &next, Some(message)).await?;
+        let page = LoginPage::new(&state, &session, email, &next, Some(message)).await?;
         return Ok((StatusCode::FORBIDDEN, page).into_response());
     }
 
-    let now = state.clock.now();
     state.store.clear_throttle_events(&account_key).await?;
-    if crate::mfa::factors::has_second_factor(&state, &user).await? {
-        auth::begin_second_factor(&session, &user, next.as_str(), now).await?;
-        return second_factor::start(&state, &session, &user).await;
+    complete(&state, &session, &user, "pwd", &next).await
+}
+
+/// After the first step (`pwd`, or `upstream` for a provider like Google): signs the person in,
+/// or moves on to the second step when they have a second factor.
+pub async fn complete(
+    state: &AppState,
+    session: &Session,
+    user: &crate::store::User,
+    first_method: &str,
+    next: &NextUrl,
+) -> Result<Response, AppError> {
+    let now = state.clock.now();
+    if crate::mfa::factors::has_second_factor(state, user).await? {
+        auth::begin_second_factor(session, user, first_method, next.as_str(), now).await?;
+        return second_factor::start(state, session, user).await;
     }
-    auth::sign_in(&session, &user, &["pwd"], now).await?;
+    auth::sign_in(session, user, &[first_method], now).await?;
     state.store.record_login(&user.id, now).await?;
-    tracing::info!(user_id = %user.id, "signed in");
+    tracing::info!(user_id = %user.id, method = first_method, "signed in");
     Ok(Redirect::to(next.as_str()).into_response())
 }
 

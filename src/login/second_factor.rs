@@ -274,7 +274,8 @@ async fn submit(
     }
 
     let now = state.clock.now();
-    auth::sign_in(&session, &user, &["pwd", method.record_name()], now).await?;
+    let methods = [pending.first_method.as_str(), method.record_name()];
+    auth::sign_in(&session, &user, &methods, now).await?;
     state.store.record_login(&user.id, now).await?;
     tracing::info!(user_id = %user.id, method = method.record_name(), "signed in with a second factor");
     if method == Method::Recovery {

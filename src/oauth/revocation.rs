@@ -34,11 +34,16 @@ async fn revoke(
     let auth = authenticate_client(&state, &headers, &params).await?;
     let token = params.require("token")?;
     let now = state.clock.now();
-    if let Some(row) = state
-        .store
-        .find_refresh_token(&crypto::sha256_hex(token))
-        .await?
-    {
+    // Our refresh tokens are opaque base64url; anything with dots can only be a JWT.
+    let refresh = if token.contains('.') {
+        None
+    } else {
+        state
+            .store
+            .find_refresh_token(&crypto::sha256_hex(token))
+            .await?
+    };
+    if let Some(row) = refresh {
         if row.client_id == auth.client.id {
             state
                 .store

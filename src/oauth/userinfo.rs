@@ -52,22 +52,24 @@ pub async fn active_access_token(
     if !valid {
         return Ok(None);
     }
-    // Revoked (RFC 7009) access tokens are denied until they expire.
-    if let Some(jti) = claims["jti"].as_str()
-        && state.store.is_access_token_revoked(jti).await?
-    {
-        return Ok(None);
-    }
-    let (Some(sub), Some(client_id)) = (claims["sub"].as_str(), claims["client_id"].as_str())
-    else {
+    let (Some(sub), Some(client_id), Some(jti)) = (
+        claims["sub"].as_str(),
+        claims["client_id"].as_str(),
+        claims["jti"].as_str(),
+    ) else {
         return Ok(None);
     };
+    // Revoked (RFC 7009) access tokens are denied until they expire.
     if sub == client_id && claims.get("sep").is_none() {
+        if state.store.is_access_token_revoked(jti).await? {
+            return Ok(None);
+        }
         return Ok(Some((claims, None)));
     }
-    let user = state.store.find_user_by_id(sub).await?;
-    match user {
-        Some(user) if !user.disabled && claims["sep"].as_i64() == Some(user.session_epoch) => {
+    match state.store.find_token_holder(sub, jti).await? {
+        Some((user, revoked))
+            if !revoked && !user.disabled && claims["sep"].as_i64() == Some(user.session_epoch) =>
+        {
             Ok(Some((claims, Some(user))))
         }
         _ => Ok(None),

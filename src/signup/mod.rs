@@ -38,6 +38,7 @@ struct SignupPage {
     next: String,
     next_query: String,
     errors: SignupErrors,
+    providers: Vec<crate::upstream::UpstreamButton>,
 }
 
 #[derive(Deserialize)]
@@ -56,7 +57,7 @@ pub fn next_query(next: &NextUrl) -> String {
 }
 
 async fn show(
-    State(_): State<AppState>,
+    State(state): State<AppState>,
     session: Session,
     MaybeUser(user): MaybeUser,
     Query(query): Query<NextQuery>,
@@ -72,6 +73,7 @@ async fn show(
         next_query: next_query(&next),
         next: next.as_str().to_string(),
         errors: SignupErrors::default(),
+        providers: state.upstreams.buttons(),
     }
     .into_response())
 }
@@ -114,6 +116,8 @@ async fn submit(
                 display_name: (!display_name.is_empty()).then(|| display_name.clone()),
                 password_hash: Some(password_hash),
                 roles: Vec::new(),
+                email_verified: false,
+                identity: None,
                 now: state.clock.now(),
             };
             match state.store.create_user(new_user).await {
@@ -141,6 +145,7 @@ async fn submit(
             next_query: next_query(&next),
             next: next.as_str().to_string(),
             errors,
+            providers: state.upstreams.buttons(),
         };
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
     };

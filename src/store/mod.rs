@@ -2,6 +2,7 @@
 //! placeholders, text ids, unix seconds as integers computed in Rust, lower-cased lookup columns.
 
 mod factors;
+mod identities;
 mod oauth;
 mod throttle;
 mod tokens;
@@ -17,9 +18,10 @@ use sqlx::{PgPool, SqlitePool};
 use crate::config::DatabaseUrl;
 
 pub use factors::TotpFactor;
+pub use identities::Identity;
 pub use oauth::{AuthCodeRow, ClientRow, RefreshTokenRow, SigningKeyRow};
 pub use tokens::{EmailCode, TokenProblem};
-pub use users::{NewUser, User, email_key as users_email_key};
+pub use users::{NewIdentity, NewUser, User, email_key as users_email_key};
 
 /// The database, one of a closed set of backends.
 #[derive(Clone, Debug)]

@@ -363,25 +363,21 @@ impl Store {
 
     pub async fn insert_refresh_token(&self, row: &RefreshTokenRow) -> StoreResult<()> {
         on_pool!(self, |pool| {
-            sqlx::query(
-                "insert into refresh_tokens (token_hash, family_id, client_id, user_id, scope, auth_time, \
-                 amr, session_epoch, code_hash, created_at, expires_at) \
-                 values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            )
-            .bind(&row.token_hash)
-            .bind(&row.family_id)
-            .bind(&row.client_id)
-            .bind(&row.user_id)
-            .bind(&row.scope)
-            .bind(row.auth_time)
-            .bind(&row.amr)
-            .bind(row.session_epoch)
-            .bind(&row.code_hash)
-            .bind(row.created_at)
-            .bind(row.expires_at)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected())
+            sqlx::query(INSERT_REFRESH_TOKEN)
+                .bind(&row.token_hash)
+                .bind(&row.family_id)
+                .bind(&row.client_id)
+                .bind(&row.user_id)
+                .bind(&row.scope)
+                .bind(row.auth_time)
+                .bind(&row.amr)
+                .bind(row.session_epoch)
+                .bind(&row.code_hash)
+                .bind(row.created_at)
+                .bind(row.expires_at)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
         })?;
         Ok(())
     }
@@ -403,7 +399,8 @@ impl Store {
         Ok(row)
     }
 
-    /// Marks a token rotated; false when it already was (a reuse, or a lost race).
+    /// Marks a token rotated; false when it already was (a reuse, or a lost race) or was
+    /// revoked.
     pub async fn rotate_refresh_token(&self, token_hash: &str, now: i64) -> StoreResult<bool> {
         let updated = on_pool!(self, |pool| {
             sqlx::query(
@@ -499,3 +496,7 @@ impl Store {
         Ok(())
     }
 }
+
+const INSERT_REFRESH_TOKEN: &str = "insert into refresh_tokens (token_hash, family_id, client_id, \
+     user_id, scope, auth_time, amr, session_epoch, code_hash, created_at, expires_at) \
+     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";

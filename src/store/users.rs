@@ -33,7 +33,19 @@ pub struct NewUser {
     pub display_name: Option<String>,
     pub password_hash: Option<String>,
     pub roles: Vec<String>,
+    /// True when an upstream provider vouched for the address.
+    pub email_verified: bool,
+    /// The upstream account the new user signs in with, linked in the same transaction.
+    pub identity: Option<NewIdentity>,
     pub now: i64,
+}
+
+/// A link to an account at an upstream OpenID provider.
+#[derive(Clone, Debug)]
+pub struct NewIdentity {
+    pub provider: String,
+    pub subject: String,
+    pub email: Option<String>,
 }
 
 #[derive(FromRow)]
@@ -49,10 +61,20 @@ struct UserRow {
     email_verified: bool,
     email_otp_enabled: bool,
     session_epoch: i64,
+    /// Space-separated, from `roles_column`.
+    roles: Option<String>,
 }
 
 impl UserRow {
-    fn into_user(self, roles: Vec<String>) -> User {
+    fn into_user(self) -> User {
+        let mut roles: Vec<String> = self
+            .roles
+            .unwrap_or_default()
+            .split(' ')
+            .filter(|r| !r.is_empty())
+            .map(str::to_string)
+            .collect();
+        roles.sort();
         User {
             id: self.id,
             email: self.email,
@@ -70,8 +92,16 @@ impl UserRow {
     }
 }
 
-const USER_COLUMNS: &str = "select id, email, display_name, password_hash, created_at, updated_at, \
-     last_login_at, disabled, email_verified, email_otp_enabled, session_epoch from users";
+const USER_FIELDS: &str = "id, email, display_name, password_hash, created_at, updated_at, \
+     last_login_at, disabled, email_verified, email_otp_enabled, session_epoch";
+
+/// A user's row and whether one of their access tokens was revoked, read in one query.
+#[derive(FromRow)]
+struct TokenHolderRow {
+    #[sqlx(flatten)]
+    user: UserRow,
+    revoked: bool,
+}
 
 /// Emails are looked up case-insensitively through `email_lower`.
 pub fn email_key(email: &str) -> String {
@@ -88,8 +118,8 @@ impl Store {
             let mut tx = pool.begin().await?;
             sqlx::query(
                 "insert into users (id, email, email_lower, password_hash, display_name, \
-                 created_at, updated_at, disabled, email_verified) \
-                 values ($1, $2, $3, $4, $5, $6, $6, false, false)",
+                                  created_at, updated_at, disabled, email_verified) \
+                 values ($1, $2, $3, $4, $5, $6, $6, false, $7)",
             )
             .bind(&id)
             .bind(&new.email)
@@ -97,8 +127,22 @@ impl Store {
             .bind(&new.password_hash)
             .bind(&new.display_name)
             .bind(new.now)
+            .bind(new.email_verified)
             .execute(&mut *tx)
             .await?;
+            if let Some(identity) = &new.identity {
+                sqlx::query(
+                    "insert into user_identities (provider, subject, user_id, email, created_at, \
+                     last_used_at) values ($1, $2, $3, $4, $5, $5)",
+                )
+                .bind(&identity.provider)
+                .bind(&identity.subject)
+                .bind(&id)
+                .bind(&identity.email)
+                .bind(new.now)
+                .execute(&mut *tx)
+                .await?;
+            }
             for role in &new.roles {
                 sqlx::query("insert into user_roles (user_id, role) values ($1, $2)")
                     .bind(&id)
@@ -121,15 +165,31 @@ impl Store {
             updated_at: new.now,
             last_login_at: None,
             disabled: false,
-            email_verified: false,
+            email_verified: new.email_verified,
             email_otp_enabled: false,
             session_epoch: 0,
             roles,
         })
     }
 
+    /// The roles as one space-separated column, so a user is read in one query. Role names
+    /// hold no spaces. The aggregate is where the two SQL dialects differ.
+    fn roles_column(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => {
+                "(select group_concat(role, ' ') from user_roles r where r.user_id = users.id) as roles"
+            }
+            Store::Postgres(_) => {
+                "(select string_agg(role, ' ') from user_roles r where r.user_id = users.id) as roles"
+            }
+        }
+    }
+
     pub async fn find_user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
-        let sql = format!("{USER_COLUMNS} where email_lower = $1");
+        let sql = format!(
+            "select {USER_FIELDS}, {} from users where email_lower = $1",
+            self.roles_column()
+        );
         let key = email_key(email);
         let row = on_pool!(self, |pool| {
             sqlx::query_as::<_, UserRow>(&sql)
@@ -137,24 +197,44 @@ impl Store {
                 .fetch_optional(pool)
                 .await
         })?;
-        self.with_roles(row).await
+        Ok(row.map(UserRow::into_user))
     }
 
     pub async fn find_user_by_id(&self, id: &str) -> StoreResult<Option<User>> {
-        let sql = format!("{USER_COLUMNS} where id = $1");
+        let sql = format!(
+            "select {USER_FIELDS}, {} from users where id = $1",
+            self.roles_column()
+        );
         let row = on_pool!(self, |pool| {
             sqlx::query_as::<_, UserRow>(&sql)
                 .bind(id)
                 .fetch_optional(pool)
                 .await
         })?;
-        self.with_roles(row).await
+        Ok(row.map(UserRow::into_user))
     }
 
-    async fn with_roles(&self, row: Option<UserRow>) -> StoreResult<Option<User>> {
-        let Some(row) = row else { return Ok(None) };
-        let roles = self.user_roles(&row.id).await?;
-        Ok(Some(row.into_user(roles)))
+    /// The holder of an access token and whether the token (by `jti`) was revoked, in one
+    /// query: bearer-token checks run on every API call.
+    pub async fn find_token_holder(
+        &self,
+        user_id: &str,
+        jti: &str,
+    ) -> StoreResult<Option<(User, bool)>> {
+        let sql = format!(
+            "select {USER_FIELDS}, {}, \
+             exists(select 1 from revoked_access_tokens where jti = $2) as revoked \
+             from users where id = $1",
+            self.roles_column()
+        );
+        let row = on_pool!(self, |pool| {
+            sqlx::query_as::<_, TokenHolderRow>(&sql)
+                .bind(user_id)
+                .bind(jti)
+                .fetch_optional(pool)
+                .await
+        })?;
+        Ok(row.map(|row| (row.user.into_user(), row.revoked)))
     }
 
     pub async fn user_roles(&self, user_id: &str) -> StoreResult<Vec<String>> {

@@ -139,6 +139,11 @@ impl SigningKey {
         })
     }
 
+    /// A new key that lives only in memory (tests use it to play another provider).
+    pub fn generate(alg: SigningAlg, kid: &str) -> Result<Self, KeyError> {
+        Self::from_pkcs8(kid, alg, &generate_pkcs8(alg)?, 0, None)
+    }
+
     /// Signs the JWS signing input (`header.payload`).
     pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
         match &self.material {

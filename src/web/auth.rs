@@ -45,6 +45,13 @@ pub struct PendingSignIn {
     pub user_id: String,
     pub started_at: i64,
     pub next: String,
+    /// How the first step was passed: `pwd`, or `upstream` for a provider like Google.
+    #[serde(default = "password_method")]
+    pub first_method: String,
+}
+
+fn password_method() -> String {
+    "pwd".into()
 }
 
 const PENDING: &str = "pending_sign_in";
@@ -55,6 +62,7 @@ pub const PENDING_SECS: i64 = 15 * 60;
 pub async fn begin_second_factor(
     session: &Session,
     user: &User,
+    first_method: &str,
     next: &str,
     now: i64,
 ) -> Result<(), AppError> {
@@ -64,6 +72,7 @@ pub async fn begin_second_factor(
         user_id: user.id.clone(),
         started_at: now,
         next: next.to_string(),
+        first_method: first_method.to_string(),
     };
     session.insert(PENDING, pending).await?;
     Ok(())

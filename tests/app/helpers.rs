@@ -129,15 +129,35 @@ impl TestApp {
     }
 
     async fn spawn(pg_admin_url: Option<String>, redis_url: Option<String>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        Self::spawn_on(listener, pg_admin_url, redis_url, |_| {}).await
+    }
+
+    /// Another server beside this one, on a database of its own of the same kind, listening on
+    /// `listener` (bound first, so its URL can be registered elsewhere), with changed settings.
+    pub async fn spawn_beside(
+        &self,
+        listener: TcpListener,
+        change: impl FnOnce(&mut RawConfig),
+    ) -> Self {
+        let pg_admin_url = self._pg.as_ref().map(|pg| pg.admin_url.clone());
+        Self::spawn_on(listener, pg_admin_url, self.raw.redis_url.clone(), change).await
+    }
+
+    async fn spawn_on(
+        listener: TcpListener,
+        pg_admin_url: Option<String>,
+        redis_url: Option<String>,
+        change: impl FnOnce(&mut RawConfig),
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let pg = match pg_admin_url {
             Some(url) => Some(PgDatabase::create(&url).await),
             None => None,
         };
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let url = format!("http://{addr}");
-        let raw = RawConfig {
+        let mut raw = RawConfig {
             data_dir: dir.path().to_path_buf(),
             database_url: pg.as_ref().map(|p| p.url.clone()),
             public_url: url.clone(),
@@ -145,6 +165,7 @@ impl TestApp {
             redis_url: redis_url.clone(),
             ..RawConfig::default()
         };
+        change(&mut raw);
         let clock = Clock::system();
         let jar = Arc::new(reqwest::cookie::Jar::default());
         let client = reqwest::Client::builder()

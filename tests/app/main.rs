@@ -20,3 +20,4 @@ mod signup;
 mod smtp_sink;
 mod store;
 mod two_factor;
+mod upstream;

@@ -16,6 +16,8 @@ fn new_user(email: &str, roles: &[&str]) -> NewUser {
         display_name: Some("Ann".into()),
         password_hash: Some("$argon2id$stub-not-checked-here".into()),
         roles: roles.iter().map(|r| r.to_string()).collect(),
+        email_verified: false,
+        identity: None,
         now: 1_700_000_000,
     }
 }

@@ -16,7 +16,7 @@ backend_tests!(
 );
 
 /// Sets up the authenticator app for the signed-in user; returns its TOTP and recovery codes.
-async fn enrol_totp(app: &TestApp) -> (TOTP, Vec<String>) {
+pub async fn enrol_totp(app: &TestApp) -> (TOTP, Vec<String>) {
     let csrf = app.csrf_token("/account/security").await;
     let start = app
         .post_form("/account/security/totp/setup", &[("csrf_token", &csrf)])
@@ -67,7 +67,7 @@ async fn enrol_totp(app: &TestApp) -> (TOTP, Vec<String>) {
     (totp, codes)
 }
 
-fn code_at(totp: &TOTP, now: i64) -> String {
+pub fn code_at(totp: &TOTP, now: i64) -> String {
     totp.generate(now as u64)
 }
 
@@ -83,7 +83,7 @@ fn between(text: &str, start: &str, end: &str) -> String {
     text[from..to].to_string()
 }
 
-async fn submit_code(app: &TestApp, method: &str, code: &str) -> reqwest::Response {
+pub async fn submit_code(app: &TestApp, method: &str, code: &str) -> reqwest::Response {
     let page = app.page(&format!("/login/verify?method={method}")).await;
     let csrf = hidden_value(&page, "csrf_token").expect("csrf");
     app.post_form(

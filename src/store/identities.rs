@@ -1,0 +1,118 @@
+//! Links between local users and their accounts at upstream OpenID providers.
+
+use sqlx::FromRow;
+
+use super::{Store, StoreResult, on_pool};
+
+/// A linked upstream account.
+#[derive(Clone, Debug, FromRow, PartialEq)]
+pub struct Identity {
+    pub provider: String,
+    pub subject: String,
+    pub user_id: String,
+    pub email: Option<String>,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+const IDENTITY_COLUMNS: &str =
+    "select provider, subject, user_id, email, created_at, last_used_at from user_identities";
+
+impl Store {
+    pub async fn find_identity(
+        &self,
+        provider: &str,
+        subject: &str,
+    ) -> StoreResult<Option<Identity>> {
+        let sql = format!("{IDENTITY_COLUMNS} where provider = $1 and subject = $2");
+        Ok(on_pool!(self, |pool| {
+            sqlx::query_as::<_, Identity>(&sql)
+                .bind(provider)
+                .bind(subject)
+                .fetch_optional(pool)
+                .await
+        })?)
+    }
+
+    pub async fn identities_of(&self, user_id: &str) -> StoreResult<Vec<Identity>> {
+        let sql = format!("{IDENTITY_COLUMNS} where user_id = $1 order by provider, created_at");
+        Ok(on_pool!(self, |pool| {
+            sqlx::query_as::<_, Identity>(&sql)
+                .bind(user_id)
+                .fetch_all(pool)
+                .await
+        })?)
+    }
+
+    /// Links an upstream account to a user. A link the upstream account already has gives a
+    /// unique violation.
+    pub async fn link_identity(
+        &self,
+        user_id: &str,
+        provider: &str,
+        subject: &str,
+        email: Option<&str>,
+        now: i64,
+    ) -> StoreResult<()> {
+        on_pool!(self, |pool| {
+            sqlx::query(
+                "insert into user_identities (provider, subject, user_id, email, created_at, \
+                 last_used_at) values ($1, $2, $3, $4, $5, $5)",
+            )
+            .bind(provider)
+            .bind(subject)
+            .bind(user_id)
+            .bind(email)
+            .bind(now)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(())
+    }
+
+    /// Records a sign-in through the link, with the email the provider gave this time.
+    pub async fn touch_identity(
+        &self,
+        provider: &str,
+        subject: &str,
+        email: Option<&str>,
+        now: i64,
+    ) -> StoreResult<()> {
+        on_pool!(self, |pool| {
+            sqlx::query(
+                "update user_identities set last_used_at = $1, email = coalesce($2, email) \
+                 where provider = $3 and subject = $4",
+            )
+            .bind(now)
+            .bind(email)
+            .bind(provider)
+            .bind(subject)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(())
+    }
+
+    /// Removes one of a user's links; false when the user has no such link.
+    pub async fn unlink_identity(
+        &self,
+        user_id: &str,
+        provider: &str,
+        subject: &str,
+    ) -> StoreResult<bool> {
+        let removed = on_pool!(self, |pool| {
+            sqlx::query(
+                "delete from user_identities where user_id = $1 and provider = $2 and subject = $3",
+            )
+            .bind(user_id)
+            .bind(provider)
+            .bind(subject)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(removed == 1)
+    }
+}
