@@ -81,7 +81,7 @@ pub fn access_token(state: &AppState, grant: &Grant<'_>) -> Result<AccessToken, 
         "iat": now,
         "exp": now + ttl,
         "auth_time": grant.auth_time,
-                "jti": jti,
+        "jti": jti,
         "roles": grant.user.roles,
         // The user's session epoch: a password reset or "sign out everywhere" bumps it, which
         // makes this token inactive at once.

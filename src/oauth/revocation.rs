@@ -35,15 +35,7 @@ async fn revoke(
     let token = params.require("token")?;
     let now = state.clock.now();
     // Our refresh tokens are opaque base64url; anything with dots can only be a JWT.
-    let refresh = if token.contains('.') {
-        None
-    } else {
-        state
-            .store
-            .find_refresh_token(&crypto::sha256_hex(token))
-            .await?
-    };
-    if let Some(row) = refresh {
+    if let Some(row) = find_refresh_token(&state, token).await? {
         if row.client_id == auth.client.id {
             state
                 .store
@@ -87,11 +79,7 @@ async fn introspect(
 
 async fn inspect(state: &AppState, token: &str) -> Result<Option<Value>, StoreError> {
     let now = state.clock.now();
-    if let Some(row) = state
-        .store
-        .find_refresh_token(&crypto::sha256_hex(token))
-        .await?
-    {
+    if let Some(row) = find_refresh_token(state, token).await? {
         let live = row.revoked_at.is_none() && row.rotated_at.is_none() && row.expires_at > now;
         let user = state.store.find_user_by_id(&row.user_id).await?;
         let user_ok = user.is_some_and(|u| !u.disabled && u.session_epoch == row.session_epoch);
@@ -123,4 +111,19 @@ async fn inspect(state: &AppState, token: &str) -> Result<Option<Value>, StoreEr
         "iss": claims["iss"],
         "jti": claims["jti"],
     })))
+}
+
+/// The refresh token `token` stands for, if any. Our refresh tokens are opaque base64url: a
+/// token with dots can only be a JWT, and is not looked up.
+async fn find_refresh_token(
+    state: &AppState,
+    token: &str,
+) -> Result<Option<crate::store::RefreshTokenRow>, StoreError> {
+    if token.contains('.') {
+        return Ok(None);
+    }
+    state
+        .store
+        .find_refresh_token(&crypto::sha256_hex(token))
+        .await
 }
