@@ -479,6 +479,19 @@ async fn linked_methods_are_listed_and_unlinked_only_while_another_remains(b: Te
         account.contains("href=\"/auth/oauth/google\""),
         "offered to link again"
     );
+
+    // Linking again from the account page attaches Google to the signed-in person.
+    let back = google_sign_in(&a, &b, "", &email).await;
+    assert_eq!(location(&back), "/account");
+    assert!(
+        b.page("/account")
+            .await
+            .contains("You can now sign in with Google.")
+    );
+    let links = b.store.identities_of(&user.id).await.expect("links");
+    assert_eq!(links.len(), 1);
+    assert_eq!(links[0].subject, subject);
+    assert_eq!(b.store.count_users().await.expect("count"), 1);
 }
 
 async fn a_state_mismatch_changes_nothing(b: TestApp) {
