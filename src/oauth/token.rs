@@ -398,9 +398,9 @@ async fn refresh(
     let token_hash = crypto::sha256_hex(params.require("refresh_token")?);
     let now = state.clock.now();
     let invalid = || OAuthError::invalid_grant("the refresh token is invalid, expired or revoked");
-    let row = state
+    let (row, user) = state
         .store
-        .find_refresh_token(&token_hash)
+        .find_refresh_token_and_holder(&token_hash)
         .await?
         .ok_or_else(invalid)?;
     if row.client_id != client.id || row.revoked_at.is_some() || row.expires_at <= now {
@@ -417,14 +417,13 @@ async fn refresh(
     if row.rotated_at.is_some() {
         return reused().await;
     }
-    let user = state.store.find_user_by_id(&row.user_id).await?;
-    let Some(user) = user.filter(|u| !u.disabled && u.session_epoch == row.session_epoch) else {
+    if user.disabled || user.session_epoch != row.session_epoch {
         state
             .store
             .revoke_refresh_family(&row.family_id, now)
             .await?;
         return Err(invalid());
-    };
+    }
     let granted: Vec<String> = space_list(&row.scope);
     let scope: Vec<String> = match params.get("scope") {
         Some(requested) => {

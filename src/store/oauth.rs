@@ -2,7 +2,8 @@
 
 use sqlx::FromRow;
 
-use super::{Store, StoreResult, on_pool};
+use super::users::{UserRow, qualified_user_fields};
+use super::{Store, StoreResult, User, on_pool};
 
 #[derive(Clone, Debug, FromRow, PartialEq)]
 pub struct ClientRow {
@@ -328,8 +329,11 @@ pub struct RefreshTokenRow {
     pub scope: String,
     pub auth_time: i64,
     pub amr: String,
+    // Renamed in queries so that a join with `users` reads unambiguous columns.
+    #[sqlx(rename = "rt_session_epoch")]
     pub session_epoch: i64,
     pub code_hash: Option<String>,
+    #[sqlx(rename = "rt_created_at")]
     pub created_at: i64,
     pub expires_at: i64,
     pub rotated_at: Option<i64>,
@@ -387,16 +391,34 @@ impl Store {
         token_hash: &str,
     ) -> StoreResult<Option<RefreshTokenRow>> {
         let row = on_pool!(self, |pool| {
-            sqlx::query_as::<_, RefreshTokenRow>(
-                "select token_hash, family_id, client_id, user_id, scope, auth_time, amr, session_epoch, \
-                 code_hash, created_at, expires_at, rotated_at, revoked_at \
-                 from refresh_tokens where token_hash = $1",
-            )
+            sqlx::query_as::<_, RefreshTokenRow>(&format!(
+                "select {REFRESH_TOKEN_FIELDS} from refresh_tokens rt where token_hash = $1"
+            ))
             .bind(token_hash)
             .fetch_optional(pool)
             .await
         })?;
         Ok(row)
+    }
+
+    /// A refresh token with its holder, in one query: the refresh grant needs both.
+    pub async fn find_refresh_token_and_holder(
+        &self,
+        token_hash: &str,
+    ) -> StoreResult<Option<(RefreshTokenRow, User)>> {
+        let sql = format!(
+            "select {REFRESH_TOKEN_FIELDS}, {}, {} from refresh_tokens rt \
+             join users on users.id = rt.user_id where rt.token_hash = $1",
+            qualified_user_fields(),
+            self.roles_column()
+        );
+        let row = on_pool!(self, |pool| {
+            sqlx::query_as::<_, RefreshHolderRow>(&sql)
+                .bind(token_hash)
+                .fetch_optional(pool)
+                .await
+        })?;
+        Ok(row.map(|row| (row.token, row.user.into_user())))
     }
 
     /// Marks a token rotated; false when it already was (a reuse, or a lost race) or was
@@ -500,3 +522,15 @@ impl Store {
 const INSERT_REFRESH_TOKEN: &str = "insert into refresh_tokens (token_hash, family_id, client_id, \
      user_id, scope, auth_time, amr, session_epoch, code_hash, created_at, expires_at) \
      values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+
+const REFRESH_TOKEN_FIELDS: &str = "rt.token_hash, rt.family_id, rt.client_id, rt.user_id, \
+     rt.scope, rt.auth_time, rt.amr, rt.session_epoch as rt_session_epoch, rt.code_hash, \
+     rt.created_at as rt_created_at, rt.expires_at, rt.rotated_at, rt.revoked_at";
+
+#[derive(FromRow)]
+struct RefreshHolderRow {
+    #[sqlx(flatten)]
+    token: RefreshTokenRow,
+    #[sqlx(flatten)]
+    user: UserRow,
+}

@@ -49,7 +49,7 @@ pub struct NewIdentity {
 }
 
 #[derive(FromRow)]
-struct UserRow {
+pub(super) struct UserRow {
     id: String,
     email: String,
     display_name: Option<String>,
@@ -66,7 +66,7 @@ struct UserRow {
 }
 
 impl UserRow {
-    fn into_user(self) -> User {
+    pub(super) fn into_user(self) -> User {
         let mut roles: Vec<String> = self
             .roles
             .unwrap_or_default()
@@ -94,6 +94,18 @@ impl UserRow {
 
 const USER_FIELDS: &str = "id, email, display_name, password_hash, created_at, updated_at, \
      last_login_at, disabled, email_verified, email_otp_enabled, session_epoch";
+
+/// `USER_FIELDS` qualified with the table name, for joins.
+pub(super) fn qualified_user_fields() -> &'static str {
+    static FIELDS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        USER_FIELDS
+            .split(", ")
+            .map(|field| format!("users.{}", field.trim()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    });
+    &FIELDS
+}
 
 /// A user's row and whether one of their access tokens was revoked, read in one query.
 #[derive(FromRow)]
@@ -174,7 +186,7 @@ impl Store {
 
     /// The roles as one space-separated column, so a user is read in one query. Role names
     /// hold no spaces. The aggregate is where the two SQL dialects differ.
-    fn roles_column(&self) -> &'static str {
+    pub(super) fn roles_column(&self) -> &'static str {
         match self {
             Store::Sqlite(_) => {
                 "(select group_concat(role, ' ') from user_roles r where r.user_id = users.id) as roles"
