@@ -103,6 +103,7 @@ impl App {
             .merge(crate::oauth::pages_router())
             .merge(crate::password_reset::router())
             .merge(crate::upstream::router())
+            .merge(crate::admin::router())
             .fallback(not_found)
             .layer(session_layer);
 

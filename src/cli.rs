@@ -282,7 +282,7 @@ async fn client_command(config: Config, command: ClientCommand) -> anyhow::Resul
             }
         }
         ClientCommand::Delete { id } => {
-            if !store.delete_client(&id).await? {
+            if !store.delete_client(&id, Clock::system().now()).await? {
                 bail!("no client with the id {id}");
             }
             eprintln!("client {id} deleted");

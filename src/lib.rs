@@ -31,6 +31,10 @@ pub mod web;
 
 /// `/account`: the signed-in user's page, and changing the password.
 pub mod account;
+/// `/admin`: users, clients and the audit log, for admins.
+pub mod admin;
+/// The audit log: recording security-relevant events.
+pub mod audit;
 /// `/`: the home page.
 pub mod home;
 /// `/login` and `/logout`, with throttling.

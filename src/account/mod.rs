@@ -50,6 +50,40 @@ struct AccountPage {
     last_login: String,
     apps: Vec<ConnectedApp>,
     methods: SignInMethods,
+    events: Vec<SecurityEvent>,
+}
+
+/// A line of "Recent security events".
+struct SecurityEvent {
+    time: String,
+    what: String,
+    ip: String,
+}
+
+/// Plain words for the events a person sees about their own account.
+fn describe(event: &str) -> String {
+    match event {
+        "sign_in" => "Signed in",
+        "sign_in_failed" => "Failed sign-in attempt",
+        "second_factor_failed" => "Wrong second-step code",
+        "sign_up" => "Account created",
+        "password_changed" => "Password changed",
+        "password_reset" => "Password reset by email link",
+        "totp_enabled" => "Authenticator app set up",
+        "totp_removed" => "Authenticator app removed",
+        "email_codes_enabled" => "Sign-in codes by email turned on",
+        "email_codes_disabled" => "Sign-in codes by email turned off",
+        "recovery_codes_regenerated" => "New recovery codes made",
+        "consent_granted" => "An app was allowed access",
+        "consent_revoked" => "An app's access was removed",
+        "signed_out_everywhere" => "Signed out everywhere",
+        "upstream_linked" => "A sign-in provider was linked",
+        "upstream_unlinked" => "A sign-in provider was unlinked",
+        "refresh_token_reuse" => "An app's sign-in was ended: a token was used twice",
+        other if other.starts_with("admin.") => "Changed by an administrator",
+        other => other,
+    }
+    .to_string()
 }
 
 /// An app the person allowed, for the "Connected apps" list.
@@ -93,6 +127,24 @@ async fn show(
     Ok(AccountPage {
         apps,
         methods: SignInMethods::of(&state, &user).await?,
+        events: state
+            .store
+            .audit_events(
+                &crate::store::AuditFilter {
+                    user_id: Some(user.id.clone()),
+                    ..Default::default()
+                },
+                10,
+            )
+            .await?
+            .into_iter()
+            .filter(|e| e.subject_id.as_deref() == Some(user.id.as_str()))
+            .map(|e| SecurityEvent {
+                time: format_time(e.happened_at),
+                what: describe(&e.event),
+                ip: e.ip.unwrap_or_default(),
+            })
+            .collect(),
         layout: Layout::page(&session, Some(&user)).await?,
         created: format_time(user.created_at),
         last_login: user
@@ -114,6 +166,7 @@ struct RevokeAppForm {
 /// Takes back an app's access: the consent goes, and so do its refresh tokens.
 async fn revoke_app(
     State(state): State<AppState>,
+    meta: crate::audit::RequestMeta,
     session: Session,
     CurrentUser(user): CurrentUser,
     CsrfForm(form): CsrfForm<RevokeAppForm>,
@@ -128,6 +181,12 @@ async fn revoke_app(
             .store
             .revoke_refresh_tokens_for(&user.id, &form.client_id, now)
             .await?;
+        crate::audit::record(
+            &state,
+            &meta,
+            crate::audit::Event::own("consent_revoked", &user.id).detail(form.client_id.clone()),
+        )
+        .await;
         Flash::success("The app no longer has access to your account.")
     } else {
         Flash::info("That app had no access to remove.")
@@ -142,6 +201,7 @@ struct EmptyForm {}
 /// Ends every session of the person, here and elsewhere, and makes every token inactive.
 async fn sign_out_everywhere(
     State(state): State<AppState>,
+    meta: crate::audit::RequestMeta,
     session: Session,
     CurrentUser(user): CurrentUser,
     CsrfForm(_): CsrfForm<EmptyForm>,
@@ -150,6 +210,12 @@ async fn sign_out_everywhere(
         .store
         .bump_session_epoch(&user.id, state.clock.now())
         .await?;
+    crate::audit::record(
+        &state,
+        &meta,
+        crate::audit::Event::own("signed_out_everywhere", &user.id),
+    )
+    .await;
     auth::sign_out(&session).await?;
     flash::set(
         &session,

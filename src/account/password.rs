@@ -56,6 +56,7 @@ pub struct PasswordForm {
 
 pub async fn submit(
     State(state): State<AppState>,
+    meta: crate::audit::RequestMeta,
     session: Session,
     CurrentUser(user): CurrentUser,
     CsrfForm(form): CsrfForm<PasswordForm>,
@@ -94,6 +95,12 @@ pub async fn submit(
         .set_password_hash(&user.id, &hash, state.clock.now())
         .await?;
     auth::keep_after_epoch_change(&session, epoch).await?;
+    crate::audit::record(
+        &state,
+        &meta,
+        crate::audit::Event::own("password_changed", &user.id),
+    )
+    .await;
     tracing::info!(user_id = %user.id, "password changed; other sessions ended");
     flash::set(
         &session,

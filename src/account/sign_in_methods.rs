@@ -70,6 +70,7 @@ pub struct UnlinkForm {
 
 pub async fn unlink(
     State(state): State<AppState>,
+    meta: crate::audit::RequestMeta,
     session: Session,
     CurrentUser(user): CurrentUser,
     CsrfForm(form): CsrfForm<UnlinkForm>,
@@ -85,6 +86,12 @@ pub async fn unlink(
         .unlink_identity(&user.id, &form.provider, &form.subject)
         .await?
     {
+        crate::audit::record(
+            &state,
+            &meta,
+            crate::audit::Event::own("upstream_unlinked", &user.id).detail(form.provider.clone()),
+        )
+        .await;
         tracing::info!(user_id = %user.id, provider = %form.provider, "unlinked an upstream account");
         Flash::success(format!(
             "{label} is no longer a way to sign in to your account."

@@ -18,6 +18,7 @@ use serde::Deserialize;
 use tower_sessions::Session;
 
 use crate::app::AppState;
+use crate::audit::{self, Event, RequestMeta};
 use crate::input::NextUrl;
 use crate::signup::{NextQuery, next_query};
 use crate::web::flash::{self, Flash};
@@ -99,6 +100,7 @@ pub struct LoginForm {
 
 async fn submit(
     State(state): State<AppState>,
+    meta: RequestMeta,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     session: Session,
     CsrfForm(form): CsrfForm<LoginForm>,
@@ -154,6 +156,13 @@ async fn submit(
         Some(user) if password_ok => user,
         _ => {
             throttle::record_failure(&state, &account_key, &ip_key).await?;
+            let failed = Event {
+                name: "sign_in_failed",
+                actor: None,
+                subject: user.as_ref().map(|u| u.id.as_str()),
+                detail: Some(email.chars().take(254).collect()),
+            };
+            audit::record(&state, &meta, failed).await;
             let page = LoginPage::new(
                 &state,
                 &session,
@@ -183,13 +192,14 @@ async fn submit(
     }
 
     state.store.clear_throttle_events(&account_key).await?;
-    complete(&state, &session, &user, "pwd", &next).await
+    complete(&state, &meta, &session, &user, "pwd", &next).await
 }
 
 /// After the first step (`pwd`, or `upstream` for a provider like Google): signs the person in,
 /// or moves on to the second step when they have a second factor.
 pub async fn complete(
     state: &AppState,
+    meta: &RequestMeta,
     session: &Session,
     user: &crate::store::User,
     first_method: &str,
@@ -203,6 +213,12 @@ pub async fn complete(
     auth::sign_in(session, user, &[first_method], now).await?;
     state.store.record_login(&user.id, now).await?;
     tracing::info!(user_id = %user.id, method = first_method, "signed in");
+    audit::record(
+        state,
+        meta,
+        Event::own("sign_in", &user.id).detail(first_method.to_string()),
+    )
+    .await;
     Ok(Redirect::to(next.as_str()).into_response())
 }
 

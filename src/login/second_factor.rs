@@ -226,6 +226,7 @@ struct CodeForm {
 
 async fn submit(
     State(state): State<AppState>,
+    meta: crate::audit::RequestMeta,
     session: Session,
     CsrfForm(form): CsrfForm<CodeForm>,
 ) -> Result<Response, AppError> {
@@ -260,6 +261,13 @@ async fn submit(
     if check != CodeCheck::Accepted {
         // Only guesses count: an expired or replayed code teaches an attacker nothing.
         if check == CodeCheck::Wrong {
+            crate::audit::record(
+                &state,
+                &meta,
+                crate::audit::Event::own("second_factor_failed", &user.id)
+                    .detail(method.record_name()),
+            )
+            .await;
             throttle::record(&state, &wrong_key).await?;
         }
         let page = page(
@@ -277,6 +285,12 @@ async fn submit(
     let methods = [pending.first_method.as_str(), method.record_name()];
     auth::sign_in(&session, &user, &methods, now).await?;
     state.store.record_login(&user.id, now).await?;
+    crate::audit::record(
+        &state,
+        &meta,
+        crate::audit::Event::own("sign_in", &user.id).detail(methods.join(" ")),
+    )
+    .await;
     tracing::info!(user_id = %user.id, method = method.record_name(), "signed in with a second factor");
     if method == Method::Recovery {
         let left = state.store.unused_recovery_codes(&user.id).await?;

@@ -206,6 +206,7 @@ async fn show_totp_setup(
 
 async fn confirm_totp(
     State(state): State<AppState>,
+    meta: crate::audit::RequestMeta,
     session: Session,
     CurrentUser(user): CurrentUser,
     CsrfForm(form): CsrfForm<CodeForm>,
@@ -236,6 +237,12 @@ async fn confirm_totp(
         .store
         .confirm_totp(&user.id, state.clock.now())
         .await?;
+    crate::audit::record(
+        &state,
+        &meta,
+        crate::audit::Event::own("totp_enabled", &user.id),
+    )
+    .await;
     tracing::info!(user_id = %user.id, "authenticator app enabled");
     finish_enrolment(
         &state,
@@ -249,6 +256,7 @@ async fn confirm_totp(
 
 async fn disable_totp(
     State(state): State<AppState>,
+    meta: crate::audit::RequestMeta,
     session: Session,
     CurrentUser(user): CurrentUser,
     CsrfForm(form): CsrfForm<ConfirmIdentityForm>,
@@ -258,6 +266,12 @@ async fn disable_totp(
     }
     state.store.delete_totp(&user.id).await?;
     factors::forget_recovery_codes_if_unprotected(&state, &user.id).await?;
+    crate::audit::record(
+        &state,
+        &meta,
+        crate::audit::Event::own("totp_removed", &user.id),
+    )
+    .await;
     tracing::info!(user_id = %user.id, "authenticator app removed");
     back_to_security(
         &session,
@@ -366,6 +380,7 @@ async fn show_email_setup(
 
 async fn confirm_email_codes(
     State(state): State<AppState>,
+    meta: crate::audit::RequestMeta,
     session: Session,
     CurrentUser(user): CurrentUser,
     CsrfForm(form): CsrfForm<CodeForm>,
@@ -384,6 +399,12 @@ async fn confirm_email_codes(
         .store
         .set_email_otp_enabled(&user.id, true, state.clock.now())
         .await?;
+    crate::audit::record(
+        &state,
+        &meta,
+        crate::audit::Event::own("email_codes_enabled", &user.id),
+    )
+    .await;
     tracing::info!(user_id = %user.id, "email codes enabled");
     finish_enrolment(
         &state,
@@ -397,6 +418,7 @@ async fn confirm_email_codes(
 
 async fn disable_email_codes(
     State(state): State<AppState>,
+    meta: crate::audit::RequestMeta,
     session: Session,
     CurrentUser(user): CurrentUser,
     CsrfForm(form): CsrfForm<ConfirmIdentityForm>,
@@ -409,6 +431,12 @@ async fn disable_email_codes(
         .set_email_otp_enabled(&user.id, false, state.clock.now())
         .await?;
     factors::forget_recovery_codes_if_unprotected(&state, &user.id).await?;
+    crate::audit::record(
+        &state,
+        &meta,
+        crate::audit::Event::own("email_codes_disabled", &user.id),
+    )
+    .await;
     tracing::info!(user_id = %user.id, "email codes disabled");
     back_to_security(&session, Flash::success("Sign-in codes by email are off.")).await
 }
@@ -454,6 +482,7 @@ async fn show_recovery_codes(
 
 async fn regenerate_recovery_codes(
     State(state): State<AppState>,
+    meta: crate::audit::RequestMeta,
     session: Session,
     CurrentUser(user): CurrentUser,
     CsrfForm(form): CsrfForm<ConfirmIdentityForm>,
@@ -464,6 +493,12 @@ async fn regenerate_recovery_codes(
     if let Some(message) = confirm_identity(&state, &user, &form, true).await? {
         return back_to_security(&session, Flash::error(message)).await;
     }
+    crate::audit::record(
+        &state,
+        &meta,
+        crate::audit::Event::own("recovery_codes_regenerated", &user.id),
+    )
+    .await;
     show_recovery_codes(
         &state,
         &session,

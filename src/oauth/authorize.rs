@@ -444,6 +444,7 @@ struct ConsentForm {
 
 async fn consent(
     State(state): State<AppState>,
+    meta: crate::audit::RequestMeta,
     session: Session,
     MaybeUser(user): MaybeUser,
     CsrfForm(form): CsrfForm<ConsentForm>,
@@ -478,5 +479,15 @@ async fn consent(
             state.clock.now(),
         )
         .await?;
+    crate::audit::record(
+        &state,
+        &meta,
+        crate::audit::Event::own("consent_granted", &user.id).detail(format!(
+            "{}: {}",
+            request.client_id,
+            request.scope.join(" ")
+        )),
+    )
+    .await;
     issue_code(&state, &session, &user, &request).await
 }

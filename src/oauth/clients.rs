@@ -101,6 +101,13 @@ pub struct ClientCache {
 }
 
 impl ClientCache {
+    /// Forgets a client changed on this node, so the change applies here at once.
+    pub fn forget(&self, id: &str) {
+        if let Ok(mut entries) = self.entries.write() {
+            entries.remove(id);
+        }
+    }
+
     pub async fn get(
         &self,
         store: &Store,
@@ -169,7 +176,7 @@ pub fn valid_scope_token(scope: &str) -> bool {
 impl NewClient {
     pub fn validate(&self) -> Result<(), String> {
         if self.name.trim().is_empty() {
-            return Err("--name must not be empty".into());
+            return Err("the name must not be empty".into());
         }
         for grant in &self.grant_types {
             if !KNOWN_GRANTS.contains(&grant.as_str()) {
@@ -179,7 +186,7 @@ impl NewClient {
             }
         }
         if self.grant_types.is_empty() {
-            return Err("--grant-types must name at least one grant".into());
+            return Err("choose at least one grant type".into());
         }
         if self.public
             && self
@@ -195,7 +202,7 @@ impl NewClient {
             .any(|g| g == GRANT_AUTHORIZATION_CODE)
             && self.redirect_uris.is_empty()
         {
-            return Err("the authorization_code grant needs at least one --redirect-uri".into());
+            return Err("the authorization_code grant needs at least one redirect URI".into());
         }
         for uri in self
             .redirect_uris
@@ -236,6 +243,57 @@ pub async fn create(
     };
     store.create_client(&row).await?;
     Ok((Client::from(row), secret))
+}
+
+/// What an admin may change about a client (its id and secret stay).
+#[derive(Clone, Debug)]
+pub struct ClientChanges {
+    pub client: NewClient,
+    pub access_token_ttl: i64,
+    pub refresh_token_ttl: i64,
+}
+
+impl ClientChanges {
+    pub fn validate(&self) -> Result<(), String> {
+        self.client.validate()?;
+        if !(60..=MAX_ACCESS_TTL).contains(&self.access_token_ttl) {
+            return Err(format!(
+                "the access token lifetime must be between 60 and {MAX_ACCESS_TTL} seconds"
+            ));
+        }
+        if !(60..=365 * 24 * 3600).contains(&self.refresh_token_ttl) {
+            return Err("the refresh token lifetime must be between 60 seconds and a year".into());
+        }
+        Ok(())
+    }
+}
+
+/// Applies an admin's edit; false when there is no such client. Whether the client is public
+/// does not change here (that would mean a new secret or dropping one): `client.public` is
+/// ignored.
+pub async fn update(
+    store: &Store,
+    id: &str,
+    changes: &ClientChanges,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let new = &changes.client;
+    store
+        .update_client(&ClientRow {
+            id: id.to_string(),
+            name: new.name.trim().to_string(),
+            secret_hash: None,
+            redirect_uris: new.redirect_uris.join(" "),
+            post_logout_redirect_uris: new.post_logout_redirect_uris.join(" "),
+            grant_types: new.grant_types.join(" "),
+            scopes: new.scopes.join(" "),
+            skip_consent: new.skip_consent,
+            access_token_ttl: changes.access_token_ttl,
+            refresh_token_ttl: changes.refresh_token_ttl,
+            created_at: now,
+            updated_at: now,
+        })
+        .await
 }
 
 /// A new secret for a confidential client; `None` when there is no such client or it is public.

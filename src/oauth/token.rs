@@ -167,6 +167,7 @@ pub async fn authenticate_client(
 
 async fn token(
     State(state): State<AppState>,
+    meta: crate::audit::RequestMeta,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, OAuthError> {
@@ -184,7 +185,7 @@ async fn token(
     let auth = authenticate_client(&state, &headers, &params).await?;
     match grant {
         GRANT_AUTHORIZATION_CODE => authorization_code(&state, auth, &params).await,
-        GRANT_REFRESH_TOKEN => refresh(&state, auth, &params).await,
+        GRANT_REFRESH_TOKEN => refresh(&state, &meta, auth, &params).await,
         _ => client_credentials(&state, auth, &params).await,
     }
 }
@@ -386,6 +387,7 @@ async fn person_tokens(
 /// concurrent refreshes with the same token end the family; clients must serialise refreshes.
 async fn refresh(
     state: &AppState,
+    meta: &crate::audit::RequestMeta,
     auth: Authenticated,
     params: &Params,
 ) -> Result<Response, OAuthError> {
@@ -412,6 +414,13 @@ async fn refresh(
             .store
             .revoke_refresh_family(&row.family_id, now)
             .await?;
+        let event = crate::audit::Event {
+            name: "refresh_token_reuse",
+            actor: None,
+            subject: Some(&row.user_id),
+            detail: Some(format!("client {}", client.id)),
+        };
+        crate::audit::record(state, meta, event).await;
         Err::<Response, OAuthError>(invalid())
     };
     if row.rotated_at.is_some() {

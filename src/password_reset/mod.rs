@@ -110,16 +110,12 @@ async fn submit_forgot(
         && throttle::take(&state, &email_key, PER_EMAIL)
             .await?
             .is_none()
+        && let Err(e) = send_reset_mail(&state, &user).await?
     {
-        let link =
-            single_use_link(&state, &user.id, PURPOSE, LIFETIME_SECS, "/password/reset").await?;
-        let mail = messages::password_reset(&link);
-        if let Err(e) = state.mailer.send(&user.email, &mail).await {
-            tracing::error!(user_id = %user.id, error = %e, "could not send the reset mail");
-            error = Some(
-                "We could not send the email right now. Try again in a few minutes.".to_string(),
-            );
-        }
+        tracing::error!(user_id = %user.id, error = %e, "could not send the reset mail");
+        error = Some(
+            "We could not send the email right now. Try again in a few minutes.".to_string(),
+        );
     }
     let sent_to = error.is_none().then(|| mask_email(email.as_str()));
     let page = ForgotPage {
@@ -143,6 +139,16 @@ struct ResetPage {
 struct TokenQuery {
     #[serde(default)]
     token: String,
+}
+
+/// Mails a single-use reset link (1 hour). The outer error is ours, the inner one the mailer's.
+pub async fn send_reset_mail(
+    state: &AppState,
+    user: &crate::store::User,
+) -> Result<Result<(), crate::mail::MailError>, AppError> {
+    let link = single_use_link(state, &user.id, PURPOSE, LIFETIME_SECS, "/password/reset").await?;
+    let mail = messages::password_reset(&link);
+    Ok(state.mailer.send(&user.email, &mail).await)
 }
 
 fn link_problem(problem: TokenProblem) -> Response {
@@ -200,6 +206,7 @@ struct ResetForm {
 
 async fn submit_reset(
     State(state): State<AppState>,
+    meta: crate::audit::RequestMeta,
     session: Session,
     CsrfForm(form): CsrfForm<ResetForm>,
 ) -> Result<Response, AppError> {
@@ -239,6 +246,12 @@ async fn submit_reset(
         .store
         .clear_throttle_events(&crate::login::account_throttle_key(&user.email))
         .await?;
+    crate::audit::record(
+        &state,
+        &meta,
+        crate::audit::Event::own("password_reset", &user.id),
+    )
+    .await;
     tracing::info!(user_id = %user.id, "password reset; all sessions ended");
     flash::set(
         &session,

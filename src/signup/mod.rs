@@ -92,6 +92,7 @@ pub struct SignupForm {
 
 async fn submit(
     State(state): State<AppState>,
+    meta: crate::audit::RequestMeta,
     session: Session,
     CsrfForm(form): CsrfForm<SignupForm>,
 ) -> Result<Response, AppError> {
@@ -150,6 +151,7 @@ async fn submit(
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
     };
 
+    crate::audit::record(&state, &meta, crate::audit::Event::own("sign_up", &user.id)).await;
     tracing::info!(user_id = %user.id, "account created");
     let mail_sent = verification::send_link(&state, &user).await?.is_ok();
     let masked = mask_email(&user.email);

@@ -1,6 +1,7 @@
 //! All SQL lives here. One set of portable queries runs on SQLite and Postgres: `$1`
 //! placeholders, text ids, unix seconds as integers computed in Rust, lower-cased lookup columns.
 
+mod audit;
 mod factors;
 mod identities;
 mod oauth;
@@ -17,6 +18,7 @@ use sqlx::{PgPool, SqlitePool};
 
 use crate::config::DatabaseUrl;
 
+pub use audit::{AuditEvent, AuditFilter};
 pub use factors::TotpFactor;
 pub use identities::Identity;
 pub use oauth::{AuthCodeRow, ClientRow, RefreshTokenRow, SigningKeyRow};

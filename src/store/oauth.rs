@@ -83,15 +83,55 @@ impl Store {
     }
 
     /// True when a client was deleted.
-    pub async fn delete_client(&self, id: &str) -> StoreResult<bool> {
-        let deleted = on_pool!(self, |pool| {
-            sqlx::query("delete from oauth_clients where id = $1")
+    /// Deletes a client with its consents; its refresh tokens are revoked in the same
+    /// transaction, so nothing it was given outlives it.
+    pub async fn delete_client(&self, id: &str, now: i64) -> StoreResult<bool> {
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query("delete from consents where client_id = $1")
                 .bind(id)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected())
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "update refresh_tokens set revoked_at = $1 where client_id = $2 and revoked_at is null",
+            )
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            let deleted = sqlx::query("delete from oauth_clients where id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            Ok::<_, super::StoreError>(deleted == 1)
+        })
+    }
+
+    /// Saves a client's settings; its secret and creation time stay. False when it is gone.
+    pub async fn update_client(&self, row: &ClientRow) -> StoreResult<bool> {
+        let updated = on_pool!(self, |pool| {
+            sqlx::query(
+                "update oauth_clients set name = $1, redirect_uris = $2, \
+                 post_logout_redirect_uris = $3, grant_types = $4, scopes = $5, skip_consent = $6, \
+                 access_token_ttl = $7, refresh_token_ttl = $8, updated_at = $9 where id = $10",
+            )
+            .bind(&row.name)
+            .bind(&row.redirect_uris)
+            .bind(&row.post_logout_redirect_uris)
+            .bind(&row.grant_types)
+            .bind(&row.scopes)
+            .bind(row.skip_consent)
+            .bind(row.access_token_ttl)
+            .bind(row.refresh_token_ttl)
+            .bind(row.updated_at)
+            .bind(&row.id)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
         })?;
-        Ok(deleted == 1)
+        Ok(updated == 1)
     }
 
     /// True when the client exists (and now has the new secret).

@@ -226,6 +226,69 @@ impl Store {
         Ok(row.map(UserRow::into_user))
     }
 
+    /// One page of the admin's user list, ordered by email: the users after `after` (an
+    /// email_lower, for keyset pagination), only those whose email or name starts with `prefix`
+    /// when one is given. Both filters use indexes, so pages stay fast with many users.
+    pub async fn list_users(
+        &self,
+        prefix: Option<&str>,
+        after: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<User>> {
+        let roles = self.roles_column();
+        let rows = match prefix
+            .map(|p| p.trim().to_lowercase())
+            .filter(|p| !p.is_empty())
+        {
+            None => {
+                let sql = format!(
+                    "select {USER_FIELDS}, {roles} from users where email_lower > $1 \
+                     order by email_lower limit $2"
+                );
+                on_pool!(self, |pool| {
+                    sqlx::query_as::<_, UserRow>(&sql)
+                        .bind(after)
+                        .bind(limit)
+                        .fetch_all(pool)
+                        .await
+                })?
+            }
+            // SQLite compares text bytewise: a prefix is a range up to the prefix followed by the
+            // highest code point. Postgres uses `like` on text_pattern_ops indexes.
+            Some(prefix) => match self {
+                Store::Sqlite(pool) => {
+                    let sql = format!(
+                        "select {USER_FIELDS}, {roles} from users \
+                         where (email_lower >= $1 and email_lower < $2 \
+                         or lower(display_name) >= $1 and lower(display_name) < $2) \
+                         and email_lower > $3 order by email_lower limit $4"
+                    );
+                    sqlx::query_as::<_, UserRow>(&sql)
+                        .bind(&prefix)
+                        .bind(format!("{prefix}\u{10FFFF}"))
+                        .bind(after)
+                        .bind(limit)
+                        .fetch_all(pool)
+                        .await?
+                }
+                Store::Postgres(pool) => {
+                    let sql = format!(
+                        "select {USER_FIELDS}, {roles} from users \
+                         where (email_lower like $1 or lower(display_name) like $1) \
+                         and email_lower > $2 order by email_lower limit $3"
+                    );
+                    sqlx::query_as::<_, UserRow>(&sql)
+                        .bind(format!("{}%", escape_like(&prefix)))
+                        .bind(after)
+                        .bind(limit)
+                        .fetch_all(pool)
+                        .await?
+                }
+            },
+        };
+        Ok(rows.into_iter().map(UserRow::into_user).collect())
+    }
+
     /// The holder of an access token and whether the token (by `jti`) was revoked, in one
     /// query: bearer-token checks run on every API call.
     pub async fn find_token_holder(
@@ -362,5 +425,59 @@ impl Store {
             .map(|r| r.rows_affected())
         })?;
         Ok(())
+    }
+}
+
+/// Makes `%`, `_` and the backslash (Postgres' default `like` escape) match literally.
+fn escape_like(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+impl Store {
+    /// Adds a role; true when the user did not have it.
+    pub async fn add_user_role(&self, user_id: &str, role: &str) -> StoreResult<bool> {
+        let added = on_pool!(self, |pool| {
+            sqlx::query(
+                "insert into user_roles (user_id, role) values ($1, $2) on conflict do nothing",
+            )
+            .bind(user_id)
+            .bind(role)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(added == 1)
+    }
+
+    pub async fn remove_user_role(&self, user_id: &str, role: &str) -> StoreResult<bool> {
+        let removed = on_pool!(self, |pool| {
+            sqlx::query("delete from user_roles where user_id = $1 and role = $2")
+                .bind(user_id)
+                .bind(role)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
+        Ok(removed == 1)
+    }
+
+    /// Deletes the user; their roles, factors, links, consents and tokens go with them
+    /// (foreign keys cascade).
+    pub async fn delete_user(&self, user_id: &str) -> StoreResult<bool> {
+        let removed = on_pool!(self, |pool| {
+            sqlx::query("delete from users where id = $1")
+                .bind(user_id)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
+        Ok(removed == 1)
     }
 }

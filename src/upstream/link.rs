@@ -138,6 +138,7 @@ struct LinkForm {
 
 async fn submit(
     State(state): State<AppState>,
+    meta: crate::audit::RequestMeta,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     session: Session,
     Path(name): Path<String>,
@@ -198,8 +199,14 @@ async fn submit(
         Err(e) if e.is_unique_violation() => {}
         Err(e) => return Err(e.into()),
     }
+    crate::audit::record(
+        &state,
+        &meta,
+        crate::audit::Event::own("upstream_linked", &user.id).detail(name.clone()),
+    )
+    .await;
     tracing::info!(user_id = %user.id, provider = %name, "linked an upstream account after a password check");
     let next = NextUrl::parse_or_default(Some(&link.next));
     // The password was shown; a second factor is still asked for.
-    crate::login::complete(&state, &session, &user, "pwd", &next).await
+    crate::login::complete(&state, &meta, &session, &user, "pwd", &next).await
 }

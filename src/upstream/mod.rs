@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use tower_sessions::Session;
 
 use crate::app::AppState;
+use crate::audit::{self, Event, RequestMeta};
 use crate::config::Config;
 use crate::crypto;
 use crate::input::NextUrl;
@@ -155,6 +156,7 @@ struct CallbackQuery {
 
 async fn callback(
     State(state): State<AppState>,
+    meta: RequestMeta,
     session: Session,
     MaybeUser(current): MaybeUser,
     Path(name): Path<String>,
@@ -228,14 +230,16 @@ async fn callback(
     };
     let next = NextUrl::parse_or_default(Some(&flow.next));
     if let Some(user_id) = flow.link_to {
-        return link_to_signed_in_user(&state, &session, current, &user_id, &name, person).await;
+        return link_to_signed_in_user(&state, &meta, &session, current, &user_id, &name, person)
+            .await;
     }
-    sign_in_with(&state, &session, &name, person, &next).await
+    sign_in_with(&state, &meta, &session, &name, person, &next).await
 }
 
 /// A signed-in person linking a provider from `/account`.
 async fn link_to_signed_in_user(
     state: &AppState,
+    meta: &RequestMeta,
     session: &Session,
     current: Option<User>,
     user_id: &str,
@@ -268,6 +272,12 @@ async fn link_to_signed_in_user(
                 )
                 .await?;
             tracing::info!(user_id = %user.id, provider = name, "linked an upstream account");
+            audit::record(
+                state,
+                meta,
+                Event::own("upstream_linked", &user.id).detail(name.to_string()),
+            )
+            .await;
             Flash::success(format!("You can now sign in with {label}."))
         }
     };
@@ -279,6 +289,7 @@ async fn link_to_signed_in_user(
 /// email, or creates an account.
 async fn sign_in_with(
     state: &AppState,
+    meta: &RequestMeta,
     session: &Session,
     name: &str,
     person: VerifiedPerson,
@@ -298,7 +309,7 @@ async fn sign_in_with(
             .store
             .touch_identity(name, &person.subject, person.email.as_deref(), now)
             .await?;
-        return crate::login::complete(state, session, &user, METHOD, next).await;
+        return crate::login::complete(state, meta, session, &user, METHOD, next).await;
     }
     let Some(email) = person.email.clone() else {
         return Ok(page(
@@ -343,6 +354,12 @@ async fn sign_in_with(
         Err(e) => return Err(e.into()),
     };
     tracing::info!(user_id = %user.id, provider = name, "signed up through an upstream provider");
+    audit::record(
+        state,
+        meta,
+        Event::own("sign_up", &user.id).detail(name.to_string()),
+    )
+    .await;
     if state.config.require_verified_email && !user.email_verified {
         let sent = crate::verification::send_link_throttled(state, &user).await?;
         return Ok(page(
@@ -354,7 +371,7 @@ async fn sign_in_with(
             ),
         ));
     }
-    crate::login::complete(state, session, &user, METHOD, next).await
+    crate::login::complete(state, meta, session, &user, METHOD, next).await
 }
 
 fn page(status: StatusCode, title: &'static str, message: impl Into<String>) -> Response {

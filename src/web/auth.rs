@@ -104,6 +104,22 @@ pub async fn auth_time(session: &Session) -> Result<Option<i64>, AppError> {
     Ok(session.get::<i64>(AUTH_AT).await?)
 }
 
+const CONFIRMED_AT: &str = "confirmed_at";
+
+/// The last time the person proved who they are in this session: the sign-in, or a later
+/// password confirmation before a sensitive change.
+pub async fn last_confirmed(session: &Session) -> Result<Option<i64>, AppError> {
+    let signed_in = session.get::<i64>(AUTH_AT).await?;
+    let confirmed = session.get::<i64>(CONFIRMED_AT).await?;
+    Ok(signed_in.max(confirmed))
+}
+
+/// Records a password confirmation. The session's lifetime still counts from the sign-in.
+pub async fn confirmed_now(session: &Session, now: i64) -> Result<(), AppError> {
+    session.insert(CONFIRMED_AT, now).await?;
+    Ok(())
+}
+
 /// The methods used to sign in to this session, e.g. `["pwd", "otp"]`.
 pub async fn sign_in_methods(session: &Session) -> Result<Vec<String>, AppError> {
     Ok(session

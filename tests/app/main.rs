@@ -9,6 +9,7 @@
 mod helpers;
 
 mod account;
+mod admin;
 mod cli;
 mod email;
 mod login;

@@ -1,0 +1,17 @@
+-- Security-relevant events: who did what to whom, from where.
+create table audit_events (
+    id integer primary key autoincrement,
+    happened_at integer not null,
+    event text not null,
+    actor_id text,
+    subject_id text,
+    detail text,
+    ip text,
+    user_agent text
+);
+create index audit_events_time on audit_events (happened_at);
+create index audit_events_subject on audit_events (subject_id, id);
+create index audit_events_event on audit_events (event, id);
+
+-- Admin search by name prefix (emails already have the unique email_lower index).
+create index users_name_lower on users (lower(display_name));

@@ -1,0 +1,183 @@
+//! `/admin`: the installation's users, clients and audit log, for people with the `admin`
+//! role. Same pages and protections as the rest (CSRF on every form); a change also needs a
+//! sign-in or password confirmation from the last 15 minutes.
+
+mod audit_log;
+mod clients;
+mod users;
+
+use std::net::SocketAddr;
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Router;
+use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use tower_sessions::Session;
+
+use crate::app::AppState;
+use crate::audit::{self, Event, RequestMeta};
+use crate::input::NextUrl;
+use crate::login::throttle;
+use crate::store::User;
+use crate::web::auth::{self, AuthRejection, CurrentUser};
+use crate::web::flash::{self, Flash};
+use crate::web::{AppError, CsrfForm, Layout};
+
+/// An admin's sign-in or password confirmation counts as recent for this long.
+pub const RECENT_AUTH_SECS: i64 = 15 * 60;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/admin",
+            get(|_: Admin| async { Redirect::to("/admin/users") }),
+        )
+        .route("/admin/confirm", post(confirm))
+        .merge(users::router())
+        .merge(clients::router())
+        .merge(audit_log::router())
+}
+
+/// A signed-in admin. Visitors are sent to sign in; signed-in people without the role get 403.
+pub struct Admin(pub User);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = AuthRejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let CurrentUser(user) = CurrentUser::from_request_parts(parts, state).await?;
+        if !user.is_admin() {
+            return Err(AuthRejection::Error(AppError::Forbidden(
+                "This area is for administrators.",
+            )));
+        }
+        Ok(Self(user))
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "admin/confirm.html")]
+struct ConfirmPage {
+    layout: Layout,
+    next: String,
+    error: Option<String>,
+}
+
+/// `None` when the admin proved who they are recently; otherwise the page that asks for the
+/// password, to answer the change with instead of doing it.
+pub async fn recent_auth_page(
+    state: &AppState,
+    session: &Session,
+    admin: &User,
+    return_to: &str,
+) -> Result<Option<Response>, AppError> {
+    let confirmed = auth::last_confirmed(session).await?.unwrap_or(0);
+    if state.clock.now() - confirmed <= RECENT_AUTH_SECS {
+        return Ok(None);
+    }
+    let page = ConfirmPage {
+        layout: Layout::new(session, Some(admin)).await?,
+        next: return_to.to_string(),
+        error: None,
+    };
+    Ok(Some((StatusCode::FORBIDDEN, page).into_response()))
+}
+
+#[derive(Deserialize)]
+struct ConfirmForm {
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    next: Option<String>,
+}
+
+async fn confirm(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    meta: RequestMeta,
+    session: Session,
+    Admin(admin): Admin,
+    CsrfForm(form): CsrfForm<ConfirmForm>,
+) -> Result<Response, AppError> {
+    let next = NextUrl::parse(form.next.as_deref().unwrap_or_default())
+        .filter(|n| n.as_str().starts_with("/admin"))
+        .unwrap_or_else(|| NextUrl::parse_or_default(Some("/admin/users")));
+    let account_key = throttle::account_key(&admin.email);
+    let ip_key = throttle::ip_key(peer.ip());
+    let wait = throttle::retry_after(&state, &account_key, &ip_key).await?;
+    let password_ok = wait.is_none()
+        && form.password.chars().count() <= crate::password::MAX_LENGTH
+        && state
+            .hasher
+            .verify(form.password, admin.password_hash.clone())
+            .await?;
+    if !password_ok {
+        let error = match wait {
+            Some(seconds) => throttle::wait_message(seconds),
+            None => {
+                throttle::record_failure(&state, &account_key, &ip_key).await?;
+                audit::record(&state, &meta, Event::own("admin.confirm_failed", &admin.id)).await;
+                "Wrong password.".to_string()
+            }
+        };
+        let page = ConfirmPage {
+            layout: Layout::new(&session, Some(&admin)).await?,
+            next: next.as_str().to_string(),
+            error: Some(error),
+        };
+        return Ok((StatusCode::UNAUTHORIZED, page).into_response());
+    }
+    auth::confirmed_now(&session, state.clock.now()).await?;
+    flash::set(
+        &session,
+        Flash::success("Thanks. Now repeat what you were doing."),
+    )
+    .await?;
+    Ok(Redirect::to(next.as_str()).into_response())
+}
+
+/// Runs an admin change: refuses it with the password page without a recent sign-in,
+/// otherwise records it in the audit log and returns to `back` with the message.
+pub struct AdminAction<'a> {
+    pub state: &'a AppState,
+    pub session: &'a Session,
+    pub admin: &'a User,
+    pub meta: &'a RequestMeta,
+}
+
+impl AdminAction<'_> {
+    pub async fn confirmed(&self, back: &str) -> Result<Option<Response>, AppError> {
+        recent_auth_page(self.state, self.session, self.admin, back).await
+    }
+
+    pub async fn done(
+        &self,
+        event: &'static str,
+        subject: Option<&str>,
+        detail: Option<String>,
+        message: Flash,
+        back: &str,
+    ) -> Result<Response, AppError> {
+        audit::record(
+            self.state,
+            self.meta,
+            Event {
+                name: event,
+                actor: Some(&self.admin.id),
+                subject,
+                detail,
+            },
+        )
+        .await;
+        flash::set(self.session, message).await?;
+        Ok(Redirect::to(back).into_response())
+    }
+}
