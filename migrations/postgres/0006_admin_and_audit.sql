@@ -11,6 +11,7 @@ create table audit_events (
 );
 create index audit_events_time on audit_events (happened_at);
 create index audit_events_subject on audit_events (subject_id, id);
+create index audit_events_actor on audit_events (actor_id, id);
 create index audit_events_event on audit_events (event, id);
 
 -- Admin search by prefix: `like 'q%'` uses these whatever the database collation.

@@ -113,9 +113,8 @@ async fn submit_forgot(
         && let Err(e) = send_reset_mail(&state, &user).await?
     {
         tracing::error!(user_id = %user.id, error = %e, "could not send the reset mail");
-        error = Some(
-            "We could not send the email right now. Try again in a few minutes.".to_string(),
-        );
+        error =
+            Some("We could not send the email right now. Try again in a few minutes.".to_string());
     }
     let sent_to = error.is_none().then(|| mask_email(email.as_str()));
     let page = ForgotPage {

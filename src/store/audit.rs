@@ -50,31 +50,59 @@ impl Store {
         Ok(())
     }
 
-    /// Up to `limit` events matching the filter, newest first.
+    /// Up to `limit` events matching the filter, newest first. Only the conditions that are set
+    /// go into the statement, so each can use its index (a user's events come from the
+    /// subject and actor indexes, not from a scan of the whole log).
     pub async fn audit_events(
         &self,
         filter: &AuditFilter,
         limit: i64,
     ) -> StoreResult<Vec<AuditEvent>> {
-        // Unset filters compare against NULL and drop out, so one statement serves every mix.
-        let sql = "select id, happened_at, event, actor_id, subject_id, detail, ip, user_agent \
-                   from audit_events \
-                   where ($1 is null or subject_id = $1 or actor_id = $1) \
-                   and ($2 is null or event = $2) \
-                   and ($3 is null or happened_at >= $3) \
-                   and ($4 is null or happened_at <= $4) \
-                   and ($5 is null or id < $5) \
-                   order by id desc limit $6";
+        enum Param<'a> {
+            Text(&'a str),
+            Int(i64),
+        }
+        let mut conditions: Vec<String> = Vec::new();
+        let mut params: Vec<Param<'_>> = Vec::new();
+        let mut add = |condition: &str, param| {
+            params.push(param);
+            conditions.push(condition.replace('?', &format!("${}", params.len())));
+        };
+        if let Some(user_id) = &filter.user_id {
+            add("(subject_id = ? or actor_id = ?)", Param::Text(user_id));
+        }
+        if let Some(event) = &filter.event {
+            add("event = ?", Param::Text(event));
+        }
+        if let Some(from) = filter.from {
+            add("happened_at >= ?", Param::Int(from));
+        }
+        if let Some(to) = filter.to {
+            add("happened_at <= ?", Param::Int(to));
+        }
+        if let Some(before) = filter.before_id {
+            add("id < ?", Param::Int(before));
+        }
+        params.push(Param::Int(limit));
+        let where_clause = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("where {}", conditions.join(" and "))
+        };
+        let sql = format!(
+            "select id, happened_at, event, actor_id, subject_id, detail, ip, user_agent \
+             from audit_events {where_clause} order by id desc limit ${}",
+            params.len()
+        );
         Ok(on_pool!(self, |pool| {
-            sqlx::query_as::<_, AuditEvent>(sql)
-                .bind(&filter.user_id)
-                .bind(&filter.event)
-                .bind(filter.from)
-                .bind(filter.to)
-                .bind(filter.before_id)
-                .bind(limit)
-                .fetch_all(pool)
-                .await
+            let mut query = sqlx::query_as::<_, AuditEvent>(&sql);
+            for param in &params {
+                query = match param {
+                    Param::Text(text) => query.bind(*text),
+                    Param::Int(number) => query.bind(*number),
+                };
+            }
+            query.fetch_all(pool).await
         })?)
     }
 }

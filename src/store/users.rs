@@ -257,11 +257,17 @@ impl Store {
             // highest code point. Postgres uses `like` on text_pattern_ops indexes.
             Some(prefix) => match self {
                 Store::Sqlite(pool) => {
+                    // Two range scans, each on its own index and cut at one page, merged:
+                    // an `or` would make SQLite walk the whole email index instead.
                     let sql = format!(
-                        "select {USER_FIELDS}, {roles} from users \
-                         where (email_lower >= $1 and email_lower < $2 \
-                         or lower(display_name) >= $1 and lower(display_name) < $2) \
-                         and email_lower > $3 order by email_lower limit $4"
+                        "select * from (select {USER_FIELDS}, email_lower, {roles} from users \
+                         where email_lower >= $1 and email_lower < $2 and email_lower > $3 \
+                         order by email_lower limit $4) \
+                         union \
+                         select * from (select {USER_FIELDS}, email_lower, {roles} from users \
+                         where lower(display_name) >= $1 and lower(display_name) < $2 \
+                         and email_lower > $3 order by email_lower limit $4) \
+                         order by email_lower limit $4"
                     );
                     sqlx::query_as::<_, UserRow>(&sql)
                         .bind(&prefix)
