@@ -151,6 +151,16 @@ impl App {
                 {
                     tracing::warn!(error = %e, "could not prune old throttle events");
                 }
+                let now = state.clock.now();
+                let idle = state.config.session_idle_timeout.as_secs() as i64;
+                let lifetime = state.config.session_max_lifetime.as_secs() as i64;
+                if let Err(e) = state
+                    .store
+                    .prune_user_sessions(now - idle, now - lifetime)
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not prune ended sessions");
+                }
                 // Keys rotated by another node or the CLI reach this one within minutes.
                 if let Err(e) = state
                     .keys

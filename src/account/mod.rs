@@ -1,6 +1,7 @@
 //! `/account`: the signed-in user's own page. Later features add sections here.
 
 mod password;
+pub mod sessions;
 mod sign_in_methods;
 
 use sign_in_methods::SignInMethods;
@@ -31,6 +32,7 @@ pub fn router() -> Router<AppState> {
             get(password::show).post(password::submit),
         )
         .route("/account/apps/revoke", post(revoke_app))
+        .route("/account/sessions/end", post(sessions::end))
         .route(
             "/account/sign-in-methods/unlink",
             post(sign_in_methods::unlink),
@@ -51,6 +53,7 @@ struct AccountPage {
     apps: Vec<ConnectedApp>,
     methods: SignInMethods,
     events: Vec<SecurityEvent>,
+    sessions: Vec<sessions::SessionLine>,
 }
 
 /// A line of "Recent security events".
@@ -77,6 +80,7 @@ fn describe(event: &str) -> String {
         "consent_granted" => "An app was allowed access",
         "consent_revoked" => "An app's access was removed",
         "signed_out_everywhere" => "Signed out everywhere",
+        "session_ended" => "A session was signed out from the list",
         "upstream_linked" => "A sign-in provider was linked",
         "upstream_unlinked" => "A sign-in provider was unlinked",
         "refresh_token_reuse" => "An app's sign-in was ended: a token was used twice",
@@ -127,6 +131,12 @@ async fn show(
     Ok(AccountPage {
         apps,
         methods: SignInMethods::of(&state, &user).await?,
+        sessions: sessions::sessions_of(
+            &state,
+            &user,
+            auth::session_id(&session).await?.as_deref(),
+        )
+        .await?,
         events: state
             .store
             .audit_events(
@@ -216,7 +226,7 @@ async fn sign_out_everywhere(
         crate::audit::Event::own("signed_out_everywhere", &user.id),
     )
     .await;
-    auth::sign_out(&session).await?;
+    auth::sign_out(&state, &session).await?;
     flash::set(
         &session,
         Flash::info("You have signed out on every device."),

@@ -94,7 +94,7 @@ pub async fn submit(
         .store
         .set_password_hash(&user.id, &hash, state.clock.now())
         .await?;
-    auth::keep_after_epoch_change(&session, epoch).await?;
+    auth::keep_after_epoch_change(&state, &meta, &session, &user, epoch).await?;
     crate::audit::record(
         &state,
         &meta,

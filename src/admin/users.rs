@@ -153,6 +153,7 @@ struct UserPage {
     recovery_codes_left: i64,
     providers: Vec<String>,
     consents: Vec<Consent>,
+    sessions: Vec<crate::account::sessions::SessionLine>,
     events: Vec<EventRow>,
 }
 
@@ -217,6 +218,7 @@ async fn show(
         providers,
         consents,
         events,
+        sessions: crate::account::sessions::sessions_of(&state, &user, None).await?,
         user: UserRow::from(&user),
     })
 }
@@ -227,6 +229,8 @@ struct ActionForm {
     role: String,
     #[serde(default)]
     client_id: String,
+    #[serde(default)]
+    session_id: String,
 }
 
 /// Role names go into tokens as they are: short, no spaces or control characters.
@@ -357,6 +361,20 @@ async fn act(
                 "admin.consent_revoked",
                 Some(form.client_id.clone()),
                 Flash::success("The app's access was taken back."),
+            )
+        }
+        "sessions-revoke" => {
+            let ended = store
+                .delete_user_session(&user.id, &form.session_id)
+                .await?;
+            (
+                "admin.session_revoked",
+                None,
+                if ended {
+                    Flash::success("That session is signed out.")
+                } else {
+                    Flash::info("That session had already ended.")
+                },
             )
         }
         _ => return Err(AppError::NotFound),

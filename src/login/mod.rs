@@ -210,7 +210,7 @@ pub async fn complete(
         auth::begin_second_factor(session, user, first_method, next.as_str(), now).await?;
         return second_factor::start(state, session, user).await;
     }
-    auth::sign_in(session, user, &[first_method], now).await?;
+    auth::sign_in(state, meta, session, user, &[first_method]).await?;
     state.store.record_login(&user.id, now).await?;
     tracing::info!(user_id = %user.id, method = first_method, "signed in");
     audit::record(
@@ -225,8 +225,12 @@ pub async fn complete(
 #[derive(Deserialize)]
 pub struct LogoutForm {}
 
-async fn logout(session: Session, CsrfForm(_): CsrfForm<LogoutForm>) -> Result<Response, AppError> {
-    auth::sign_out(&session).await?;
+async fn logout(
+    State(state): State<AppState>,
+    session: Session,
+    CsrfForm(_): CsrfForm<LogoutForm>,
+) -> Result<Response, AppError> {
+    auth::sign_out(&state, &session).await?;
     flash::set(&session, Flash::info("You have signed out.")).await?;
     Ok(Redirect::to("/").into_response())
 }

@@ -283,7 +283,7 @@ async fn submit(
 
     let now = state.clock.now();
     let methods = [pending.first_method.as_str(), method.record_name()];
-    auth::sign_in(&session, &user, &methods, now).await?;
+    auth::sign_in(&state, &meta, &session, &user, &methods).await?;
     state.store.record_login(&user.id, now).await?;
     crate::audit::record(
         &state,

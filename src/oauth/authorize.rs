@@ -269,7 +269,7 @@ async fn authorize(
         signed_in => {
             if signed_in.is_some() {
                 // prompt=login or max_age: a fresh sign-in is wanted.
-                auth::sign_out(&session).await?;
+                auth::sign_out(&state, &session).await?;
             }
             let next = return_path(&query);
             let mut login = format!("/login?next={}", encode_query_value(&next));

@@ -122,7 +122,7 @@ async fn logout(
         _ => false,
     };
     if user.is_none() || hint_matches {
-        auth::sign_out(&session).await?;
+        auth::sign_out(&state, &session).await?;
         if after.redirect.is_none() {
             flash::set(&session, Flash::info("You have signed out.")).await?;
         }
@@ -157,6 +157,7 @@ async fn logout(
 struct ConfirmForm {}
 
 async fn confirm(
+    State(state): State<AppState>,
     session: Session,
     CsrfForm(_): CsrfForm<ConfirmForm>,
 ) -> Result<Response, AppError> {
@@ -167,7 +168,7 @@ async fn confirm(
             redirect: None,
             state: None,
         });
-    auth::sign_out(&session).await?;
+    auth::sign_out(&state, &session).await?;
     if after.redirect.is_none() {
         flash::set(&session, Flash::info("You have signed out.")).await?;
     }

@@ -171,7 +171,7 @@ async fn submit(
         return Ok(Redirect::to(&format!("/login{}", next_query(&next))).into_response());
     }
     let now = state.clock.now();
-    auth::sign_in(&session, &user, &["pwd"], now).await?;
+    auth::sign_in(&state, &meta, &session, &user, &["pwd"]).await?;
     state.store.record_login(&user.id, now).await?;
     let message = if mail_sent {
         Flash::success(format!(

@@ -7,6 +7,7 @@ mod identities;
 mod oauth;
 mod throttle;
 mod tokens;
+mod user_sessions;
 mod users;
 
 use std::str::FromStr;
@@ -23,6 +24,7 @@ pub use factors::TotpFactor;
 pub use identities::Identity;
 pub use oauth::{AuthCodeRow, ClientRow, RefreshTokenRow, SigningKeyRow};
 pub use tokens::{EmailCode, TokenProblem};
+pub use user_sessions::UserSession;
 pub use users::{NewIdentity, NewUser, User, email_key as users_email_key};
 
 /// The database, one of a closed set of backends.

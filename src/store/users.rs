@@ -107,12 +107,13 @@ pub(super) fn qualified_user_fields() -> &'static str {
     &FIELDS
 }
 
-/// A user's row and whether one of their access tokens was revoked, read in one query.
+/// A user's row with one yes/no fact about them (a token revoked, a session registered),
+/// read in one query.
 #[derive(FromRow)]
-struct TokenHolderRow {
+struct HolderRow {
     #[sqlx(flatten)]
     user: UserRow,
-    revoked: bool,
+    flag: bool,
 }
 
 /// Emails are looked up case-insensitively through `email_lower`.
@@ -304,18 +305,18 @@ impl Store {
     ) -> StoreResult<Option<(User, bool)>> {
         let sql = format!(
             "select {USER_FIELDS}, {}, \
-             exists(select 1 from revoked_access_tokens where jti = $2) as revoked \
+             exists(select 1 from revoked_access_tokens where jti = $2) as flag \
              from users where id = $1",
             self.roles_column()
         );
         let row = on_pool!(self, |pool| {
-            sqlx::query_as::<_, TokenHolderRow>(&sql)
+            sqlx::query_as::<_, HolderRow>(&sql)
                 .bind(user_id)
                 .bind(jti)
                 .fetch_optional(pool)
                 .await
         })?;
-        Ok(row.map(|row| (row.user.into_user(), row.revoked)))
+        Ok(row.map(|row| (row.user.into_user(), row.flag)))
     }
 
     pub async fn user_roles(&self, user_id: &str) -> StoreResult<Vec<String>> {
@@ -386,6 +387,7 @@ impl Store {
             .fetch_one(pool)
             .await
         })?;
+        self.forget_user_sessions(user_id).await?;
         Ok(epoch)
     }
 
@@ -419,6 +421,7 @@ impl Store {
 
 impl Store {
     /// "Sign out everywhere": ends every session and makes every token of the user inactive.
+    /// Ends every session and token of the user: they all carry the old epoch.
     pub async fn bump_session_epoch(&self, user_id: &str, now: i64) -> StoreResult<()> {
         on_pool!(self, |pool| {
             sqlx::query(
@@ -430,7 +433,42 @@ impl Store {
             .await
             .map(|r| r.rows_affected())
         })?;
+        self.forget_user_sessions(user_id).await
+    }
+
+    /// The epoch already ended the sessions; this clears them from the lists.
+    async fn forget_user_sessions(&self, user_id: &str) -> StoreResult<()> {
+        on_pool!(self, |pool| {
+            sqlx::query("delete from user_sessions where user_id = $1")
+                .bind(user_id)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
         Ok(())
+    }
+
+    /// The user of a browser session and whether the session is still registered, in one
+    /// query: this runs on every signed-in page.
+    pub async fn find_session_holder(
+        &self,
+        user_id: &str,
+        session_id: &str,
+    ) -> StoreResult<Option<(User, bool)>> {
+        let sql = format!(
+            "select {USER_FIELDS}, {}, \
+             exists(select 1 from user_sessions where id = $2 and user_id = $1) as flag \
+             from users where id = $1",
+            self.roles_column()
+        );
+        let row = on_pool!(self, |pool| {
+            sqlx::query_as::<_, HolderRow>(&sql)
+                .bind(user_id)
+                .bind(session_id)
+                .fetch_optional(pool)
+                .await
+        })?;
+        Ok(row.map(|row| (row.user.into_user(), row.flag)))
     }
 }
 

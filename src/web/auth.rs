@@ -8,7 +8,8 @@ use tower_sessions::Session;
 
 use super::{AppError, csrf};
 use crate::app::AppState;
-use crate::store::User;
+use crate::audit::RequestMeta;
+use crate::store::{User, UserSession};
 
 const USER_ID: &str = "user_id";
 const AUTH_AT: &str = "auth_at";
@@ -20,13 +21,20 @@ const METHODS: &str = "amr";
 /// `last_seen` is rewritten at most this often, so browsing is not a database write per click.
 const LAST_SEEN_GRANULARITY: i64 = 60;
 
-/// Starts a signed-in session: a new session id (no fixation), a new CSRF token.
+/// This session's row in the session registry (`user_sessions`).
+const SESSION_ID: &str = "sid";
+
+/// Starts a signed-in session: a new session id (no fixation), a new CSRF token, and a row in
+/// the registry that lists it (and can end it) on `/account` and the admin's user page.
 pub async fn sign_in(
+    state: &AppState,
+    meta: &RequestMeta,
     session: &Session,
     user: &User,
     methods: &[&str],
-    now: i64,
 ) -> Result<(), AppError> {
+    let now = state.clock.now();
+    register(state, meta, session, user, methods, now).await?;
     session.cycle_id().await?;
     session.remove_value(PENDING).await?;
     session.insert(USER_ID, &user.id).await?;
@@ -92,8 +100,48 @@ pub async fn clear_pending_sign_in(session: &Session) -> Result<(), AppError> {
     Ok(())
 }
 
-/// After the user's own password change: other sessions end, this one carries on.
-pub async fn keep_after_epoch_change(session: &Session, epoch: i64) -> Result<(), AppError> {
+async fn register(
+    state: &AppState,
+    meta: &RequestMeta,
+    session: &Session,
+    user: &User,
+    methods: &[&str],
+    now: i64,
+) -> Result<(), AppError> {
+    let id = crate::crypto::random_token();
+    state
+        .store
+        .insert_user_session(&UserSession {
+            id: id.clone(),
+            user_id: user.id.clone(),
+            created_at: now,
+            last_seen_at: now,
+            ip: meta.ip.clone(),
+            user_agent: meta.user_agent.clone(),
+            methods: methods.join(" "),
+        })
+        .await?;
+    session.insert(SESSION_ID, id).await?;
+    Ok(())
+}
+
+/// This session's id in the registry, if it is signed in.
+pub async fn session_id(session: &Session) -> Result<Option<String>, AppError> {
+    Ok(session.get::<String>(SESSION_ID).await?)
+}
+
+/// After the user's own password change: other sessions end, this one carries on (with a new
+/// registry row: the change cleared the old ones).
+pub async fn keep_after_epoch_change(
+    state: &AppState,
+    meta: &RequestMeta,
+    session: &Session,
+    user: &User,
+    epoch: i64,
+) -> Result<(), AppError> {
+    let methods = sign_in_methods(session).await?;
+    let methods: Vec<&str> = methods.iter().map(String::as_str).collect();
+    register(state, meta, session, user, &methods, state.clock.now()).await?;
     session.cycle_id().await?;
     session.insert(EPOCH, epoch).await?;
     Ok(())
@@ -128,8 +176,14 @@ pub async fn sign_in_methods(session: &Session) -> Result<Vec<String>, AppError>
         .unwrap_or_default())
 }
 
-/// Ends the session: deleted from the store, cookie removed.
-pub async fn sign_out(session: &Session) -> Result<(), AppError> {
+/// Ends the session: deleted from the store and the registry, cookie removed.
+pub async fn sign_out(state: &AppState, session: &Session) -> Result<(), AppError> {
+    if let (Some(user_id), Some(id)) = (
+        session.get::<String>(USER_ID).await?,
+        session.get::<String>(SESSION_ID).await?,
+    ) {
+        state.store.delete_user_session(&user_id, &id).await?;
+    }
     session.flush().await?;
     Ok(())
 }
@@ -146,20 +200,24 @@ pub async fn session_user(session: &Session, state: &AppState) -> Result<Option<
     let too_old = now - auth_at > config.session_max_lifetime.as_secs() as i64;
     let idle = now - last_seen > config.session_idle_timeout.as_secs() as i64;
     if too_old || idle {
-        sign_out(session).await?;
+        sign_out(state, session).await?;
         return Ok(None);
     }
     let epoch = session.get::<i64>(EPOCH).await?.unwrap_or(0);
-    let user = match state.store.find_user_by_id(&user_id).await? {
-        // A password reset or change bumps the epoch, ending sessions from before it.
-        Some(user) if !user.disabled && user.session_epoch == epoch => user,
+    // Sessions from before the registry have no id: they are signed out once.
+    let id = session.get::<String>(SESSION_ID).await?.unwrap_or_default();
+    let user = match state.store.find_session_holder(&user_id, &id).await? {
+        // A password reset or change bumps the epoch, ending sessions from before it; a session
+        // ended from a list has lost its registry row.
+        Some((user, true)) if !user.disabled && user.session_epoch == epoch => user,
         _ => {
-            sign_out(session).await?;
+            sign_out(state, session).await?;
             return Ok(None);
         }
     };
     if now - last_seen >= LAST_SEEN_GRANULARITY {
         session.insert(LAST_SEEN, now).await?;
+        state.store.touch_user_session(&id, now).await?;
     }
     Ok(Some(user))
 }

@@ -17,6 +17,7 @@ backend_tests!(
     role_changes_show_up_in_new_tokens,
     changes_need_a_recent_sign_in,
     the_user_list_pages_by_keyset_and_deleting_needs_the_email,
+    sessions_are_listed_and_can_be_ended_by_the_person_and_an_admin,
 );
 
 /// `app.client` is signed in as a new admin; returns the admin.
@@ -617,5 +618,102 @@ async fn the_user_list_pages_by_keyset_and_deleting_needs_the_email(app: TestApp
         app.page("/admin/audit?event=admin.user_deleted")
             .await
             .contains("page-007@list.example")
+    );
+}
+
+async fn sessions_are_listed_and_can_be_ended_by_the_person_and_an_admin(app: TestApp) {
+    admin(&app).await;
+    let (laptop, user) = person(&app).await;
+    let phone = app.fresh_client_with_cookies();
+    let csrf = app.csrf_token_with(&phone, "/login").await;
+    let login = phone
+        .post(app.at("/login"))
+        .header("origin", &app.url)
+        .header("user-agent", "PhoneBrowser/1.0")
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("email", &user.email),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(login.status(), StatusCode::SEE_OTHER);
+
+    let page = |client: &reqwest::Client| {
+        let client = client.clone();
+        let url = app.at("/account");
+        async move { client.get(url).send().await.expect("GET") }
+    };
+    let account = page(&laptop).await.text().await.unwrap_or_default();
+    assert!(account.contains("PhoneBrowser/1.0") && account.contains("this browser"));
+    assert_eq!(
+        account.matches("action=\"/account/sessions/end\"").count(),
+        1,
+        "only the other one"
+    );
+    let phone_session = account
+        .split("name=\"id\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the phone's session id")
+        .to_string();
+    let csrf = hidden_value(&account, "csrf_token").expect("csrf");
+    let ended = app
+        .post_form_with(
+            &laptop,
+            "/account/sessions/end",
+            &[("csrf_token", &csrf), ("id", &phone_session)],
+        )
+        .await;
+    assert_eq!(location(&ended), "/account");
+    assert_eq!(
+        page(&phone).await.status(),
+        StatusCode::SEE_OTHER,
+        "the phone is signed out"
+    );
+    assert_eq!(
+        page(&laptop).await.status(),
+        StatusCode::OK,
+        "the laptop is not"
+    );
+
+    // The admin sees the remaining session and ends it.
+    let admin_page = app.page(&format!("/admin/users/{}", user.id)).await;
+    assert!(admin_page.contains("Active sessions"));
+    let laptop_session = admin_page
+        .split("name=\"session_id\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the laptop's session id")
+        .to_string();
+    assert_ne!(laptop_session, phone_session);
+    let revoked = app
+        .post_form(
+            &format!("/admin/users/{}/sessions-revoke", user.id),
+            &[
+                (
+                    "csrf_token",
+                    &hidden_value(&admin_page, "csrf_token").expect("csrf"),
+                ),
+                ("session_id", &laptop_session),
+            ],
+        )
+        .await;
+    assert_eq!(revoked.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        page(&laptop).await.status(),
+        StatusCode::SEE_OTHER,
+        "the laptop is signed out"
+    );
+    assert!(
+        app.page(&format!("/admin/users/{}", user.id))
+            .await
+            .contains("Not signed in anywhere")
+    );
+    assert!(
+        app.page("/admin/audit?event=admin.session_revoked")
+            .await
+            .contains("<td>admin.session_revoked</td>")
     );
 }
