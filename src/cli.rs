@@ -257,6 +257,7 @@ async fn client_command(config: Config, command: ClientCommand) -> anyhow::Resul
             };
             new.validate().map_err(|e| anyhow::anyhow!(e))?;
             let (client, secret) = clients::create(&store, &config.secret_key, new, now).await?;
+            cli_audit(&store, now, "cli.client_created", &client.id).await?;
             let mut out = serde_json::json!({ "client_id": client.id });
             if let Some(secret) = secret {
                 out["client_secret"] = serde_json::json!(secret);
@@ -282,17 +283,21 @@ async fn client_command(config: Config, command: ClientCommand) -> anyhow::Resul
             }
         }
         ClientCommand::Delete { id } => {
-            if !store.delete_client(&id, Clock::system().now()).await? {
+            if !store.delete_client(&id, now).await? {
                 bail!("no client with the id {id}");
             }
+            cli_audit(&store, now, "cli.client_deleted", &id).await?;
             eprintln!("client {id} deleted");
         }
         ClientCommand::RotateSecret { id } => {
             match clients::rotate_secret(&store, &config.secret_key, &id, now).await? {
-                Some(secret) => println!(
-                    "{}",
-                    serde_json::json!({ "client_id": id, "client_secret": secret })
-                ),
+                Some(secret) => {
+                    cli_audit(&store, now, "cli.client_secret_rotated", &id).await?;
+                    println!(
+                        "{}",
+                        serde_json::json!({ "client_id": id, "client_secret": secret })
+                    )
+                }
                 None => {
                     bail!("no confidential client with the id {id} (public clients have no secret)")
                 }
@@ -300,6 +305,23 @@ async fn client_command(config: Config, command: ClientCommand) -> anyhow::Resul
         }
     }
     store.close().await;
+    Ok(())
+}
+
+/// Client changes made on the command line go to the audit log too, with no actor.
+async fn cli_audit(store: &Store, now: i64, event: &str, client_id: &str) -> anyhow::Result<()> {
+    store
+        .insert_audit_event(&crate::store::AuditEvent {
+            id: 0,
+            happened_at: now,
+            event: event.to_string(),
+            actor_id: None,
+            subject_id: None,
+            detail: Some(format!("client {client_id}")),
+            ip: None,
+            user_agent: Some("portcullis CLI".into()),
+        })
+        .await?;
     Ok(())
 }
 

@@ -392,6 +392,11 @@ async fn an_admin_finds_a_user_and_disables_them(app: TestApp) {
         only_failures.contains("<td>sign_in_failed</td>")
             && !only_failures.contains("<td>admin.user_disabled</td>")
     );
+    let cli = app.page("/admin/audit?event=cli.client_created").await;
+    assert!(
+        cli.contains("<td>cli.client_created</td>"),
+        "CLI changes are audited"
+    );
     let future = app.page("/admin/audit?from=2999-01-01").await;
     assert!(future.contains("No events"));
     let bad_date = app.page("/admin/audit?from=yesterday").await;
