@@ -3,7 +3,8 @@
 # client_credentials (RS256 and ES256), the refresh grant, introspection, userinfo and JWKS.
 # wrk runs on the same machine. Prints requests/s and p99 for each.
 #
-# Usage: bench/oauth.sh  (DURATION=10 REFRESH_SECONDS=4 CONNECTIONS=32 PORT=18090 to change)
+# Usage: bench/oauth.sh  (DURATION=10 REFRESH_SECONDS=4 CONNECTIONS=32 PORT=18090 to change;
+#                        ONLY=refresh, ONLY=introspection… to run one measurement)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -54,6 +55,8 @@ A_BASIC="$(printf '%s:%s' "$A_ID" "$A_SECRET" | base64 -w0)"
 
 run() { # name, lua script, path, seconds
   local name="$1" script="$2" path="$3" seconds="${4:-$DURATION}"
+  # ONLY=refresh (a word of the name) runs just that measurement.
+  if [ -n "${ONLY:-}" ] && [[ "$name" != *"$ONLY"* ]]; then return; fi
   wrk -t"$THREADS" -c"$CONNECTIONS" -d"${seconds}s" --latency -s "$script" "$BASE$path" > "$WORK/$name.txt"
   local rate p99 bad
   rate="$(awk '/^Requests\/sec/ { print $2 }' "$WORK/$name.txt")"
@@ -78,6 +81,7 @@ start_server
 # second (running out shows as errors).
 REFRESH_SECONDS="${REFRESH_SECONDS:-4}"
 REFRESH_COUNT=$(( REFRESH_SECONDS * 8000 ))
+if [ -n "${ONLY:-}" ] && [[ "refresh grant" != *"$ONLY"* ]]; then REFRESH_COUNT=8; fi
 python3 - "$BASE" "$A_ID" "$A_BASIC" "$REFRESH_COUNT" "$WORK" <<'PY'
 import base64, hashlib, http.client, json, multiprocessing, re, secrets, sys, urllib.parse
 base, client_id, basic, count, work = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]

@@ -461,21 +461,67 @@ impl Store {
         Ok(row.map(|row| (row.token, row.user.into_user())))
     }
 
-    /// Marks a token rotated; false when it already was (a reuse, or a lost race) or was
-    /// revoked.
-    pub async fn rotate_refresh_token(&self, token_hash: &str, now: i64) -> StoreResult<bool> {
-        let updated = on_pool!(self, |pool| {
-            sqlx::query(
-                "update refresh_tokens set rotated_at = $1 \
-                 where token_hash = $2 and rotated_at is null and revoked_at is null",
-            )
-            .bind(now)
-            .bind(token_hash)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected())
+    /// Rotates a refresh token in one atomic statement: marks `old_hash` rotated and stores its
+    /// successor `next` (when the grant gives one). False, with nothing stored, when the old token
+    /// was already rotated or revoked (a reuse, or a lost race between two refreshes).
+    pub async fn rotate_refresh_token(
+        &self,
+        old_hash: &str,
+        now: i64,
+        next: Option<&RefreshTokenRow>,
+    ) -> StoreResult<bool> {
+        let Some(row) = next else {
+            let updated = on_pool!(self, |pool| {
+                sqlx::query(
+                    "update refresh_tokens set rotated_at = $1 \
+                     where token_hash = $2 and rotated_at is null and revoked_at is null",
+                )
+                .bind(now)
+                .bind(old_hash)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+            })?;
+            return Ok(updated == 1);
+        };
+        // SQLite: the insert happens only while the parent is live, and a trigger marks the
+        // parent rotated. Postgres: the update and the insert are one data-modifying CTE.
+        let sql = match self {
+            Store::Sqlite(_) => {
+                "insert into refresh_tokens (token_hash, family_id, client_id, user_id, scope, \
+                 auth_time, amr, session_epoch, code_hash, created_at, expires_at, parent_hash) \
+                 select $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 \
+                 where exists (select 1 from refresh_tokens where token_hash = $12 \
+                 and rotated_at is null and revoked_at is null)"
+            }
+            Store::Postgres(_) => {
+                "with parent as (update refresh_tokens set rotated_at = $10 \
+                 where token_hash = $12 and rotated_at is null and revoked_at is null \
+                 returning token_hash) \
+                 insert into refresh_tokens (token_hash, family_id, client_id, user_id, scope, \
+                 auth_time, amr, session_epoch, code_hash, created_at, expires_at, parent_hash) \
+                 select $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, token_hash from parent"
+            }
+        };
+        let inserted = on_pool!(self, |pool| {
+            sqlx::query(sql)
+                .bind(&row.token_hash)
+                .bind(&row.family_id)
+                .bind(&row.client_id)
+                .bind(&row.user_id)
+                .bind(&row.scope)
+                .bind(row.auth_time)
+                .bind(&row.amr)
+                .bind(row.session_epoch)
+                .bind(&row.code_hash)
+                .bind(row.created_at)
+                .bind(row.expires_at)
+                .bind(old_hash)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
         })?;
-        Ok(updated == 1)
+        Ok(inserted == 1)
     }
 
     pub async fn revoke_refresh_family(&self, family_id: &str, now: i64) -> StoreResult<()> {

@@ -1,6 +1,6 @@
 //! The store's own cases, run against SQLite and Postgres through the public `Store` API.
 
-use portcullis::store::NewUser;
+use portcullis::store::{NewUser, RefreshTokenRow};
 
 use crate::helpers::TestApp;
 
@@ -8,6 +8,7 @@ backend_tests!(
     users_are_found_by_email_whatever_its_case,
     a_second_user_with_the_same_email_is_a_unique_violation,
     throttle_events_are_counted_per_key_within_the_window,
+    a_refresh_token_rotates_once_even_when_two_requests_race,
 );
 
 fn new_user(email: &str, roles: &[&str]) -> NewUser {
@@ -149,5 +150,75 @@ async fn throttle_events_are_counted_per_key_within_the_window(app: TestApp) {
             .await
             .expect("q"),
         (1, Some(250))
+    );
+}
+
+fn refresh_row(hash: &str, user_id: &str, now: i64) -> RefreshTokenRow {
+    RefreshTokenRow {
+        token_hash: hash.into(),
+        family_id: "family-1".into(),
+        client_id: "client-1".into(),
+        user_id: user_id.into(),
+        scope: "openid offline_access".into(),
+        auth_time: now,
+        amr: "pwd".into(),
+        session_epoch: 0,
+        code_hash: None,
+        created_at: now,
+        expires_at: now + 3600,
+        rotated_at: None,
+        revoked_at: None,
+    }
+}
+
+async fn a_refresh_token_rotates_once_even_when_two_requests_race(app: TestApp) {
+    let store = &app.store;
+    let user = store
+        .create_user(new_user("rita@example.com", &[]))
+        .await
+        .expect("user");
+    let now = 1_700_000_000;
+    store
+        .insert_refresh_token(&refresh_row("first", &user.id, now))
+        .await
+        .expect("first token");
+    let (a, b) = (
+        refresh_row("second-a", &user.id, now + 1),
+        refresh_row("second-b", &user.id, now + 1),
+    );
+    let (won_a, won_b) = tokio::join!(
+        store.rotate_refresh_token("first", now + 1, Some(&a)),
+        store.rotate_refresh_token("first", now + 1, Some(&b)),
+    );
+    let (won_a, won_b) = (won_a.expect("rotate a"), won_b.expect("rotate b"));
+    assert!(won_a ^ won_b, "exactly one rotation wins: {won_a} {won_b}");
+    let first = store
+        .find_refresh_token("first")
+        .await
+        .expect("q")
+        .expect("kept");
+    assert_eq!(first.rotated_at, Some(now + 1));
+    let stored_a = store
+        .find_refresh_token("second-a")
+        .await
+        .expect("q")
+        .is_some();
+    let stored_b = store
+        .find_refresh_token("second-b")
+        .await
+        .expect("q")
+        .is_some();
+    assert_eq!(
+        (stored_a, stored_b),
+        (won_a, won_b),
+        "only the winner's successor exists"
+    );
+    // A rotated token never rotates again.
+    let late = refresh_row("second-c", &user.id, now + 2);
+    assert!(
+        !store
+            .rotate_refresh_token("first", now + 2, Some(&late))
+            .await
+            .expect("rotate")
     );
 }
