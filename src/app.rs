@@ -36,6 +36,7 @@ pub struct AppState {
     pub keys: Keys,
     pub clients: crate::oauth::clients::ClientCache,
     pub upstreams: crate::upstream::Upstreams,
+    pub standing: crate::oauth::userinfo::StandingCache,
     pub clock: Clock,
 }
 
@@ -76,6 +77,7 @@ impl App {
             mailer,
             keys: token_keys,
             clients: Default::default(),
+            standing: Default::default(),
             clock,
         };
         Ok(Self { state, sessions })

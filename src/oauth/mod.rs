@@ -8,7 +8,7 @@ mod issue;
 mod logout;
 mod revocation;
 mod token;
-mod userinfo;
+pub mod userinfo;
 
 use axum::Router;
 

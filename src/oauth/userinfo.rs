@@ -5,6 +5,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
 use serde_json::{Value, json};
 
 use super::USERINFO_PATH;
@@ -59,20 +63,85 @@ pub async fn active_access_token(
     ) else {
         return Ok(None);
     };
-    // Revoked (RFC 7009) access tokens are denied until they expire.
-    if sub == client_id && claims.get("sep").is_none() {
-        if state.store.is_access_token_revoked(jti).await? {
-            return Ok(None);
-        }
-        return Ok(Some((claims, None)));
+    let generation = crate::store::security_generation();
+    if let Some(standing) = state.standing.get(jti, generation) {
+        return Ok(standing.map(|user| (claims, user)));
     }
-    match state.store.find_token_holder(sub, jti).await? {
+    let standing = check_standing(state, sub, client_id, jti, claims.get("sep")).await?;
+    state.standing.put(jti, generation, standing.clone());
+    Ok(standing.map(|user| (claims, user)))
+}
+
+/// What the database says of a token that verified: `None` when it was revoked or its person
+/// is disabled or signed out everywhere since; `Some(None)` for an active client token;
+/// `Some(Some(user))` for an active person's token.
+async fn check_standing(
+    state: &AppState,
+    sub: &str,
+    client_id: &str,
+    jti: &str,
+    sep: Option<&Value>,
+) -> Result<Option<Option<User>>, crate::store::StoreError> {
+    // Revoked (RFC 7009) access tokens are denied until they expire.
+    if sub == client_id && sep.is_none() {
+        let revoked = state.store.is_access_token_revoked(jti).await?;
+        return Ok((!revoked).then_some(None));
+    }
+    Ok(match state.store.find_token_holder(sub, jti).await? {
         Some((user, revoked))
-            if !revoked && !user.disabled && claims["sep"].as_i64() == Some(user.session_epoch) =>
+            if !revoked
+                && !user.disabled
+                && sep.and_then(Value::as_i64) == Some(user.session_epoch) =>
         {
-            Ok(Some((claims, Some(user))))
+            Some(Some(user))
         }
-        _ => Ok(None),
+        _ => None,
+    })
+}
+
+/// How long a token check is reused. A resource server that introspects (or calls userinfo
+/// with) the same token on every request then costs one query a second, not one a request.
+const STANDING_TTL: Duration = Duration::from_secs(1);
+const STANDING_MAX_ENTRIES: usize = 50_000;
+
+/// Token checks by `jti`, each reused for `STANDING_TTL`. A write on this node that can end
+/// tokens (a revocation, a disabled user, a new session epoch) bumps the store's security
+/// generation, which drops every entry at once; the same write on another node is seen here
+/// within `STANDING_TTL`.
+#[derive(Clone, Default)]
+pub struct StandingCache(Arc<RwLock<HashMap<String, Standing>>>);
+
+struct Standing {
+    checked: Instant,
+    generation: u64,
+    holder: Option<Option<User>>,
+}
+
+impl StandingCache {
+    fn get(&self, jti: &str, generation: u64) -> Option<Option<Option<User>>> {
+        let entries = self.0.read().ok()?;
+        let entry = entries.get(jti)?;
+        (entry.generation == generation && entry.checked.elapsed() < STANDING_TTL)
+            .then(|| entry.holder.clone())
+    }
+
+    fn put(&self, jti: &str, generation: u64, holder: Option<Option<User>>) {
+        if let Ok(mut entries) = self.0.write() {
+            if entries.len() >= STANDING_MAX_ENTRIES {
+                entries.retain(|_, e| e.checked.elapsed() < STANDING_TTL);
+                if entries.len() >= STANDING_MAX_ENTRIES {
+                    entries.clear();
+                }
+            }
+            entries.insert(
+                jti.to_string(),
+                Standing {
+                    checked: Instant::now(),
+                    generation,
+                    holder,
+                },
+            );
+        }
     }
 }
 

@@ -62,6 +62,19 @@ impl StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Counts this process's writes that can make an access token inactive (a revoked token, a
+/// disabled or deleted user, a new session epoch). Caches of token checks compare it to drop
+/// everything at once after such a write.
+static SECURITY_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+pub fn security_generation() -> u64 {
+    SECURITY_GENERATION.load(std::sync::atomic::Ordering::Acquire)
+}
+
+fn security_changed() {
+    SECURITY_GENERATION.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+}
+
 impl Store {
     /// Opens the database. SQLite files are created on first use and run in WAL mode with a
     /// busy timeout, so the CLI can write while the server runs.

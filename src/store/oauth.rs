@@ -567,6 +567,7 @@ impl Store {
             .await
             .map(|r| r.rows_affected())
         })?;
+        super::security_changed();
         Ok(())
     }
 

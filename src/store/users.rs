@@ -358,6 +358,7 @@ impl Store {
                 .await
                 .map(|r| r.rows_affected())
         })?;
+        super::security_changed();
         Ok(())
     }
 
@@ -387,6 +388,7 @@ impl Store {
             .fetch_one(pool)
             .await
         })?;
+        super::security_changed();
         self.forget_user_sessions(user_id).await?;
         Ok(epoch)
     }
@@ -420,8 +422,8 @@ impl Store {
 }
 
 impl Store {
-    /// "Sign out everywhere": ends every session and makes every token of the user inactive.
-    /// Ends every session and token of the user: they all carry the old epoch.
+    /// "Sign out everywhere": ends every session and makes every token of the user inactive
+    /// (they all carry the old epoch).
     pub async fn bump_session_epoch(&self, user_id: &str, now: i64) -> StoreResult<()> {
         on_pool!(self, |pool| {
             sqlx::query(
@@ -433,6 +435,7 @@ impl Store {
             .await
             .map(|r| r.rows_affected())
         })?;
+        super::security_changed();
         self.forget_user_sessions(user_id).await
     }
 
@@ -522,6 +525,7 @@ impl Store {
                 .await
                 .map(|r| r.rows_affected())
         })?;
+        super::security_changed();
         Ok(removed == 1)
     }
 }
