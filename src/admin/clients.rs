@@ -13,7 +13,6 @@ use tower_sessions::Session;
 
 use super::{Admin, AdminAction};
 use crate::app::AppState;
-use crate::audit::RequestMeta;
 use crate::oauth::clients::{
     self, Client, ClientChanges, DEFAULT_ACCESS_TTL, DEFAULT_REFRESH_TTL, GRANT_AUTHORIZATION_CODE,
     GRANT_CLIENT_CREDENTIALS, GRANT_REFRESH_TOKEN, NewClient,
@@ -181,18 +180,15 @@ async fn new_form(session: Session, Admin(admin): Admin) -> Result<FormPage, App
 }
 
 async fn create(
-    State(state): State<AppState>,
-    session: Session,
-    meta: RequestMeta,
-    Admin(admin): Admin,
+    action: AdminAction,
     CsrfForm(form): CsrfForm<ClientForm>,
 ) -> Result<Response, AppError> {
-    let action = AdminAction {
-        state: &state,
-        session: &session,
-        admin: &admin,
-        meta: &meta,
-    };
+    let AdminAction {
+        state,
+        session,
+        admin,
+        meta,
+    } = &action;
     if let Some(page) = action.confirmed("/admin/clients/new").await? {
         return Ok(page);
     }
@@ -200,7 +196,7 @@ async fn create(
         Ok(changes) => changes,
         Err(error) => {
             let page = FormPage {
-                layout: Layout::new(&session, Some(&admin)).await?,
+                layout: Layout::new(session, Some(admin)).await?,
                 client_id: None,
                 form,
                 error: Some(error),
@@ -218,8 +214,8 @@ async fn create(
     .await?;
     clients::update(&state.store, &client.id, &changes, now).await?;
     crate::audit::record(
-        &state,
-        &meta,
+        state,
+        meta,
         crate::audit::Event {
             name: "admin.client_created",
             actor: Some(&admin.id),
@@ -229,7 +225,7 @@ async fn create(
     )
     .await;
     Ok(SecretPage {
-        layout: Layout::new(&session, Some(&admin)).await?,
+        layout: Layout::new(session, Some(admin)).await?,
         client_id: client.id,
         name: client.name,
         secret,
@@ -259,21 +255,18 @@ async fn edit_form(
 }
 
 async fn update(
-    State(state): State<AppState>,
-    session: Session,
-    meta: RequestMeta,
-    Admin(admin): Admin,
+    action: AdminAction,
     Path(id): Path<String>,
     CsrfForm(mut form): CsrfForm<ClientForm>,
 ) -> Result<Response, AppError> {
-    let client = find(&state, &id).await?;
+    let AdminAction {
+        state,
+        session,
+        admin,
+        ..
+    } = &action;
+    let client = find(state, &id).await?;
     let back = format!("/admin/clients/{}", client.id);
-    let action = AdminAction {
-        state: &state,
-        session: &session,
-        admin: &admin,
-        meta: &meta,
-    };
     if let Some(page) = action.confirmed(&back).await? {
         return Ok(page);
     }
@@ -283,7 +276,7 @@ async fn update(
         Ok(changes) => changes,
         Err(error) => {
             let page = FormPage {
-                layout: Layout::new(&session, Some(&admin)).await?,
+                layout: Layout::new(session, Some(admin)).await?,
                 client_id: Some(client.id),
                 form,
                 error: Some(error),
@@ -308,20 +301,17 @@ async fn update(
 struct EmptyForm {}
 
 async fn rotate(
-    State(state): State<AppState>,
-    session: Session,
-    meta: RequestMeta,
-    Admin(admin): Admin,
+    action: AdminAction,
     Path(id): Path<String>,
     CsrfForm(_): CsrfForm<EmptyForm>,
 ) -> Result<Response, AppError> {
-    let client = find(&state, &id).await?;
-    let action = AdminAction {
-        state: &state,
-        session: &session,
-        admin: &admin,
-        meta: &meta,
-    };
+    let AdminAction {
+        state,
+        session,
+        admin,
+        meta,
+    } = &action;
+    let client = find(state, &id).await?;
     if let Some(page) = action
         .confirmed(&format!("/admin/clients/{}", client.id))
         .await?
@@ -342,8 +332,8 @@ async fn rotate(
     };
     state.clients.forget(&client.id);
     crate::audit::record(
-        &state,
-        &meta,
+        state,
+        meta,
         crate::audit::Event {
             name: "admin.client_secret_rotated",
             actor: Some(&admin.id),
@@ -353,7 +343,7 @@ async fn rotate(
     )
     .await;
     Ok(SecretPage {
-        layout: Layout::new(&session, Some(&admin)).await?,
+        layout: Layout::new(session, Some(admin)).await?,
         client_id: client.id,
         name: client.name,
         secret: Some(secret),
@@ -362,20 +352,12 @@ async fn rotate(
 }
 
 async fn delete(
-    State(state): State<AppState>,
-    session: Session,
-    meta: RequestMeta,
-    Admin(admin): Admin,
+    action: AdminAction,
     Path(id): Path<String>,
     CsrfForm(_): CsrfForm<EmptyForm>,
 ) -> Result<Response, AppError> {
-    let client = find(&state, &id).await?;
-    let action = AdminAction {
-        state: &state,
-        session: &session,
-        admin: &admin,
-        meta: &meta,
-    };
+    let AdminAction { state, .. } = &action;
+    let client = find(state, &id).await?;
     if let Some(page) = action
         .confirmed(&format!("/admin/clients/{}", client.id))
         .await?

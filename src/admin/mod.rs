@@ -144,18 +144,40 @@ async fn confirm(
     Ok(Redirect::to(next.as_str()).into_response())
 }
 
-/// Runs an admin change: refuses it with the password page without a recent sign-in,
-/// otherwise records it in the audit log and returns to `back` with the message.
-pub struct AdminAction<'a> {
-    pub state: &'a AppState,
-    pub session: &'a Session,
-    pub admin: &'a User,
-    pub meta: &'a RequestMeta,
+/// What an admin change handler needs, extracted in one go: refuses the change with the
+/// password page without a recent sign-in (`confirmed`), otherwise records it in the audit log
+/// and returns to a page with a message (`done`).
+pub struct AdminAction {
+    pub state: AppState,
+    pub session: Session,
+    pub admin: User,
+    pub meta: RequestMeta,
 }
 
-impl AdminAction<'_> {
+impl FromRequestParts<AppState> for AdminAction {
+    type Rejection = AuthRejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Admin(admin) = Admin::from_request_parts(parts, state).await?;
+        let session = parts.extensions.get::<Session>().cloned().ok_or_else(|| {
+            AuthRejection::Error(AppError::Internal(anyhow::anyhow!("session layer missing")))
+        })?;
+        let Ok(meta) = RequestMeta::from_request_parts(parts, state).await;
+        Ok(Self {
+            state: state.clone(),
+            session,
+            admin,
+            meta,
+        })
+    }
+}
+
+impl AdminAction {
     pub async fn confirmed(&self, back: &str) -> Result<Option<Response>, AppError> {
-        recent_auth_page(self.state, self.session, self.admin, back).await
+        recent_auth_page(&self.state, &self.session, &self.admin, back).await
     }
 
     pub async fn done(
@@ -167,8 +189,8 @@ impl AdminAction<'_> {
         back: &str,
     ) -> Result<Response, AppError> {
         audit::record(
-            self.state,
-            self.meta,
+            &self.state,
+            &self.meta,
             Event {
                 name: event,
                 actor: Some(&self.admin.id),
@@ -177,7 +199,7 @@ impl AdminAction<'_> {
             },
         )
         .await;
-        flash::set(self.session, message).await?;
+        flash::set(&self.session, message).await?;
         Ok(Redirect::to(back).into_response())
     }
 }

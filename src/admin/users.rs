@@ -14,7 +14,6 @@ use tower_sessions::Session;
 use super::{Admin, AdminAction};
 use crate::account::format_time;
 use crate::app::AppState;
-use crate::audit::RequestMeta;
 use crate::input::encode_query_value;
 use crate::store::{AuditEvent, AuditFilter, User, users_email_key};
 use crate::web::flash::Flash;
@@ -243,28 +242,20 @@ fn valid_role(role: &str) -> bool {
 }
 
 async fn act(
-    State(state): State<AppState>,
-    session: Session,
-    meta: RequestMeta,
-    Admin(admin): Admin,
-    Path((id, action)): Path<(String, String)>,
+    action: AdminAction,
+    Path((id, verb)): Path<(String, String)>,
     CsrfForm(form): CsrfForm<ActionForm>,
 ) -> Result<Response, AppError> {
-    let user = find(&state, &id).await?;
+    let AdminAction { state, admin, .. } = &action;
+    let user = find(state, &id).await?;
     let back = format!("/admin/users/{}", user.id);
-    let admin_action = AdminAction {
-        state: &state,
-        session: &session,
-        admin: &admin,
-        meta: &meta,
-    };
-    if let Some(page) = admin_action.confirmed(&back).await? {
+    if let Some(page) = action.confirmed(&back).await? {
         return Ok(page);
     }
     let now = state.clock.now();
     let store = &state.store;
     let subject = Some(user.id.as_str());
-    let (event, detail, message) = match action.as_str() {
+    let (event, detail, message) = match verb.as_str() {
         "disable" => {
             if user.id == admin.id {
                 return Err(AppError::BadRequest(
@@ -300,7 +291,7 @@ async fn act(
             )
         }
         "send-reset" => {
-            let sent = crate::password_reset::send_reset_mail(&state, &user).await?;
+            let sent = crate::password_reset::send_reset_mail(state, &user).await?;
             let message = match sent {
                 Ok(()) => Flash::success(format!("A reset link went to {}.", user.email)),
                 Err(e) => {
@@ -379,9 +370,7 @@ async fn act(
         }
         _ => return Err(AppError::NotFound),
     };
-    admin_action
-        .done(event, subject, detail, message, &back)
-        .await
+    action.done(event, subject, detail, message, &back).await
 }
 
 #[derive(Template, WebTemplate)]
@@ -411,22 +400,19 @@ struct DeleteForm {
 }
 
 async fn delete(
-    State(state): State<AppState>,
-    session: Session,
-    meta: RequestMeta,
-    Admin(admin): Admin,
+    action: AdminAction,
     Path(id): Path<String>,
     CsrfForm(form): CsrfForm<DeleteForm>,
 ) -> Result<Response, AppError> {
-    let user = find(&state, &id).await?;
-    let admin_action = AdminAction {
-        state: &state,
-        session: &session,
-        admin: &admin,
-        meta: &meta,
-    };
+    let AdminAction {
+        state,
+        session,
+        admin,
+        ..
+    } = &action;
+    let user = find(state, &id).await?;
     let back = format!("/admin/users/{}/delete", user.id);
-    if let Some(page) = admin_action.confirmed(&back).await? {
+    if let Some(page) = action.confirmed(&back).await? {
         return Ok(page);
     }
     if user.id == admin.id {
@@ -436,14 +422,14 @@ async fn delete(
     }
     if users_email_key(&form.confirm_email) != users_email_key(&user.email) {
         crate::web::flash::set(
-            &session,
+            session,
             Flash::error("Type the account's email address to confirm the deletion."),
         )
         .await?;
         return Ok(Redirect::to(&back).into_response());
     }
     state.store.delete_user(&user.id).await?;
-    admin_action
+    action
         .done(
             "admin.user_deleted",
             Some(&user.id),
