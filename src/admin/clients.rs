@@ -187,7 +187,7 @@ async fn create(
         state,
         session,
         admin,
-        meta,
+        ..
     } = &action;
     if let Some(page) = action.confirmed("/admin/clients/new").await? {
         return Ok(page);
@@ -204,28 +204,31 @@ async fn create(
             return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
         }
     };
-    let now = state.clock.now();
-    let (client, secret) = clients::create(
+    let (client, secret) = clients::create_with(
         &state.store,
         &state.config.secret_key,
-        changes.client.clone(),
-        now,
+        &changes,
+        state.clock.now(),
     )
     .await?;
-    clients::update(&state.store, &client.id, &changes, now).await?;
-    crate::audit::record(
-        state,
-        meta,
-        crate::audit::Event {
-            name: "admin.client_created",
-            actor: Some(&admin.id),
-            subject: None,
-            detail: Some(format!("{} ({})", client.name, client.id)),
-        },
-    )
-    .await;
+    action
+        .record(
+            "admin.client_created",
+            None,
+            Some(format!("{} ({})", client.name, client.id)),
+        )
+        .await;
+    secret_page(&action, client, secret).await
+}
+
+/// The client's id and, once only, its secret.
+async fn secret_page(
+    action: &AdminAction,
+    client: Client,
+    secret: Option<String>,
+) -> Result<Response, AppError> {
     Ok(SecretPage {
-        layout: Layout::new(session, Some(admin)).await?,
+        layout: Layout::new(&action.session, Some(&action.admin)).await?,
         client_id: client.id,
         name: client.name,
         secret,
@@ -305,12 +308,7 @@ async fn rotate(
     Path(id): Path<String>,
     CsrfForm(_): CsrfForm<EmptyForm>,
 ) -> Result<Response, AppError> {
-    let AdminAction {
-        state,
-        session,
-        admin,
-        meta,
-    } = &action;
+    let AdminAction { state, .. } = &action;
     let client = find(state, &id).await?;
     if let Some(page) = action
         .confirmed(&format!("/admin/clients/{}", client.id))
@@ -331,24 +329,14 @@ async fn rotate(
         ));
     };
     state.clients.forget(&client.id);
-    crate::audit::record(
-        state,
-        meta,
-        crate::audit::Event {
-            name: "admin.client_secret_rotated",
-            actor: Some(&admin.id),
-            subject: None,
-            detail: Some(format!("{} ({})", client.name, client.id)),
-        },
-    )
-    .await;
-    Ok(SecretPage {
-        layout: Layout::new(session, Some(admin)).await?,
-        client_id: client.id,
-        name: client.name,
-        secret: Some(secret),
-    }
-    .into_response())
+    action
+        .record(
+            "admin.client_secret_rotated",
+            None,
+            Some(format!("{} ({})", client.name, client.id)),
+        )
+        .await;
+    secret_page(&action, client, Some(secret)).await
 }
 
 async fn delete(

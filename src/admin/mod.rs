@@ -180,6 +180,18 @@ impl AdminAction {
         recent_auth_page(&self.state, &self.session, &self.admin, back).await
     }
 
+    /// Records the admin's action in the audit log.
+    pub async fn record(&self, event: &'static str, subject: Option<&str>, detail: Option<String>) {
+        let event = Event {
+            name: event,
+            actor: Some(&self.admin.id),
+            subject,
+            detail,
+        };
+        audit::record(&self.state, &self.meta, event).await;
+    }
+
+    /// Records the action and returns to `back` with the message.
     pub async fn done(
         &self,
         event: &'static str,
@@ -188,17 +200,7 @@ impl AdminAction {
         message: Flash,
         back: &str,
     ) -> Result<Response, AppError> {
-        audit::record(
-            &self.state,
-            &self.meta,
-            Event {
-                name: event,
-                actor: Some(&self.admin.id),
-                subject,
-                detail,
-            },
-        )
-        .await;
+        self.record(event, subject, detail).await;
         flash::set(&self.session, message).await?;
         Ok(Redirect::to(back).into_response())
     }

@@ -218,13 +218,30 @@ impl NewClient {
     }
 }
 
-/// Creates the client; returns it and, for confidential clients, the secret (shown once).
+/// Creates the client with the default token lifetimes; returns it and, for confidential
+/// clients, the secret (shown once).
 pub async fn create(
     store: &Store,
     key: &SecretKey,
     new: NewClient,
     now: i64,
 ) -> Result<(Client, Option<String>), StoreError> {
+    let lifetimes = ClientChanges {
+        client: new,
+        access_token_ttl: DEFAULT_ACCESS_TTL,
+        refresh_token_ttl: DEFAULT_REFRESH_TTL,
+    };
+    create_with(store, key, &lifetimes, now).await
+}
+
+/// Creates the client with the given token lifetimes (the admin form sets them).
+pub async fn create_with(
+    store: &Store,
+    key: &SecretKey,
+    settings: &ClientChanges,
+    now: i64,
+) -> Result<(Client, Option<String>), StoreError> {
+    let new = &settings.client;
     let id = crypto::random_token()[..22].to_string();
     let secret = (!new.public).then(crypto::random_token);
     let row = ClientRow {
@@ -236,8 +253,8 @@ pub async fn create(
         grant_types: new.grant_types.join(" "),
         scopes: new.scopes.join(" "),
         skip_consent: new.skip_consent,
-        access_token_ttl: DEFAULT_ACCESS_TTL,
-        refresh_token_ttl: DEFAULT_REFRESH_TTL,
+        access_token_ttl: settings.access_token_ttl,
+        refresh_token_ttl: settings.refresh_token_ttl,
         created_at: now,
         updated_at: now,
     };
