@@ -305,6 +305,19 @@ async fn sign_in_with(
         if user.disabled {
             return Ok(disabled_page());
         }
+        // The same rule as the password form: with required verification, an unconfirmed
+        // address (of an account that was linked later) is confirmed first.
+        if state.config.require_verified_email && !user.email_verified {
+            let sent = crate::verification::send_link_throttled(state, &user).await?;
+            return Ok(page(
+                StatusCode::FORBIDDEN,
+                "Confirm your email address",
+                format!(
+                    "Confirm your email address before you sign in. {}",
+                    sent.message
+                ),
+            ));
+        }
         state
             .store
             .touch_identity(name, &person.subject, person.email.as_deref(), now)
@@ -324,6 +337,18 @@ async fn sign_in_with(
         // No silent takeover: the person proves they own the local account first.
         return link::ask_for_password(state, session, name, &person, &existing, next).await;
     }
+    // An address the provider has not confirmed could belong to someone else, who would later
+    // reset the password of this account and share it with the provider's account: no new
+    // account from it.
+    if !person.email_verified {
+        return Ok(page(
+            StatusCode::FORBIDDEN,
+            "Your email address is not confirmed",
+            format!(
+                "{label} has not confirmed {email}, so we cannot make an account with it. Confirm it at {label} first, or sign up with a password."
+            ),
+        ));
+    }
     let new_user = NewUser {
         email: email.clone(),
         display_name: person
@@ -334,7 +359,7 @@ async fn sign_in_with(
             .map(|n| n.chars().take(100).collect()),
         password_hash: None,
         roles: Vec::new(),
-        email_verified: person.email_verified,
+        email_verified: true,
         identity: Some(NewIdentity {
             provider: name.to_string(),
             subject: person.subject.clone(),
@@ -360,17 +385,6 @@ async fn sign_in_with(
         Event::own("sign_up", &user.id).detail(name.to_string()),
     )
     .await;
-    if state.config.require_verified_email && !user.email_verified {
-        let sent = crate::verification::send_link_throttled(state, &user).await?;
-        return Ok(page(
-            StatusCode::FORBIDDEN,
-            "Confirm your email address",
-            format!(
-                "Your account is ready. {} Then sign in again.",
-                sent.message
-            ),
-        ));
-    }
     crate::login::complete(state, meta, session, &user, METHOD, next).await
 }
 

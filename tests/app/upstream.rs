@@ -596,6 +596,7 @@ async fn token_forging_provider() -> String {
                         // The published key's id on another key: the signature cannot verify.
                         "bad-signature" => key = &impostor,
                         "wrong-nonce" => claims["nonce"] = json!("another-nonce"),
+                        "unverified-email" => claims["email_verified"] = json!(false),
                         _ => {}
                     }
                     let id_token = jwt::sign(key, "JWT", &claims).expect("sign");
@@ -626,6 +627,7 @@ async fn bad_id_tokens_are_refused_and_change_nothing(mut b: TestApp) {
         "unknown-key",
         "bad-signature",
         "wrong-nonce",
+        "unverified-email",
         "good",
     ];
     for case in cases {
@@ -644,7 +646,13 @@ async fn bad_id_tokens_are_refused_and_change_nothing(mut b: TestApp) {
                 "/auth/oauth/google/callback?code={case}.{nonce}&state={state}"
             ))
             .await;
-        if case == "good" {
+        if case == "unverified-email" {
+            // A verified token, but no account from an address nobody confirmed.
+            assert_eq!(answer.status(), StatusCode::FORBIDDEN, "{case}");
+            let page = answer.text().await.unwrap_or_default();
+            assert!(page.contains("not confirmed"), "{case}: {page}");
+            assert_eq!(b.store.count_users().await.expect("count"), 0, "{case}");
+        } else if case == "good" {
             // The harness itself is sound: a proper token signs the person in.
             assert_eq!(location(&answer), "/account", "{case}");
             assert_eq!(b.store.count_users().await.expect("count"), 1);
