@@ -303,20 +303,12 @@ impl Store {
         user_id: &str,
         jti: &str,
     ) -> StoreResult<Option<(User, bool)>> {
-        let sql = format!(
-            "select {USER_FIELDS}, {}, \
-             exists(select 1 from revoked_access_tokens where jti = $2) as flag \
-             from users where id = $1",
-            self.roles_column()
-        );
-        let row = on_pool!(self, |pool| {
-            sqlx::query_as::<_, HolderRow>(&sql)
-                .bind(user_id)
-                .bind(jti)
-                .fetch_optional(pool)
-                .await
-        })?;
-        Ok(row.map(|row| (row.user.into_user(), row.flag)))
+        self.find_user_with_flag(
+            user_id,
+            "exists(select 1 from revoked_access_tokens where jti = $2)",
+            jti,
+        )
+        .await
     }
 
     pub async fn user_roles(&self, user_id: &str) -> StoreResult<Vec<String>> {
@@ -458,16 +450,30 @@ impl Store {
         user_id: &str,
         session_id: &str,
     ) -> StoreResult<Option<(User, bool)>> {
+        self.find_user_with_flag(
+            user_id,
+            "exists(select 1 from user_sessions where id = $2 and user_id = $1)",
+            session_id,
+        )
+        .await
+    }
+
+    /// The user `$1` with one yes/no fact about them, `flag_sql` (which may use `$2`), read in
+    /// the same query.
+    async fn find_user_with_flag(
+        &self,
+        user_id: &str,
+        flag_sql: &str,
+        second: &str,
+    ) -> StoreResult<Option<(User, bool)>> {
         let sql = format!(
-            "select {USER_FIELDS}, {}, \
-             exists(select 1 from user_sessions where id = $2 and user_id = $1) as flag \
-             from users where id = $1",
+            "select {USER_FIELDS}, {}, {flag_sql} as flag from users where id = $1",
             self.roles_column()
         );
         let row = on_pool!(self, |pool| {
             sqlx::query_as::<_, HolderRow>(&sql)
                 .bind(user_id)
-                .bind(session_id)
+                .bind(second)
                 .fetch_optional(pool)
                 .await
         })?;
