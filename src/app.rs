@@ -112,6 +112,8 @@ impl App {
         Router::new()
             .merge(crate::ops::router())
             .merge(crate::oauth::router())
+            // The first-party API: Bearer tokens, no browser session.
+            .merge(crate::api::router(config))
             .route("/static/style.css", get(static_files::style_css))
             .merge(pages)
             .with_state(self.state.clone())

@@ -47,6 +47,42 @@ pub struct RawConfig {
     pub google_issuer: String,
     /// More upstream OpenID providers, declared as `[[upstream]]` tables in the config file.
     pub upstream: Vec<RawUpstream>,
+    /// Web origins whose pages may call `/api/v1` from the browser (CORS). Empty: CORS is off.
+    /// A list in the config file; a comma-separated string in the environment.
+    pub cors_allowed_origins: OriginList,
+    /// New accounts per client address per hour, on the signup page and the API.
+    pub signup_max_per_ip: u32,
+}
+
+/// Origins as a list (config file) or a comma-separated string (environment variable).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum OriginList {
+    #[default]
+    None,
+    List(Vec<String>),
+    Text(String),
+}
+
+impl OriginList {
+    fn items(&self) -> Vec<String> {
+        let items: Vec<String> = match self {
+            Self::None => Vec::new(),
+            Self::List(list) => list.clone(),
+            Self::Text(text) => text.split(',').map(str::to_string).collect(),
+        };
+        items
+            .into_iter()
+            .map(|item| item.trim().to_string())
+            .filter(|item| !item.is_empty())
+            .collect()
+    }
+}
+
+impl From<Vec<&str>> for OriginList {
+    fn from(list: Vec<&str>) -> Self {
+        Self::List(list.into_iter().map(str::to_string).collect())
+    }
 }
 
 /// One upstream OpenID provider people can sign in with.
@@ -86,6 +122,8 @@ impl Default for RawConfig {
             require_verified_email: false,
             totp_issuer: "Portcullis".into(),
             signing_alg: "RS256".into(),
+            cors_allowed_origins: OriginList::None,
+            signup_max_per_ip: 20,
         }
     }
 }
@@ -175,6 +213,9 @@ pub struct Config {
     pub totp_issuer: String,
     pub signing_alg: crate::tokens::SigningAlg,
     pub upstreams: Vec<UpstreamConfig>,
+    /// Serialised origins (`https://app.example`), exactly as browsers send them.
+    pub cors_allowed_origins: Vec<String>,
+    pub signup_max_per_ip: u32,
 }
 
 pub const GOOGLE_ISSUER: &str = "https://accounts.google.com";
@@ -188,6 +229,25 @@ pub struct UpstreamConfig {
     pub issuer: String,
     pub client_id: String,
     pub client_secret: Secret,
+}
+
+/// A browser origin: scheme, host and port only (RFC 6454), as the `Origin` header carries it.
+fn parse_origin(text: &str) -> Result<String, ConfigError> {
+    let problem = || {
+        ConfigError(format!(
+            "PORTCULLIS_CORS_ALLOWED_ORIGINS: {text:?} is not an origin; write it like \
+             https://app.example.com (scheme, host and port only, no path, no wildcard)"
+        ))
+    };
+    let url = Url::parse(text).map_err(|_| problem())?;
+    let bare = url.path() == "/" && url.query().is_none() && url.fragment().is_none();
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() || !bare {
+        return Err(problem());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(problem());
+    }
+    Ok(url.origin().ascii_serialization())
 }
 
 /// A configuration problem, phrased for the operator.
@@ -286,6 +346,17 @@ impl Config {
         if raw.max_body_bytes < 1024 {
             return Err(ConfigError(
                 "PORTCULLIS_MAX_BODY_BYTES must be at least 1024".into(),
+            ));
+        }
+        let cors_allowed_origins = raw
+            .cors_allowed_origins
+            .items()
+            .iter()
+            .map(|origin| parse_origin(origin))
+            .collect::<Result<Vec<_>, _>>()?;
+        if raw.signup_max_per_ip == 0 {
+            return Err(ConfigError(
+                "PORTCULLIS_SIGNUP_MAX_PER_IP must be at least 1".into(),
             ));
         }
         if raw.login_max_failures_per_account == 0 || raw.login_max_failures_per_ip == 0 {
@@ -396,6 +467,8 @@ impl Config {
             totp_issuer,
             signing_alg,
             upstreams,
+            cors_allowed_origins,
+            signup_max_per_ip: raw.signup_max_per_ip,
         })
     }
 

@@ -33,6 +33,8 @@ pub mod web;
 pub mod account;
 /// `/admin`: users, clients and the audit log, for admins.
 pub mod admin;
+/// The JSON API for first-party apps (`/api/v1`), with its OpenAPI document.
+pub mod api;
 /// The audit log: recording security-relevant events.
 pub mod audit;
 /// `/`: the home page.

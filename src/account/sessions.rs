@@ -1,5 +1,6 @@
-//! "Where you are signed in" on `/account`: the person's browser sessions, each of which can be
-//! ended from here. The admin's user page shows the same list.
+//! "Where you are signed in" on `/account`: the person's browser sessions and app sign-ins
+//! (token families of the first-party API and of apps with refresh tokens), each of which can be
+//! ended from here. The admin's user page and `GET /api/v1/sessions` show the same list.
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -9,13 +10,16 @@ use tower_sessions::Session;
 use super::format_time;
 use crate::app::AppState;
 use crate::audit::{self, Event, RequestMeta};
+use crate::oauth::clients::{FIRST_PARTY_CLIENT_ID, FIRST_PARTY_CLIENT_NAME};
 use crate::store::User;
 use crate::web::flash::{self, Flash};
 use crate::web::{AppError, CsrfForm, CurrentUser, auth};
 
-/// One signed-in browser.
+/// One signed-in browser or app.
 pub struct SessionLine {
     pub id: String,
+    /// An app sign-in (tokens) rather than a browser session.
+    pub app: bool,
     pub current: bool,
     pub started: String,
     pub last_seen: String,
@@ -24,7 +28,7 @@ pub struct SessionLine {
     pub methods: String,
 }
 
-/// The user's sessions that have not timed out, most recent first.
+/// The user's sessions that have not timed out, most recent first, then their app sign-ins.
 pub async fn sessions_of(
     state: &AppState,
     user: &User,
@@ -33,12 +37,13 @@ pub async fn sessions_of(
     let now = state.clock.now();
     let idle = state.config.session_idle_timeout.as_secs() as i64;
     let lifetime = state.config.session_max_lifetime.as_secs() as i64;
-    Ok(state
+    let browsers = state
         .store
         .user_sessions_of(&user.id, now - idle, now - lifetime)
         .await?
         .into_iter()
         .map(|s| SessionLine {
+            app: false,
             current: current == Some(s.id.as_str()),
             started: format_time(s.created_at),
             last_seen: format_time(s.last_seen_at),
@@ -46,8 +51,50 @@ pub async fn sessions_of(
             browser: s.user_agent.unwrap_or_else(|| "unknown browser".into()),
             methods: s.methods,
             id: s.id,
-        })
-        .collect())
+        });
+    let apps = state
+        .store
+        .token_families_of(&user.id, now)
+        .await?
+        .into_iter()
+        .map(|f| {
+            let client = f.client_name.unwrap_or_else(|| {
+                if f.client_id == FIRST_PARTY_CLIENT_ID {
+                    FIRST_PARTY_CLIENT_NAME.into()
+                } else {
+                    f.client_id.clone()
+                }
+            });
+            SessionLine {
+                app: true,
+                current: false,
+                started: format_time(f.created_at),
+                last_seen: format_time(f.last_used_at),
+                ip: f.ip.unwrap_or_default(),
+                browser: match f.user_agent {
+                    Some(agent) => format!("{client} ({agent})"),
+                    None => client,
+                },
+                methods: String::new(),
+                id: f.family_id,
+            }
+        });
+    Ok(browsers.chain(apps).collect())
+}
+
+/// Ends a user's browser session or app sign-in by id; false when they have neither.
+pub async fn end_sign_in(
+    state: &AppState,
+    user_id: &str,
+    id: &str,
+) -> Result<bool, crate::store::StoreError> {
+    if state.store.delete_user_session(user_id, id).await? {
+        return Ok(true);
+    }
+    state
+        .store
+        .revoke_family_of(user_id, id, state.clock.now())
+        .await
 }
 
 #[derive(Deserialize)]
@@ -66,7 +113,7 @@ pub async fn end(
 ) -> Result<Response, AppError> {
     let message = if auth::session_id(&session).await?.as_deref() == Some(form.id.as_str()) {
         Flash::info("To end this session, use “Sign out”.")
-    } else if state.store.delete_user_session(&user.id, &form.id).await? {
+    } else if end_sign_in(&state, &user.id, &form.id).await? {
         audit::record(&state, &meta, Event::own("session_ended", &user.id)).await;
         Flash::success("That session is signed out.")
     } else {

@@ -355,9 +355,8 @@ async fn act(
             )
         }
         "sessions-revoke" => {
-            let ended = store
-                .delete_user_session(&user.id, &form.session_id)
-                .await?;
+            let ended =
+                crate::account::sessions::end_sign_in(state, &user.id, &form.session_id).await?;
             (
                 "admin.session_revoked",
                 None,

@@ -1,6 +1,6 @@
 //! `/login` and `/logout`.
 
-mod second_factor;
+pub mod second_factor;
 pub mod throttle;
 
 pub use throttle::account_key as account_throttle_key;
@@ -118,51 +118,24 @@ async fn submit(
         .await?;
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
     }
-    if form.password.chars().count() > crate::password::MAX_LENGTH {
-        let page = LoginPage::new(
-            &state,
-            &session,
-            email,
-            &next,
-            Some(WRONG_CREDENTIALS.into()),
-        )
-        .await?;
-        return Ok((StatusCode::UNAUTHORIZED, page).into_response());
-    }
-
-    let account_key = throttle::account_key(&email);
-    let ip_key = throttle::ip_key(peer.ip());
-    if let Some(wait) = throttle::retry_after(&state, &account_key, &ip_key).await? {
-        tracing::warn!(ip = %peer.ip(), "sign-in paused by throttling");
-        let page = LoginPage::new(
-            &state,
-            &session,
-            email,
-            &next,
-            Some(throttle::wait_message(wait)),
-        )
-        .await?;
-        let mut response = (StatusCode::TOO_MANY_REQUESTS, page).into_response();
-        if let Ok(value) = HeaderValue::from_str(&wait.to_string()) {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
+    let user = match check_password(&state, &meta, peer.ip(), &email, form.password).await? {
+        PasswordCheck::Right(user) => user,
+        PasswordCheck::Paused(wait) => {
+            let page = LoginPage::new(
+                &state,
+                &session,
+                email,
+                &next,
+                Some(throttle::wait_message(wait)),
+            )
+            .await?;
+            let mut response = (StatusCode::TOO_MANY_REQUESTS, page).into_response();
+            if let Ok(value) = HeaderValue::from_str(&wait.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            return Ok(response);
         }
-        return Ok(response);
-    }
-
-    let user = state.store.find_user_by_email(&email).await?;
-    let hash = user.as_ref().and_then(|u| u.password_hash.clone());
-    let password_ok = state.hasher.verify(form.password, hash).await?;
-    let user = match user {
-        Some(user) if password_ok => user,
-        _ => {
-            throttle::record_failure(&state, &account_key, &ip_key).await?;
-            let failed = Event {
-                name: "sign_in_failed",
-                actor: None,
-                subject: user.as_ref().map(|u| u.id.as_str()),
-                detail: Some(email.chars().take(254).collect()),
-            };
-            audit::record(&state, &meta, failed).await;
+        PasswordCheck::Wrong => {
             let page = LoginPage::new(
                 &state,
                 &session,
@@ -191,8 +164,56 @@ async fn submit(
         return Ok((StatusCode::FORBIDDEN, page).into_response());
     }
 
-    state.store.clear_throttle_events(&account_key).await?;
     complete(&state, &meta, &session, &user, "pwd", &next).await
+}
+
+/// The outcome of checking an email and password.
+pub enum PasswordCheck {
+    Right(crate::store::User),
+    /// Unknown email or wrong password (one answer for both).
+    Wrong,
+    /// Too many failures lately for this account or address: seconds to wait.
+    Paused(i64),
+}
+
+/// Checks a password sign-in under the login throttle, for the page and the API alike. A
+/// failure is counted and recorded; a success clears the account's failures.
+pub async fn check_password(
+    state: &AppState,
+    meta: &RequestMeta,
+    ip: std::net::IpAddr,
+    email: &str,
+    password: String,
+) -> Result<PasswordCheck, AppError> {
+    let account_key = throttle::account_key(email);
+    let ip_key = throttle::ip_key(ip);
+    if let Some(wait) = throttle::retry_after(state, &account_key, &ip_key).await? {
+        tracing::warn!(%ip, "sign-in paused by throttling");
+        return Ok(PasswordCheck::Paused(wait));
+    }
+    if password.chars().count() > crate::password::MAX_LENGTH {
+        return Ok(PasswordCheck::Wrong);
+    }
+    let user = state.store.find_user_by_email(email).await?;
+    let hash = user.as_ref().and_then(|u| u.password_hash.clone());
+    let password_ok = state.hasher.verify(password, hash).await?;
+    match user {
+        Some(user) if password_ok => {
+            state.store.clear_throttle_events(&account_key).await?;
+            Ok(PasswordCheck::Right(user))
+        }
+        _ => {
+            throttle::record_failure(state, &account_key, &ip_key).await?;
+            let failed = Event {
+                name: "sign_in_failed",
+                actor: None,
+                subject: user.as_ref().map(|u| u.id.as_str()),
+                detail: Some(email.chars().take(254).collect()),
+            };
+            audit::record(state, meta, failed).await;
+            Ok(PasswordCheck::Wrong)
+        }
+    }
 }
 
 /// After the first step (`pwd`, or `upstream` for a provider like Google): signs the person in,

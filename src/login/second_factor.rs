@@ -21,7 +21,8 @@ use crate::web::auth::{self, PendingSignIn};
 use crate::web::flash::{self, Flash};
 use crate::web::{AppError, CsrfForm, Layout};
 
-const LOGIN_CODE: &str = "login";
+/// The purpose of mailed sign-in codes (shared with the API's second step).
+pub const LOGIN_CODE: &str = "login";
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -61,31 +62,52 @@ async fn mail_login_code(state: &AppState, user: &User) -> Result<Flash, AppErro
     )
 }
 
+/// A way to pass the second step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Method {
+pub enum Method {
     Totp,
     Email,
     Recovery,
 }
 
 impl Method {
-    fn parse(name: &str) -> Option<Self> {
+    pub fn parse(name: &str) -> Option<Self> {
         match name {
             "totp" => Some(Self::Totp),
             "email" => Some(Self::Email),
-            "recovery" => Some(Self::Recovery),
+            "recovery" | "recovery_code" => Some(Self::Recovery),
             _ => None,
         }
     }
 
     /// What the session records (`amr` later).
-    fn record_name(self) -> &'static str {
+    pub fn record_name(self) -> &'static str {
         match self {
             Self::Totp => "totp",
             Self::Email => "email_otp",
             Self::Recovery => "recovery_code",
         }
     }
+}
+
+/// Checks a second-step code with a method the person has (a recovery code always counts as
+/// one: it is refused when none is left).
+pub async fn check_code(
+    state: &AppState,
+    user: &User,
+    method: Method,
+    code: &str,
+) -> Result<CodeCheck, AppError> {
+    Ok(match method {
+        Method::Totp if factors::totp_enabled(state, user).await? => {
+            factors::check_totp(state, user, code).await?
+        }
+        Method::Email if user.email_otp_enabled => {
+            factors::check_email_code(state, user, LOGIN_CODE, code).await?
+        }
+        Method::Recovery => factors::check_recovery_code(state, user, code).await?,
+        _ => CodeCheck::Wrong,
+    })
 }
 
 #[derive(Template, WebTemplate)]
@@ -248,16 +270,7 @@ async fn submit(
         let page = page(&state, &session, &user, Some(method), Some(message)).await?;
         return Ok((StatusCode::TOO_MANY_REQUESTS, page).into_response());
     }
-    let check = match method {
-        Method::Totp if factors::totp_enabled(&state, &user).await? => {
-            factors::check_totp(&state, &user, &form.code).await?
-        }
-        Method::Email if user.email_otp_enabled => {
-            factors::check_email_code(&state, &user, LOGIN_CODE, &form.code).await?
-        }
-        Method::Recovery => factors::check_recovery_code(&state, &user, &form.code).await?,
-        _ => CodeCheck::Wrong,
-    };
+    let check = check_code(&state, &user, method, &form.code).await?;
     if check != CodeCheck::Accepted {
         // Only guesses count: an expired or replayed code teaches an attacker nothing.
         if check == CodeCheck::Wrong {

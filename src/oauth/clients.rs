@@ -59,7 +59,33 @@ impl From<ClientRow> for Client {
     }
 }
 
+/// The first-party JSON API signs people in as this built-in client. It has no row in
+/// `oauth_clients` (so no one can use it at the OAuth endpoints), and its id cannot collide with
+/// a registered client's, which are generated UUIDs.
+pub const FIRST_PARTY_CLIENT_ID: &str = "first-party-api";
+pub const FIRST_PARTY_CLIENT_NAME: &str = "Portcullis API";
+
 impl Client {
+    /// The built-in client of the first-party API: refresh tokens always, no consent.
+    pub fn first_party() -> Self {
+        Self {
+            id: FIRST_PARTY_CLIENT_ID.into(),
+            name: FIRST_PARTY_CLIENT_NAME.into(),
+            secret_hash: None,
+            redirect_uris: Vec::new(),
+            post_logout_redirect_uris: Vec::new(),
+            grant_types: vec![GRANT_REFRESH_TOKEN.into()],
+            scopes: Vec::new(),
+            skip_consent: true,
+            access_token_ttl: DEFAULT_ACCESS_TTL,
+            refresh_token_ttl: DEFAULT_REFRESH_TTL,
+        }
+    }
+
+    pub fn is_first_party(&self) -> bool {
+        self.id == FIRST_PARTY_CLIENT_ID
+    }
+
     /// Public clients (single-page and native apps) hold no secret.
     pub fn is_public(&self) -> bool {
         self.secret_hash.is_none()

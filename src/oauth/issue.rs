@@ -66,16 +66,32 @@ pub struct AccessToken {
     pub jti: String,
 }
 
-/// The access token for a person's grant.
-pub fn access_token(state: &AppState, grant: &Grant<'_>) -> Result<AccessToken, OAuthError> {
+/// The audience of first-party API tokens (RFC 9068 §3: `aud` names the resource).
+pub fn api_audience(state: &AppState) -> String {
+    format!("{}/api/v1", issuer(state))
+}
+
+/// The access token for a person's grant. First-party API tokens are for the API's audience
+/// and name their sign-in (`sid`, the token family), which ends them when the sign-in ends.
+pub fn access_token(
+    state: &AppState,
+    grant: &Grant<'_>,
+    family_id: &str,
+) -> Result<AccessToken, OAuthError> {
     let now = state.clock.now();
     let ttl = grant.client.access_token_ttl;
     let issuer = issuer(state);
     let jti = uuid::Uuid::now_v7().simple().to_string();
-    let claims = json!({
+    let first_party = grant.client.is_first_party();
+    let audience = if first_party {
+        api_audience(state)
+    } else {
+        issuer.clone()
+    };
+    let mut claims = json!({
         "iss": issuer,
         "sub": grant.user.id,
-        "aud": issuer,
+        "aud": audience,
         "client_id": grant.client.id,
         "scope": grant.scope.join(" "),
         "iat": now,
@@ -87,6 +103,9 @@ pub fn access_token(state: &AppState, grant: &Grant<'_>) -> Result<AccessToken, 
         // makes this token inactive at once.
         "sep": grant.user.session_epoch,
     });
+    if first_party {
+        claims["sid"] = json!(family_id);
+    }
     Ok(AccessToken {
         token: super::token::sign_access_token(state, &claims)?,
         ttl,

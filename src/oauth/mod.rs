@@ -4,10 +4,10 @@ mod authorize;
 pub mod clients;
 mod discovery;
 pub mod error;
-mod issue;
+pub mod issue;
 mod logout;
 mod revocation;
-mod token;
+pub mod token;
 pub mod userinfo;
 
 use axum::Router;

@@ -22,6 +22,7 @@ use super::issue;
 use super::space_list;
 use super::{OAuthError, TOKEN_PATH};
 use crate::app::AppState;
+use crate::audit::RequestMeta;
 use crate::crypto;
 use crate::store::RefreshTokenRow;
 use crate::tokens::jwt;
@@ -167,7 +168,7 @@ pub async fn authenticate_client(
 
 async fn token(
     State(state): State<AppState>,
-    meta: crate::audit::RequestMeta,
+    meta: RequestMeta,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, OAuthError> {
@@ -184,7 +185,7 @@ async fn token(
     }
     let auth = authenticate_client(&state, &headers, &params).await?;
     match grant {
-        GRANT_AUTHORIZATION_CODE => authorization_code(&state, auth, &params).await,
+        GRANT_AUTHORIZATION_CODE => authorization_code(&state, &meta, auth, &params).await,
         GRANT_REFRESH_TOKEN => refresh(&state, &meta, auth, &params).await,
         _ => client_credentials(&state, auth, &params).await,
     }
@@ -202,6 +203,7 @@ fn valid_verifier(verifier: &str) -> bool {
 /// client for this redirect URI, and match the verifier.
 async fn authorization_code(
     state: &AppState,
+    meta: &RequestMeta,
     auth: Authenticated,
     params: &Params,
 ) -> Result<Response, OAuthError> {
@@ -293,38 +295,54 @@ async fn authorization_code(
     let lineage = Lineage::Code {
         code_hash: &code_hash,
     };
-    match person_tokens(state, &grant, user.session_epoch, lineage).await? {
+    match person_tokens(state, meta, &grant, user.session_epoch, lineage).await? {
         Some(body) => Ok(token_response(body)),
         None => Err(invalid()),
     }
 }
 
 /// Where a grant's refresh token comes from.
-enum Lineage<'a> {
+pub enum Lineage<'a> {
     /// A code exchange starts a new family.
     Code { code_hash: &'a str },
+    /// A first-party API sign-in starts a new family.
+    SignIn,
     /// A refresh continues the family of the token it rotates.
     Rotation {
         family_id: &'a str,
+        family_created_at: i64,
         old_hash: &'a str,
     },
 }
 
 /// Access token, ID token (with `openid`, on a code exchange) and refresh token (with
-/// `offline_access`) for a person. `None` when a rotation lost: the old token was used already.
-async fn person_tokens(
+/// `offline_access`, and always for the first-party API) for a person. `None` when a rotation
+/// lost: the old token was used already.
+pub async fn person_tokens(
     state: &AppState,
+    meta: &RequestMeta,
     grant: &issue::Grant<'_>,
     session_epoch: i64,
     lineage: Lineage<'_>,
 ) -> Result<Option<serde_json::Value>, OAuthError> {
-    let access = issue::access_token(state, grant)?;
+    let now = state.clock.now();
+    let (family_id, family_created_at) = match lineage {
+        Lineage::Rotation {
+            family_id,
+            family_created_at,
+            ..
+        } => (family_id.to_string(), family_created_at),
+        Lineage::Code { .. } | Lineage::SignIn => (uuid::Uuid::now_v7().simple().to_string(), now),
+    };
+    let access = issue::access_token(state, grant, &family_id)?;
     let mut body = json!({
         "access_token": access.token,
         "token_type": "Bearer",
         "expires_in": access.ttl,
-        "scope": grant.scope.join(" "),
     });
+    if !grant.client.is_first_party() {
+        body["scope"] = json!(grant.scope.join(" "));
+    }
     // OIDC Core §12.2: a refresh response "might not contain an id_token". We leave it out:
     // it would repeat the sign-in facts of the first one and double the signing cost.
     if let Lineage::Code { .. } = lineage
@@ -333,15 +351,12 @@ async fn person_tokens(
         body["id_token"] = json!(id_token);
     }
     let offline = grant.scope.iter().any(|s| s == "offline_access");
-    let now = state.clock.now();
-    let next = (offline && grant.client.allows_grant(GRANT_REFRESH_TOKEN)).then(|| {
+    let wants_refresh = offline || grant.client.is_first_party();
+    let next = (wants_refresh && grant.client.allows_grant(GRANT_REFRESH_TOKEN)).then(|| {
         let token = crypto::random_token();
         let row = RefreshTokenRow {
             token_hash: crypto::sha256_hex(&token),
-            family_id: match lineage {
-                Lineage::Rotation { family_id, .. } => family_id.to_string(),
-                Lineage::Code { .. } => uuid::Uuid::now_v7().simple().to_string(),
-            },
+            family_id: family_id.clone(),
             client_id: grant.client.id.clone(),
             user_id: grant.user.id.clone(),
             scope: grant.scope.join(" "),
@@ -350,12 +365,15 @@ async fn person_tokens(
             session_epoch,
             code_hash: match lineage {
                 Lineage::Code { code_hash } => Some(code_hash.to_string()),
-                Lineage::Rotation { .. } => None,
+                Lineage::SignIn | Lineage::Rotation { .. } => None,
             },
             created_at: now,
             expires_at: now + grant.client.refresh_token_ttl,
             rotated_at: None,
             revoked_at: None,
+            ip: meta.ip.clone(),
+            user_agent: meta.user_agent.clone(),
+            family_created_at: Some(family_created_at),
         };
         (token, row)
     });
@@ -365,6 +383,11 @@ async fn person_tokens(
                 .store
                 .set_code_access_jti(code_hash, &access.jti)
                 .await?;
+            if let Some((_, row)) = &next {
+                state.store.insert_refresh_token(row).await?;
+            }
+        }
+        Lineage::SignIn => {
             if let Some((_, row)) = &next {
                 state.store.insert_refresh_token(row).await?;
             }
@@ -384,22 +407,35 @@ async fn person_tokens(
     Ok(Some(body))
 }
 
-/// RFC 6749 §6 with rotation (RFC 9700 §4.14.2): every use returns a new refresh token; a
-/// rotated token presented again revokes its whole family. There is no grace window, so two
-/// concurrent refreshes with the same token end the family; clients must serialise refreshes.
+/// RFC 6749 §6 for a relying app.
 async fn refresh(
     state: &AppState,
-    meta: &crate::audit::RequestMeta,
+    meta: &RequestMeta,
     auth: Authenticated,
     params: &Params,
 ) -> Result<Response, OAuthError> {
-    let client = auth.client;
-    if !client.allows_grant(GRANT_REFRESH_TOKEN) {
+    if !auth.client.allows_grant(GRANT_REFRESH_TOKEN) {
         return Err(OAuthError::unauthorized_client(
             "this client may not use refresh tokens",
         ));
     }
-    let token_hash = crypto::sha256_hex(params.require("refresh_token")?);
+    let token = params.require("refresh_token")?;
+    let body = refresh_tokens(state, meta, &auth.client, token, params.get("scope")).await?;
+    Ok(token_response(body))
+}
+
+/// RFC 6749 §6 with rotation (RFC 9700 §4.14.2): every use returns a new refresh token; a
+/// rotated token presented again revokes its whole family. There is no grace window, so two
+/// concurrent refreshes with the same token end the family; clients must serialise refreshes.
+/// Shared by the token endpoint and the first-party API.
+pub async fn refresh_tokens(
+    state: &AppState,
+    meta: &RequestMeta,
+    client: &Client,
+    token: &str,
+    requested_scope: Option<&str>,
+) -> Result<serde_json::Value, OAuthError> {
+    let token_hash = crypto::sha256_hex(token);
     let now = state.clock.now();
     let invalid = || OAuthError::invalid_grant("the refresh token is invalid, expired or revoked");
     let (row, user) = state
@@ -423,7 +459,7 @@ async fn refresh(
             detail: Some(format!("client {}", client.id)),
         };
         crate::audit::record(state, meta, event).await;
-        Err::<Response, OAuthError>(invalid())
+        Err::<serde_json::Value, OAuthError>(invalid())
     };
     if row.rotated_at.is_some() {
         return reused().await;
@@ -436,7 +472,7 @@ async fn refresh(
         return Err(invalid());
     }
     let granted: Vec<String> = space_list(&row.scope);
-    let scope: Vec<String> = match params.get("scope") {
+    let scope: Vec<String> = match requested_scope {
         Some(requested) => {
             let requested: Vec<String> = space_list(requested);
             if let Some(bad) = requested.iter().find(|s| !granted.contains(s)) {
@@ -450,7 +486,7 @@ async fn refresh(
     };
     let methods: Vec<String> = space_list(&row.amr);
     let grant = issue::Grant {
-        client: &client,
+        client,
         user: &user,
         scope: &scope,
         nonce: None,
@@ -459,10 +495,11 @@ async fn refresh(
     };
     let lineage = Lineage::Rotation {
         family_id: &row.family_id,
+        family_created_at: row.family_created_at.unwrap_or(row.created_at),
         old_hash: &token_hash,
     };
-    match person_tokens(state, &grant, row.session_epoch, lineage).await? {
-        Some(body) => Ok(token_response(body)),
+    match person_tokens(state, meta, &grant, row.session_epoch, lineage).await? {
+        Some(body) => Ok(body),
         None => reused().await,
     }
 }

@@ -67,7 +67,7 @@ pub async fn active_access_token(
     if let Some(standing) = state.standing.get(jti, generation) {
         return Ok(standing.map(|user| (claims, user)));
     }
-    let standing = check_standing(state, sub, client_id, jti, claims.get("sep")).await?;
+    let standing = check_standing(state, sub, client_id, jti, &claims).await?;
     state.standing.put(jti, generation, standing.clone());
     Ok(standing.map(|user| (claims, user)))
 }
@@ -80,14 +80,24 @@ async fn check_standing(
     sub: &str,
     client_id: &str,
     jti: &str,
-    sep: Option<&Value>,
+    claims: &Value,
 ) -> Result<Option<Option<User>>, crate::store::StoreError> {
+    let sep = claims.get("sep");
     // Revoked (RFC 7009) access tokens are denied until they expire.
     if sub == client_id && sep.is_none() {
         let revoked = state.store.is_access_token_revoked(jti).await?;
         return Ok((!revoked).then_some(None));
     }
-    Ok(match state.store.find_token_holder(sub, jti).await? {
+    // A first-party API token also ends with its sign-in (its token family).
+    let holder = match claims["sid"].as_str() {
+        Some(family) if client_id == super::clients::FIRST_PARTY_CLIENT_ID => state
+            .store
+            .find_api_token_holder(sub, jti, family)
+            .await?
+            .map(|(user, good)| (user, !good)),
+        _ => state.store.find_token_holder(sub, jti).await?,
+    };
+    Ok(match holder {
         Some((user, revoked))
             if !revoked
                 && !user.disabled

@@ -11,9 +11,11 @@ use serde::Deserialize;
 use tower_sessions::Session;
 
 use crate::app::AppState;
+use crate::audit::RequestMeta;
 use crate::input::{Email, NextUrl, mask_email};
 use crate::password;
 use crate::store::NewUser;
+use crate::throttle::{self, Limit};
 use crate::verification;
 use crate::web::flash::{self, Flash};
 use crate::web::{AppError, CsrfForm, Layout, MaybeUser, auth};
@@ -22,11 +24,91 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/signup", get(show).post(submit))
 }
 
+/// What was wrong with a sign-up, per field.
 #[derive(Default)]
-struct SignupErrors {
-    email: Option<String>,
-    display_name: Option<String>,
-    password: Option<String>,
+pub struct SignupErrors {
+    pub email: Option<String>,
+    pub display_name: Option<String>,
+    pub password: Option<String>,
+    /// The email belongs to an account already (also explained in `email`).
+    pub email_taken: bool,
+}
+
+/// A sign-up as typed, from the page or the API.
+pub struct NewAccount<'a> {
+    pub email: &'a str,
+    pub display_name: &'a str,
+    pub password: &'a str,
+}
+
+pub enum SignupOutcome {
+    Created(crate::store::User),
+    Invalid(SignupErrors),
+    /// Too many new accounts from this address lately: seconds to wait.
+    Paused(i64),
+}
+
+/// New accounts per client address: at most `signup_max_per_ip` an hour.
+fn signup_limit(state: &AppState) -> Limit {
+    Limit {
+        max: state.config.signup_max_per_ip,
+        window_secs: 3600,
+    }
+}
+
+/// Checks a sign-up and creates the account, for the page and the API alike.
+pub async fn create_account(
+    state: &AppState,
+    meta: &RequestMeta,
+    account: &NewAccount<'_>,
+) -> Result<SignupOutcome, AppError> {
+    let mut errors = SignupErrors::default();
+    let email = Email::parse(account.email)
+        .map_err(|e| errors.email = Some(e.into()))
+        .ok();
+    let display_name = account.display_name.trim();
+    if display_name.chars().count() > 200 {
+        errors.display_name = Some("Use at most 200 characters.".into());
+    }
+    if let Err(e) = password::check_policy(account.password, account.email.trim()) {
+        errors.password = Some(e.into());
+    }
+    let Some(email) = email.filter(|_| errors.display_name.is_none() && errors.password.is_none())
+    else {
+        return Ok(SignupOutcome::Invalid(errors));
+    };
+    let throttle_key = format!("signup:ip:{}", meta.ip.as_deref().unwrap_or("unknown"));
+    if let Some(wait) = throttle::wait_time(state, &throttle_key, signup_limit(state)).await? {
+        tracing::warn!(ip = ?meta.ip, "sign-up paused by throttling");
+        return Ok(SignupOutcome::Paused(wait));
+    }
+    let password_hash = state.hasher.hash(account.password.to_string()).await?;
+    let new_user = NewUser {
+        email: email.as_str().to_string(),
+        display_name: (!display_name.is_empty()).then(|| display_name.to_string()),
+        password_hash: Some(password_hash),
+        roles: Vec::new(),
+        email_verified: false,
+        identity: None,
+        now: state.clock.now(),
+    };
+    let user = match state.store.create_user(new_user).await {
+        Ok(user) => user,
+        Err(e) if e.is_unique_violation() => {
+            errors.email = Some(
+                "An account with this email already exists. Sign in instead, or use another \
+                 email."
+                    .into(),
+            );
+            errors.email_taken = true;
+            return Ok(SignupOutcome::Invalid(errors));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    throttle::record(state, &throttle_key).await?;
+    crate::audit::record(state, meta, crate::audit::Event::own("sign_up", &user.id)).await;
+    tracing::info!(user_id = %user.id, "account created");
+    Ok(SignupOutcome::Created(user))
 }
 
 #[derive(Template, WebTemplate)]
@@ -92,68 +174,53 @@ pub struct SignupForm {
 
 async fn submit(
     State(state): State<AppState>,
-    meta: crate::audit::RequestMeta,
+    meta: RequestMeta,
     session: Session,
     CsrfForm(form): CsrfForm<SignupForm>,
 ) -> Result<Response, AppError> {
     let next = NextUrl::parse_or_default(form.next.as_deref());
-    let mut errors = SignupErrors::default();
-    let email = Email::parse(&form.email)
-        .map_err(|e| errors.email = Some(e.into()))
-        .ok();
-    let display_name = form.display_name.trim().to_string();
-    if display_name.chars().count() > 200 {
-        errors.display_name = Some("Use at most 200 characters.".into());
-    }
-    if let Err(e) = password::check_policy(&form.password, form.email.trim()) {
-        errors.password = Some(e.into());
-    }
-
-    let created = match email {
-        Some(email) if errors.display_name.is_none() && errors.password.is_none() => {
-            let password_hash = state.hasher.hash(form.password.clone()).await?;
-            let new_user = NewUser {
-                email: email.as_str().to_string(),
-                display_name: (!display_name.is_empty()).then(|| display_name.clone()),
-                password_hash: Some(password_hash),
-                roles: Vec::new(),
-                email_verified: false,
-                identity: None,
-                now: state.clock.now(),
-            };
-            match state.store.create_user(new_user).await {
-                Ok(user) => Some(user),
-                Err(e) if e.is_unique_violation() => {
-                    errors.email = Some(
-                        "An account with this email already exists. Sign in instead, or use \
-                         another email."
-                            .into(),
-                    );
-                    None
-                }
-                Err(e) => return Err(e.into()),
-            }
+    let account = NewAccount {
+        email: &form.email,
+        display_name: &form.display_name,
+        password: &form.password,
+    };
+    let errors = match create_account(&state, &meta, &account).await? {
+        SignupOutcome::Created(user) => {
+            return signed_up(&state, &meta, &session, user, &next).await;
         }
-        _ => None,
+        SignupOutcome::Invalid(errors) => errors,
+        SignupOutcome::Paused(wait) => SignupErrors {
+            email: Some(format!(
+                "Too many new accounts were made from your network lately. Wait {} and try \
+                 again.",
+                throttle::minutes(wait)
+            )),
+            ..Default::default()
+        },
     };
-
-    let Some(user) = created else {
-        // Re-show the form with what was typed (never the password) and the messages.
-        let page = SignupPage {
-            layout: Layout::new(&session, None).await?,
-            email: form.email.trim().to_string(),
-            display_name,
-            next_query: next_query(&next),
-            next: next.as_str().to_string(),
-            errors,
-            providers: state.upstreams.buttons(),
-        };
-        return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
+    // Re-show the form with what was typed (never the password) and the messages.
+    let page = SignupPage {
+        layout: Layout::new(&session, None).await?,
+        email: form.email.trim().to_string(),
+        display_name: form.display_name.trim().to_string(),
+        next_query: next_query(&next),
+        next: next.as_str().to_string(),
+        errors,
+        providers: state.upstreams.buttons(),
     };
+    Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+}
 
-    crate::audit::record(&state, &meta, crate::audit::Event::own("sign_up", &user.id)).await;
-    tracing::info!(user_id = %user.id, "account created");
-    let mail_sent = verification::send_link(&state, &user).await?.is_ok();
+/// After the account is made: the confirmation mail, then sign-in (or a wait for the
+/// confirmed address).
+async fn signed_up(
+    state: &AppState,
+    meta: &RequestMeta,
+    session: &Session,
+    user: crate::store::User,
+    next: &NextUrl,
+) -> Result<Response, AppError> {
+    let mail_sent = verification::send_link(state, &user).await?.is_ok();
     let masked = mask_email(&user.email);
     if state.config.require_verified_email {
         // Sign-in waits for the confirmed address.
@@ -167,11 +234,11 @@ async fn submit(
                  in in a few minutes to get a new link.",
             )
         };
-        flash::set(&session, message).await?;
-        return Ok(Redirect::to(&format!("/login{}", next_query(&next))).into_response());
+        flash::set(session, message).await?;
+        return Ok(Redirect::to(&format!("/login{}", next_query(next))).into_response());
     }
     let now = state.clock.now();
-    auth::sign_in(&state, &meta, &session, &user, &["pwd"]).await?;
+    auth::sign_in(state, meta, session, &user, &["pwd"]).await?;
     state.store.record_login(&user.id, now).await?;
     let message = if mail_sent {
         Flash::success(format!(
@@ -183,6 +250,6 @@ async fn submit(
              Send it again from this page in a few minutes.",
         )
     };
-    flash::set(&session, message).await?;
+    flash::set(session, message).await?;
     Ok(Redirect::to(next.as_str()).into_response())
 }

@@ -22,7 +22,7 @@ use crate::config::DatabaseUrl;
 pub use audit::{AuditEvent, AuditFilter};
 pub use factors::TotpFactor;
 pub use identities::Identity;
-pub use oauth::{AuthCodeRow, ClientRow, RefreshTokenRow, SigningKeyRow};
+pub use oauth::{AuthCodeRow, ClientRow, RefreshTokenRow, SigningKeyRow, TokenFamily};
 pub use tokens::{EmailCode, TokenProblem};
 pub use user_sessions::UserSession;
 pub use users::{NewIdentity, NewUser, User, email_key as users_email_key};

@@ -378,6 +378,24 @@ pub struct RefreshTokenRow {
     pub expires_at: i64,
     pub rotated_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// Where this token was issued: the sign-in, or the refresh that rotated its parent.
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    /// When the family's first token was issued (empty for tokens from before migration 0008).
+    pub family_created_at: Option<i64>,
+}
+
+/// A live token family of a person, for the list of their sign-ins.
+#[derive(Clone, Debug, FromRow)]
+pub struct TokenFamily {
+    pub family_id: String,
+    pub client_id: String,
+    /// The client's name; empty for the first-party API, which has no client row.
+    pub client_name: Option<String>,
+    pub created_at: i64,
+    pub last_used_at: i64,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
 }
 
 impl Store {
@@ -419,6 +437,9 @@ impl Store {
                 .bind(&row.code_hash)
                 .bind(row.created_at)
                 .bind(row.expires_at)
+                .bind(&row.ip)
+                .bind(&row.user_agent)
+                .bind(row.family_created_at)
                 .execute(pool)
                 .await
                 .map(|r| r.rows_affected())
@@ -489,8 +510,9 @@ impl Store {
         let sql = match self {
             Store::Sqlite(_) => {
                 "insert into refresh_tokens (token_hash, family_id, client_id, user_id, scope, \
-                 auth_time, amr, session_epoch, code_hash, created_at, expires_at, parent_hash) \
-                 select $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 \
+                 auth_time, amr, session_epoch, code_hash, created_at, expires_at, parent_hash, \
+                 ip, user_agent, family_created_at) \
+                 select $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15 \
                  where exists (select 1 from refresh_tokens where token_hash = $12 \
                  and rotated_at is null and revoked_at is null)"
             }
@@ -499,8 +521,10 @@ impl Store {
                  where token_hash = $12 and rotated_at is null and revoked_at is null \
                  returning token_hash) \
                  insert into refresh_tokens (token_hash, family_id, client_id, user_id, scope, \
-                 auth_time, amr, session_epoch, code_hash, created_at, expires_at, parent_hash) \
-                 select $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, token_hash from parent"
+                 auth_time, amr, session_epoch, code_hash, created_at, expires_at, parent_hash, \
+                 ip, user_agent, family_created_at) \
+                 select $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, token_hash, $13, $14, $15 \
+                 from parent"
             }
         };
         let inserted = on_pool!(self, |pool| {
@@ -517,6 +541,9 @@ impl Store {
                 .bind(row.created_at)
                 .bind(row.expires_at)
                 .bind(old_hash)
+                .bind(&row.ip)
+                .bind(&row.user_agent)
+                .bind(row.family_created_at)
                 .execute(pool)
                 .await
                 .map(|r| r.rows_affected())
@@ -533,6 +560,8 @@ impl Store {
                 .await
                 .map(|r| r.rows_affected())
         })?;
+        // First-party API access tokens end with their family.
+        super::security_changed();
         Ok(())
     }
 
@@ -583,6 +612,53 @@ impl Store {
 }
 
 impl Store {
+    /// A person's live token families (API sign-ins and apps with refresh tokens), most
+    /// recently used first. The live token of a family is its newest, so its row says when and
+    /// where the family was last used.
+    pub async fn token_families_of(
+        &self,
+        user_id: &str,
+        now: i64,
+    ) -> StoreResult<Vec<TokenFamily>> {
+        Ok(on_pool!(self, |pool| {
+            sqlx::query_as::<_, TokenFamily>(
+                "select rt.family_id, rt.client_id, o.name as client_name, \
+                 coalesce(rt.family_created_at, rt.created_at) as created_at, \
+                 rt.created_at as last_used_at, rt.ip, rt.user_agent \
+                 from refresh_tokens rt left join oauth_clients o on o.id = rt.client_id \
+                 where rt.user_id = $1 and rt.rotated_at is null and rt.revoked_at is null \
+                 and rt.expires_at > $2 order by rt.created_at desc",
+            )
+            .bind(user_id)
+            .bind(now)
+            .fetch_all(pool)
+            .await
+        })?)
+    }
+
+    /// Ends one of a person's token families; false when they have no such live family.
+    pub async fn revoke_family_of(
+        &self,
+        user_id: &str,
+        family_id: &str,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let revoked = on_pool!(self, |pool| {
+            sqlx::query(
+                "update refresh_tokens set revoked_at = $1 \
+                 where family_id = $2 and user_id = $3 and revoked_at is null",
+            )
+            .bind(now)
+            .bind(family_id)
+            .bind(user_id)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        super::security_changed();
+        Ok(revoked > 0)
+    }
+
     /// Ends a person's refresh tokens for one client (when they take back consent).
     pub async fn revoke_refresh_tokens_for(
         &self,
@@ -607,12 +683,14 @@ impl Store {
 }
 
 const INSERT_REFRESH_TOKEN: &str = "insert into refresh_tokens (token_hash, family_id, client_id, \
-     user_id, scope, auth_time, amr, session_epoch, code_hash, created_at, expires_at) \
-     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+     user_id, scope, auth_time, amr, session_epoch, code_hash, created_at, expires_at, ip, \
+     user_agent, family_created_at) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+     $13, $14)";
 
 const REFRESH_TOKEN_FIELDS: &str = "rt.token_hash, rt.family_id, rt.client_id, rt.user_id, \
      rt.scope, rt.auth_time, rt.amr, rt.session_epoch as rt_session_epoch, rt.code_hash, \
-     rt.created_at as rt_created_at, rt.expires_at, rt.rotated_at, rt.revoked_at";
+     rt.created_at as rt_created_at, rt.expires_at, rt.rotated_at, rt.revoked_at, rt.ip, \
+     rt.user_agent, rt.family_created_at";
 
 #[derive(FromRow)]
 struct RefreshHolderRow {

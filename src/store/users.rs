@@ -306,7 +306,25 @@ impl Store {
         self.find_user_with_flag(
             user_id,
             "exists(select 1 from revoked_access_tokens where jti = $2)",
-            jti,
+            &[jti],
+        )
+        .await
+    }
+
+    /// The holder of a first-party API token, and whether the token is still good: its own jti
+    /// was not revoked and its sign-in (token family) has not ended.
+    pub async fn find_api_token_holder(
+        &self,
+        user_id: &str,
+        jti: &str,
+        family_id: &str,
+    ) -> StoreResult<Option<(User, bool)>> {
+        self.find_user_with_flag(
+            user_id,
+            "(not exists(select 1 from revoked_access_tokens where jti = $2) \
+             and exists(select 1 from refresh_tokens where family_id = $3 and user_id = $1 \
+             and revoked_at is null))",
+            &[jti, family_id],
         )
         .await
     }
@@ -453,29 +471,29 @@ impl Store {
         self.find_user_with_flag(
             user_id,
             "exists(select 1 from user_sessions where id = $2 and user_id = $1)",
-            session_id,
+            &[session_id],
         )
         .await
     }
 
-    /// The user `$1` with one yes/no fact about them, `flag_sql` (which may use `$2`), read in
-    /// the same query.
+    /// The user `$1` with one yes/no fact about them, `flag_sql` (which may use `$2`, `$3`, …
+    /// bound to `more`), read in the same query.
     async fn find_user_with_flag(
         &self,
         user_id: &str,
         flag_sql: &str,
-        second: &str,
+        more: &[&str],
     ) -> StoreResult<Option<(User, bool)>> {
         let sql = format!(
             "select {USER_FIELDS}, {}, {flag_sql} as flag from users where id = $1",
             self.roles_column()
         );
         let row = on_pool!(self, |pool| {
-            sqlx::query_as::<_, HolderRow>(&sql)
-                .bind(user_id)
-                .bind(second)
-                .fetch_optional(pool)
-                .await
+            let mut query = sqlx::query_as::<_, HolderRow>(&sql).bind(user_id);
+            for value in more {
+                query = query.bind(*value);
+            }
+            query.fetch_optional(pool).await
         })?;
         Ok(row.map(|row| (row.user.into_user(), row.flag)))
     }

@@ -168,6 +168,9 @@ fn refresh_row(hash: &str, user_id: &str, now: i64) -> RefreshTokenRow {
         expires_at: now + 3600,
         rotated_at: None,
         revoked_at: None,
+        ip: None,
+        user_agent: None,
+        family_created_at: Some(now),
     }
 }
 

@@ -1,0 +1,216 @@
+//! Tokens and sign-ins: refresh, sign-out (one, or everywhere), and the caller's sign-ins — both
+//! browser sessions and app sign-ins (token families) — each of which can be ended.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use utoipa::ToSchema;
+
+use super::bearer::{ApiUser, api_user};
+use super::error::{ApiError, ApiJson, ErrorBody};
+use crate::account::sessions::end_sign_in;
+use crate::app::AppState;
+use crate::audit::{self, Event, RequestMeta};
+use crate::crypto;
+use crate::oauth::clients::{Client, FIRST_PARTY_CLIENT_ID, FIRST_PARTY_CLIENT_NAME};
+use crate::oauth::token::{refresh_tokens, token_response};
+
+#[derive(Deserialize, ToSchema)]
+pub struct RefreshRequest {
+    refresh_token: String,
+}
+
+/// New tokens for a refresh token, which is used up (RFC 9700 §4.14.2 rotation). Presenting a
+/// used refresh token again ends its whole sign-in.
+#[utoipa::path(post, path = "/api/v1/token/refresh", tag = "sessions", request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "New tokens", body = super::sign_in::TokenResponse),
+        (status = 401, description = "The refresh token is invalid, expired, revoked or was used already", body = ErrorBody),
+        (status = 422, description = "Fields are missing or not valid", body = ErrorBody),
+    ))]
+pub async fn refresh(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    ApiJson(body): ApiJson<RefreshRequest>,
+) -> Result<Response, ApiError> {
+    let client = Client::first_party();
+    let tokens = refresh_tokens(&state, &meta, &client, &body.refresh_token, None).await?;
+    Ok(token_response(tokens))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct LogoutRequest {
+    refresh_token: String,
+}
+
+/// Signs out: ends the sign-in of the refresh token, and revokes the Bearer access token if one
+/// is sent. Answers 204 whether or not the token was known (as RFC 7009 §2.2 does).
+#[utoipa::path(post, path = "/api/v1/logout", tag = "sessions", request_body = LogoutRequest,
+    security((), ("bearer" = [])),
+    responses(
+        (status = 204, description = "Signed out"),
+        (status = 422, description = "Fields are missing or not valid", body = ErrorBody),
+    ))]
+pub async fn logout(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<LogoutRequest>,
+) -> Result<StatusCode, ApiError> {
+    let now = state.clock.now();
+    let hash = crypto::sha256_hex(&body.refresh_token);
+    if let Some(row) = state.store.find_refresh_token(&hash).await?
+        && row.client_id == FIRST_PARTY_CLIENT_ID
+    {
+        state
+            .store
+            .revoke_refresh_family(&row.family_id, now)
+            .await?;
+        audit::record(&state, &meta, Event::own("signed_out", &row.user_id)).await;
+    }
+    if let Some(token) = crate::oauth::userinfo::bearer(&headers)
+        && let Some(caller) = api_user(&state, token).await?
+        && let (Some(jti), Some(exp)) =
+            (caller.claims["jti"].as_str(), caller.claims["exp"].as_i64())
+    {
+        state.store.revoke_access_token(jti, exp).await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Signs out everywhere: every browser session, app sign-in, access and refresh token of the
+/// caller ends.
+#[utoipa::path(post, path = "/api/v1/logout-all", tag = "sessions", security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Every sign-in ended"),
+        (status = 401, description = "The access token is missing, expired or revoked", body = ErrorBody),
+    ))]
+pub async fn logout_all(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    caller: ApiUser,
+) -> Result<StatusCode, ApiError> {
+    let user = caller.user;
+    state
+        .store
+        .bump_session_epoch(&user.id, state.clock.now())
+        .await?;
+    audit::record(&state, &meta, Event::own("signed_out_everywhere", &user.id)).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// One place the caller is signed in.
+#[derive(Serialize, ToSchema)]
+pub struct SignInItem {
+    /// Pass to `DELETE /api/v1/sessions/{id}`.
+    id: String,
+    /// `browser` (the hosted pages) or `app` (tokens: this API, or an app with refresh tokens).
+    #[schema(example = "app")]
+    kind: &'static str,
+    /// What holds it: `Web browser`, `Portcullis API`, or the app's name.
+    client: String,
+    /// RFC 3339.
+    created_at: String,
+    /// RFC 3339.
+    last_used_at: String,
+    user_agent: Option<String>,
+    ip: Option<String>,
+    /// The sign-in this request's access token belongs to.
+    current: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SignInList {
+    sessions: Vec<SignInItem>,
+}
+
+fn rfc3339(unix: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+/// The caller's browser sessions and app sign-ins, most recently used first.
+#[utoipa::path(get, path = "/api/v1/sessions", tag = "sessions", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Where the caller is signed in", body = SignInList),
+        (status = 401, description = "The access token is missing, expired or revoked", body = ErrorBody),
+    ))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: ApiUser,
+) -> Result<Json<SignInList>, ApiError> {
+    let now = state.clock.now();
+    let idle = state.config.session_idle_timeout.as_secs() as i64;
+    let lifetime = state.config.session_max_lifetime.as_secs() as i64;
+    let user_id = &caller.user.id;
+    let browsers = state
+        .store
+        .user_sessions_of(user_id, now - idle, now - lifetime)
+        .await?
+        .into_iter()
+        .map(|s| SignInItem {
+            id: s.id,
+            kind: "browser",
+            client: "Web browser".into(),
+            created_at: rfc3339(s.created_at),
+            last_used_at: rfc3339(s.last_seen_at),
+            user_agent: s.user_agent,
+            ip: s.ip,
+            current: false,
+        });
+    let apps = state
+        .store
+        .token_families_of(user_id, now)
+        .await?
+        .into_iter()
+        .map(|f| SignInItem {
+            current: caller.sign_in_id() == Some(f.family_id.as_str()),
+            client: match f.client_name {
+                Some(name) => name,
+                None if f.client_id == FIRST_PARTY_CLIENT_ID => FIRST_PARTY_CLIENT_NAME.into(),
+                None => f.client_id,
+            },
+            id: f.family_id,
+            kind: "app",
+            created_at: rfc3339(f.created_at),
+            last_used_at: rfc3339(f.last_used_at),
+            user_agent: f.user_agent,
+            ip: f.ip,
+        });
+    let mut sessions: Vec<SignInItem> = browsers.chain(apps).collect();
+    // RFC 3339 in UTC sorts as time does.
+    sessions.sort_by(|a, b| b.last_used_at.cmp(&a.last_used_at));
+    Ok(Json(SignInList { sessions }))
+}
+
+/// Ends one of the caller's sign-ins: a browser session is signed out; an app sign-in loses
+/// its refresh token and access tokens.
+#[utoipa::path(delete, path = "/api/v1/sessions/{id}", tag = "sessions", security(("bearer" = [])),
+    params(("id" = String, Path, description = "A sign-in's id from `GET /api/v1/sessions`")),
+    responses(
+        (status = 204, description = "Ended"),
+        (status = 401, description = "The access token is missing, expired or revoked", body = ErrorBody),
+        (status = 404, description = "The caller has no sign-in with this id", body = ErrorBody),
+    ))]
+pub async fn end(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    caller: ApiUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if end_sign_in(&state, &caller.user.id, &id).await? {
+        audit::record(&state, &meta, Event::own("session_ended", &caller.user.id)).await;
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    Err(ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "You have no sign-in with this id; it may have ended already.",
+    ))
+}

@@ -1,0 +1,129 @@
+//! Setting up an authenticator app over the API: `POST /api/v1/2fa/setup`, then a code to
+//! `POST /api/v1/2fa/verify` with the Bearer token.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use rand::RngCore;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::bearer::ApiUser;
+use super::error::{ApiError, ErrorBody};
+use crate::app::AppState;
+use crate::audit::{self, Event, RequestMeta};
+use crate::crypto;
+use crate::mfa::factors::{self, CodeCheck};
+use crate::mfa::{WRONG_CODES, wrong_codes_key};
+use crate::store::User;
+use crate::throttle;
+
+#[derive(Serialize, ToSchema)]
+pub struct SetupResponse {
+    /// The shared secret in base32, for typing into the app.
+    secret: String,
+    /// `otpauth://totp/…`, what the QR code holds.
+    otpauth_url: String,
+    /// The QR code as an SVG image.
+    qr_svg: String,
+}
+
+/// Starts setting up an authenticator app (TOTP, RFC 6238). It is on once a code from it is
+/// sent to `/api/v1/2fa/verify`; starting again replaces a secret not yet confirmed.
+#[utoipa::path(post, path = "/api/v1/2fa/setup", tag = "two-factor", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The secret to add to the app", body = SetupResponse),
+        (status = 401, description = "The access token is missing, expired or revoked", body = ErrorBody),
+        (status = 409, description = "An authenticator app is already on", body = ErrorBody),
+    ))]
+pub async fn setup(
+    State(state): State<AppState>,
+    caller: ApiUser,
+) -> Result<Json<SetupResponse>, ApiError> {
+    let user = caller.user;
+    if factors::totp_enabled(&state, &user).await? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "mfa_already_enabled",
+            "An authenticator app is already set up. Remove it on the security page first.",
+        ));
+    }
+    let mut secret = [0u8; 20];
+    rand::rng().fill_bytes(&mut secret);
+    let sealed = crypto::seal(&state.config.secret_key, &user.id, &secret);
+    state
+        .store
+        .put_pending_totp(&user.id, &sealed, state.clock.now())
+        .await?;
+    let totp = factors::totp(&state, secret.to_vec(), &user.email)?;
+    let otpauth_url = totp.get_url();
+    Ok(Json(SetupResponse {
+        secret: totp.get_secret_base32(),
+        qr_svg: factors::qr_svg(&otpauth_url)?,
+        otpauth_url,
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ConfirmResponse {
+    /// Shown once, when this is the account's first second factor; empty otherwise.
+    recovery_codes: Vec<String>,
+}
+
+/// Confirms the pending authenticator with a code from it.
+pub async fn confirm(
+    state: &AppState,
+    meta: &RequestMeta,
+    user: &User,
+    code: &str,
+) -> Result<Json<ConfirmResponse>, ApiError> {
+    match state.store.totp_factor(&user.id).await? {
+        Some(factor) if factor.confirmed_at.is_none() => {}
+        Some(_) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "mfa_already_enabled",
+                "The authenticator app is already on.",
+            ));
+        }
+        None => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "no_pending_setup",
+                "Start with /api/v1/2fa/setup, then send a code from the app.",
+            ));
+        }
+    }
+    let wrong_key = wrong_codes_key(&user.id);
+    if let Some(wait) = throttle::wait_time(state, &wrong_key, WRONG_CODES).await? {
+        return Err(ApiError::too_many(
+            wait,
+            format!(
+                "Too many wrong codes. Wait {} and try again.",
+                throttle::minutes(wait)
+            ),
+        ));
+    }
+    let had_factor = factors::has_second_factor(state, user).await?;
+    let check = factors::check_totp(state, user, code).await?;
+    if check != CodeCheck::Accepted {
+        if check == CodeCheck::Wrong {
+            throttle::record(state, &wrong_key).await?;
+        }
+        let mut error = ApiError::field("code", check.message());
+        error.body.error = "invalid_code";
+        return Err(error);
+    }
+    state
+        .store
+        .confirm_totp(&user.id, state.clock.now())
+        .await?;
+    audit::record(state, meta, Event::own("totp_enabled", &user.id)).await;
+    tracing::info!(user_id = %user.id, "authenticator app enabled through the API");
+    let recovery_codes = if had_factor {
+        Vec::new()
+    } else {
+        factors::issue_recovery_codes(state, user).await?
+    };
+    Ok(Json(ConfirmResponse { recovery_codes }))
+}
