@@ -12,27 +12,7 @@ EVENTS="${EVENTS:-200000}"
 SECONDS_EACH="${SECONDS_EACH:-5}"
 PORT="${PORT:-18091}"
 
-if ! command -v wrk >/dev/null; then
-  echo "bench: installing wrk"
-  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq wrk >/dev/null
-  else sudo apt-get update -qq && sudo apt-get install -y -qq wrk >/dev/null; fi
-fi
-cargo build --release --quiet
-BIN="$PWD/target/release/portcullis"
-
-WORK="$(mktemp -d)"
-SERVER_PID=""
-cleanup() {
-  if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-export PORTCULLIS_DATA_DIR="$WORK/data"
-export PORTCULLIS_LISTEN="127.0.0.1:$PORT"
-export PORTCULLIS_PUBLIC_URL="http://127.0.0.1:$PORT"
-export RUST_LOG=warn
-BASE="http://127.0.0.1:$PORT"
+source bench/common.sh
 
 "$BIN" migrate 2>/dev/null
 echo "correct-horse-battery-staple" | "$BIN" user create --email admin@example.com --admin --password-stdin >/dev/null
@@ -61,9 +41,7 @@ print(ids[users // 2])
 PY
 TARGET_USER="$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(\"select id from users where email = 'user-050000@example.com'\").fetchone()[0])" "$WORK/data/portcullis.db")"
 
-"$BIN" serve 2>>"$WORK/server.log" &
-SERVER_PID=$!
-for _ in $(seq 1 100); do curl -fs "$BASE/health" >/dev/null 2>&1 && break; sleep 0.1; done
+start_server
 
 COOKIE="$(python3 - "$BASE" <<'PY'
 import http.client, re, sys, urllib.parse

@@ -16,40 +16,14 @@ THREADS="${THREADS:-2}"
 PORT="${PORT:-18080}"
 CORES="$(nproc)"
 
-if ! command -v wrk >/dev/null; then
-  echo "bench: installing wrk"
-  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq wrk >/dev/null
-  else sudo apt-get update -qq && sudo apt-get install -y -qq wrk >/dev/null; fi
-fi
-
-cargo build --release --quiet
-BIN="$PWD/target/release/portcullis"
-
-WORK="$(mktemp -d)"
-SERVER_PID=""
-cleanup() {
-  if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-export PORTCULLIS_DATA_DIR="$WORK/data"
-export PORTCULLIS_LISTEN="127.0.0.1:$PORT"
-export PORTCULLIS_PUBLIC_URL="http://127.0.0.1:$PORT"
-export RUST_LOG=warn
-BASE="http://127.0.0.1:$PORT"
+source bench/common.sh
 
 "$BIN" migrate 2>/dev/null
 EMAIL="bench@example.com"
 PASSWORD="correct-horse-battery-staple"
 echo "$PASSWORD" | "$BIN" user create --email "$EMAIL" --password-stdin >/dev/null
 
-"$BIN" serve 2>"$WORK/server.log" &
-SERVER_PID=$!
-for _ in $(seq 1 100); do curl -fs "$BASE/health" >/dev/null 2>&1 && break; sleep 0.1; done
-curl -fs "$BASE/health" >/dev/null || { echo "bench: server did not start"; cat "$WORK/server.log"; exit 1; }
-
-rss_mb() { awk '/VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$SERVER_PID/status"; }
+start_server
 sleep 2
 IDLE_RSS="$(rss_mb)"
 

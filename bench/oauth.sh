@@ -8,39 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DURATION="${DURATION:-10}"
-CONNECTIONS="${CONNECTIONS:-32}"
-THREADS="${THREADS:-2}"
 PORT="${PORT:-18090}"
-
-if ! command -v wrk >/dev/null; then
-  echo "bench: installing wrk"
-  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq wrk >/dev/null
-  else sudo apt-get update -qq && sudo apt-get install -y -qq wrk >/dev/null; fi
-fi
-cargo build --release --quiet
-BIN="$PWD/target/release/portcullis"
-
-WORK="$(mktemp -d)"
-SERVER_PID=""
-stop_server() {
-  if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""; fi
-}
-cleanup() { stop_server; rm -rf "$WORK"; }
-trap cleanup EXIT
-
-export PORTCULLIS_DATA_DIR="$WORK/data"
-export PORTCULLIS_LISTEN="127.0.0.1:$PORT"
-export PORTCULLIS_PUBLIC_URL="http://127.0.0.1:$PORT"
-export RUST_LOG=warn
-BASE="http://127.0.0.1:$PORT"
-
-start_server() {
-  "$BIN" serve 2>>"$WORK/server.log" &
-  SERVER_PID=$!
-  for _ in $(seq 1 100); do curl -fs "$BASE/health" >/dev/null 2>&1 && return; sleep 0.1; done
-  echo "bench: server did not start"; cat "$WORK/server.log"; exit 1
-}
+source bench/common.sh
 
 "$BIN" migrate 2>/dev/null
 MACHINE="$("$BIN" client create --name bench-machine --grant-types client_credentials --scopes reports)"
@@ -52,18 +21,6 @@ A_SECRET="$(echo "$APP" | python3 -c 'import json,sys; print(json.load(sys.stdin
 echo "correct-horse-battery-staple" | "$BIN" user create --email bench@example.com --password-stdin >/dev/null
 M_BASIC="$(printf '%s:%s' "$M_ID" "$M_SECRET" | base64 -w0)"
 A_BASIC="$(printf '%s:%s' "$A_ID" "$A_SECRET" | base64 -w0)"
-
-run() { # name, lua script, path, seconds
-  local name="$1" script="$2" path="$3" seconds="${4:-$DURATION}"
-  # ONLY=refresh (a word of the name) runs just that measurement.
-  if [ -n "${ONLY:-}" ] && [[ "$name" != *"$ONLY"* ]]; then return; fi
-  wrk -t"$THREADS" -c"$CONNECTIONS" -d"${seconds}s" --latency -s "$script" "$BASE$path" > "$WORK/$name.txt"
-  local rate p99 bad
-  rate="$(awk '/^Requests\/sec/ { print $2 }' "$WORK/$name.txt")"
-  p99="$(awk '$1 == "99%" { print $2 }' "$WORK/$name.txt")"
-  bad="$(awk '/Non-2xx or 3xx/ { print $5 }' "$WORK/$name.txt")"
-  printf '%-28s %10s req/s   p99 %-9s errors %s\n' "$name" "$rate" "$p99" "${bad:-0}"
-}
 
 post_script() { # file, body, basic
   cat > "$1" <<LUA
@@ -162,4 +119,4 @@ stop_server
 export PORTCULLIS_SIGNING_ALG=ES256
 start_server
 run "client_credentials ES256" "$WORK/cc.lua" /oauth/token
-echo "RSS after load: $(awk '/VmRSS/ { printf "%.1f MB", $2 / 1024 }' "/proc/$SERVER_PID/status")"
+echo "RSS after load: $(rss_mb) MB"

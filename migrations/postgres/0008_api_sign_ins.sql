@@ -3,5 +3,5 @@
 -- person can see and end them. Listing by user needs an index.
 alter table refresh_tokens add column ip text;
 alter table refresh_tokens add column user_agent text;
-alter table refresh_tokens add column family_created_at integer;
+alter table refresh_tokens add column family_created_at bigint;
 create index refresh_tokens_user on refresh_tokens (user_id);

@@ -10,6 +10,7 @@ mod helpers;
 
 mod account;
 mod admin;
+mod api;
 mod cli;
 mod email;
 mod login;
