@@ -106,12 +106,9 @@ pub struct WhoAmI {
         (status = 200, description = "The caller's account", body = WhoAmI),
         (status = 401, description = "The access token is missing, expired or revoked", body = ErrorBody),
     ))]
-pub async fn whoami(
-    State(state): State<AppState>,
-    caller: ApiUser,
-) -> Result<Json<WhoAmI>, ApiError> {
+pub async fn whoami(caller: ApiUser) -> Result<Json<WhoAmI>, ApiError> {
     let user = caller.user;
-    let mfa_enabled = crate::mfa::factors::has_second_factor(&state, &user).await?;
+    let mfa_enabled = user.totp_enabled || user.email_otp_enabled;
     Ok(Json(WhoAmI {
         id: user.id,
         email: user.email,

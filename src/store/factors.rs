@@ -64,6 +64,8 @@ impl Store {
                 .await
                 .map(|r| r.rows_affected())
         })?;
+        // Cached token checks carry the user, whose `totp_enabled` just changed.
+        super::security_changed();
         Ok(())
     }
 
@@ -92,6 +94,7 @@ impl Store {
                 .await
                 .map(|r| r.rows_affected())
         })?;
+        super::security_changed();
         Ok(())
     }
 

@@ -15,6 +15,8 @@ pub struct User {
     pub disabled: bool,
     pub email_verified: bool,
     pub email_otp_enabled: bool,
+    /// A confirmed authenticator app, read with the user (as the roles are).
+    pub totp_enabled: bool,
     /// Sessions remember the epoch they started in; bumping it ends all of them.
     pub session_epoch: i64,
     pub roles: Vec<String>,
@@ -63,6 +65,8 @@ pub(super) struct UserRow {
     session_epoch: i64,
     /// Space-separated, from `roles_column`.
     roles: Option<String>,
+    /// From `roles_column` too.
+    totp_enabled: bool,
 }
 
 impl UserRow {
@@ -86,6 +90,7 @@ impl UserRow {
             disabled: self.disabled,
             email_verified: self.email_verified,
             email_otp_enabled: self.email_otp_enabled,
+            totp_enabled: self.totp_enabled,
             session_epoch: self.session_epoch,
             roles,
         }
@@ -180,20 +185,26 @@ impl Store {
             disabled: false,
             email_verified: new.email_verified,
             email_otp_enabled: false,
+            totp_enabled: false,
             session_epoch: 0,
             roles,
         })
     }
 
-    /// The roles as one space-separated column, so a user is read in one query. Role names
-    /// hold no spaces. The aggregate is where the two SQL dialects differ.
+    /// The roles as one space-separated column, and whether an authenticator app is on, so a
+    /// user is read in one query. Role names hold no spaces. The aggregate is where the two SQL
+    /// dialects differ.
     pub(super) fn roles_column(&self) -> &'static str {
         match self {
             Store::Sqlite(_) => {
-                "(select group_concat(role, ' ') from user_roles r where r.user_id = users.id) as roles"
+                "(select group_concat(role, ' ') from user_roles r where r.user_id = users.id) as roles, \
+                 exists(select 1 from totp_factors t where t.user_id = users.id \
+                 and t.confirmed_at is not null) as totp_enabled"
             }
             Store::Postgres(_) => {
-                "(select string_agg(role, ' ') from user_roles r where r.user_id = users.id) as roles"
+                "(select string_agg(role, ' ') from user_roles r where r.user_id = users.id) as roles, \
+                 exists(select 1 from totp_factors t where t.user_id = users.id \
+                 and t.confirmed_at is not null) as totp_enabled"
             }
         }
     }
@@ -418,6 +429,8 @@ impl Store {
                 .await
                 .map(|r| r.rows_affected())
         })?;
+        // Cached token checks carry the user.
+        super::security_changed();
         Ok(())
     }
 
