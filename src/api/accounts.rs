@@ -9,19 +9,21 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::bearer::ApiUser;
-use super::error::{ApiError, ApiJson, ErrorBody};
+use super::error::{ApiError, ApiJson, BodyErrors, ErrorBody};
 use crate::app::AppState;
 use crate::audit::RequestMeta;
 use crate::signup::{NewAccount, SignupOutcome, create_account};
 
 #[derive(Deserialize, ToSchema)]
 pub struct SignupRequest {
-    #[schema(example = "ada@example.com")]
+    #[schema(example = "ada@example.com", format = Email, max_length = 254)]
     email: String,
     /// At least 10 characters, not a common password.
+    #[schema(min_length = 10, max_length = 1024)]
     password: String,
     /// Display name, up to 200 characters.
     #[serde(default)]
+    #[schema(max_length = 200)]
     name: Option<String>,
 }
 
@@ -34,12 +36,9 @@ pub struct SignupResponse {
 /// Creates an account. A confirmation link is mailed; sign in with `/api/v1/login`.
 #[utoipa::path(post, path = "/api/v1/signup", tag = "accounts", request_body = SignupRequest,
     responses(
+        BodyErrors,
         (status = 201, description = "The account was created", body = SignupResponse),
-        (status = 400, description = "The body is not JSON", body = ErrorBody),
         (status = 409, description = "An account with this email exists", body = ErrorBody),
-        (status = 413, description = "The body is too large", body = ErrorBody),
-        (status = 415, description = "The body is not sent as JSON", body = ErrorBody),
-        (status = 422, description = "Fields are missing or not valid", body = ErrorBody),
         (status = 429, description = "Too many new accounts from this address", body = ErrorBody),
     ))]
 pub async fn signup(

@@ -30,6 +30,26 @@ pub struct ErrorBody {
     pub fields: Option<BTreeMap<String, String>>,
 }
 
+/// What any endpoint that reads a JSON body may answer about the body itself.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // only describes answers, for the OpenAPI document
+pub enum BodyErrors {
+    #[response(status = 400, description = "The body is not valid JSON")]
+    NotValidJson(ErrorBody),
+    #[response(
+        status = 413,
+        description = "The body is larger than the server accepts"
+    )]
+    TooLarge(ErrorBody),
+    #[response(status = 415, description = "The body is not sent as application/json")]
+    NotJson(ErrorBody),
+    #[response(
+        status = 422,
+        description = "Fields are missing, of the wrong type or not valid; see `fields`"
+    )]
+    Invalid(ErrorBody),
+}
+
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,

@@ -11,7 +11,7 @@ use time::format_description::well_known::Rfc3339;
 use utoipa::ToSchema;
 
 use super::bearer::{ApiUser, api_user};
-use super::error::{ApiError, ApiJson, ErrorBody};
+use super::error::{ApiError, ApiJson, BodyErrors, ErrorBody};
 use crate::account::sessions::end_sign_in;
 use crate::app::AppState;
 use crate::audit::{self, Event, RequestMeta};
@@ -28,9 +28,9 @@ pub struct RefreshRequest {
 /// used refresh token again ends its whole sign-in.
 #[utoipa::path(post, path = "/api/v1/token/refresh", tag = "sessions", request_body = RefreshRequest,
     responses(
+        BodyErrors,
         (status = 200, description = "New tokens", body = super::sign_in::TokenResponse),
         (status = 401, description = "The refresh token is invalid, expired, revoked or was used already", body = ErrorBody),
-        (status = 422, description = "Fields are missing or not valid", body = ErrorBody),
     ))]
 pub async fn refresh(
     State(state): State<AppState>,
@@ -52,8 +52,8 @@ pub struct LogoutRequest {
 #[utoipa::path(post, path = "/api/v1/logout", tag = "sessions", request_body = LogoutRequest,
     security((), ("bearer" = [])),
     responses(
+        BodyErrors,
         (status = 204, description = "Signed out"),
-        (status = 422, description = "Fields are missing or not valid", body = ErrorBody),
     ))]
 pub async fn logout(
     State(state): State<AppState>,

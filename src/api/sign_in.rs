@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::bearer::api_user;
-use super::error::{ApiError, ApiJson, ErrorBody};
+use super::error::{ApiError, ApiJson, BodyErrors, ErrorBody};
 use crate::app::AppState;
 use crate::audit::{self, Event, RequestMeta};
 use crate::crypto;
@@ -31,8 +31,9 @@ const MFA_TOKEN_PURPOSE: &str = "api_mfa";
 
 #[derive(Deserialize, ToSchema)]
 pub struct LoginRequest {
-    #[schema(example = "ada@example.com")]
+    #[schema(example = "ada@example.com", min_length = 1)]
     email: String,
+    #[schema(min_length = 1)]
     password: String,
 }
 
@@ -75,11 +76,10 @@ const WRONG_CREDENTIALS: &str = "Wrong email or password.";
 /// Signs in with email and password: tokens, or a second step when the account has one.
 #[utoipa::path(post, path = "/api/v1/login", tag = "sign-in", request_body = LoginRequest,
     responses(
+        BodyErrors,
         (status = 200, description = "Tokens, or `mfa_required` with an `mfa_token`", body = LoginResponse),
         (status = 401, description = "Wrong email or password (one answer for both)", body = ErrorBody),
         (status = 403, description = "The account is disabled, or its email must be confirmed first", body = ErrorBody),
-        (status = 415, description = "The body is not sent as JSON", body = ErrorBody),
-        (status = 422, description = "Fields are missing or not valid", body = ErrorBody),
         (status = 429, description = "Too many failed attempts; see Retry-After", body = ErrorBody),
     ))]
 pub async fn login(
@@ -223,6 +223,15 @@ async fn mfa_token_user(state: &AppState, token: &str) -> Result<(String, User),
     }
 }
 
+/// The two answers of `/api/v1/2fa/verify`, for the document.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum VerifyResponse {
+    Tokens(TokenResponse),
+    Enrolled(super::two_factor::ConfirmResponse),
+}
+
 #[derive(Deserialize, ToSchema)]
 pub struct VerifyRequest {
     /// A code from the authenticator app, a mailed code, or a recovery code.
@@ -242,11 +251,11 @@ pub struct VerifyRequest {
 #[utoipa::path(post, path = "/api/v1/2fa/verify", tag = "two-factor", request_body = VerifyRequest,
     security((), ("bearer" = [])),
     responses(
-        (status = 200, description = "Tokens (with `mfa_token`) or `recovery_codes` (with a Bearer token)", body = TokenResponse),
+        BodyErrors,
+        (status = 200, description = "Tokens (with `mfa_token`) or `recovery_codes` (with a Bearer token)", body = VerifyResponse),
         (status = 401, description = "Wrong code, or the mfa_token / access token is not valid", body = ErrorBody),
         (status = 403, description = "The account is disabled", body = ErrorBody),
         (status = 409, description = "No authenticator app is being set up", body = ErrorBody),
-        (status = 422, description = "Fields are missing or not valid, or a wrong code while setting up", body = ErrorBody),
         (status = 429, description = "Too many wrong codes; see Retry-After", body = ErrorBody),
     ))]
 pub async fn verify(
@@ -347,6 +356,7 @@ pub struct SendCodeResponse {
 /// Mails a sign-in code to the account of an `mfa_token` (accounts with codes by email on).
 #[utoipa::path(post, path = "/api/v1/2fa/email/send", tag = "two-factor", request_body = SendCodeRequest,
     responses(
+        BodyErrors,
         (status = 200, description = "A 6-digit code was mailed", body = SendCodeResponse),
         (status = 401, description = "The mfa_token is not valid", body = ErrorBody),
         (status = 409, description = "The account does not use codes by email", body = ErrorBody),
