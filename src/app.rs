@@ -130,6 +130,11 @@ impl App {
                 .into_response_with(StatusCode::INTERNAL_SERVER_ERROR)
             }))
             .layer(TraceLayer::new_for_http())
+            // Behind trusted proxies, the client's address comes from X-Forwarded-For.
+            .layer(axum::middleware::from_fn_with_state(
+                Arc::new(config.trusted_proxies.clone()),
+                crate::web::client_ip::resolve,
+            ))
             // Outermost, so every response (404s and panics included) gets the headers.
             .layer(axum::middleware::from_fn_with_state(
                 config.is_https(),

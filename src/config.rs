@@ -49,22 +49,24 @@ pub struct RawConfig {
     pub upstream: Vec<RawUpstream>,
     /// Web origins whose pages may call `/api/v1` from the browser (CORS). Empty: CORS is off.
     /// A list in the config file; a comma-separated string in the environment.
-    pub cors_allowed_origins: OriginList,
+    pub cors_allowed_origins: StringList,
     /// New accounts per client address per hour, on the signup page and the API.
     pub signup_max_per_ip: u32,
+    /// Reverse proxies (addresses or CIDR ranges) whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: StringList,
 }
 
-/// Origins as a list (config file) or a comma-separated string (environment variable).
+/// A list in the config file, or a comma-separated string in an environment variable.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(untagged)]
-pub enum OriginList {
+pub enum StringList {
     #[default]
     None,
     List(Vec<String>),
     Text(String),
 }
 
-impl OriginList {
+impl StringList {
     fn items(&self) -> Vec<String> {
         let items: Vec<String> = match self {
             Self::None => Vec::new(),
@@ -79,7 +81,7 @@ impl OriginList {
     }
 }
 
-impl From<Vec<&str>> for OriginList {
+impl From<Vec<&str>> for StringList {
     fn from(list: Vec<&str>) -> Self {
         Self::List(list.into_iter().map(str::to_string).collect())
     }
@@ -122,8 +124,9 @@ impl Default for RawConfig {
             require_verified_email: false,
             totp_issuer: "Portcullis".into(),
             signing_alg: "RS256".into(),
-            cors_allowed_origins: OriginList::None,
+            cors_allowed_origins: StringList::None,
             signup_max_per_ip: 20,
+            trusted_proxies: StringList::None,
         }
     }
 }
@@ -216,6 +219,7 @@ pub struct Config {
     /// Serialised origins (`https://app.example`), exactly as browsers send them.
     pub cors_allowed_origins: Vec<String>,
     pub signup_max_per_ip: u32,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 pub const GOOGLE_ISSUER: &str = "https://accounts.google.com";
@@ -248,6 +252,18 @@ fn parse_origin(text: &str) -> Result<String, ConfigError> {
         return Err(problem());
     }
     Ok(url.origin().ascii_serialization())
+}
+
+/// An address (`10.0.0.5`) or a range (`10.0.0.0/8`, `fd00::/8`).
+fn parse_network(text: &str) -> Result<ipnet::IpNet, ConfigError> {
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| {
+            ConfigError(format!(
+                "PORTCULLIS_TRUSTED_PROXIES: {text:?} is not an IP address or range; write it \
+                 like 10.0.0.5 or 10.0.0.0/8"
+            ))
+        })
 }
 
 /// A configuration problem, phrased for the operator.
@@ -353,6 +369,12 @@ impl Config {
             .items()
             .iter()
             .map(|origin| parse_origin(origin))
+            .collect::<Result<Vec<_>, _>>()?;
+        let trusted_proxies = raw
+            .trusted_proxies
+            .items()
+            .iter()
+            .map(|item| parse_network(item))
             .collect::<Result<Vec<_>, _>>()?;
         if raw.signup_max_per_ip == 0 {
             return Err(ConfigError(
@@ -469,6 +491,7 @@ impl Config {
             upstreams,
             cors_allowed_origins,
             signup_max_per_ip: raw.signup_max_per_ip,
+            trusted_proxies,
         })
     }
 

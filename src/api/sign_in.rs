@@ -128,18 +128,8 @@ pub async fn login(
     if !factors::has_second_factor(&state, &user).await? {
         return sign_in_tokens(&state, &meta, &user, &["pwd"]).await;
     }
-    let token = crypto::random_token();
-    let now = state.clock.now();
-    state
-        .store
-        .create_email_token(
-            &crypto::sha256_hex(&token),
-            &user.id,
-            MFA_TOKEN_PURPOSE,
-            now,
-            now + MFA_TOKEN_SECS,
-        )
-        .await?;
+    let token =
+        crate::mail::single_use_token(&state, &user.id, MFA_TOKEN_PURPOSE, MFA_TOKEN_SECS).await?;
     let mut methods = Vec::new();
     if factors::totp_enabled(&state, &user).await? {
         methods.push("totp".to_string());

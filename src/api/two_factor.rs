@@ -4,7 +4,6 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use rand::RngCore;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -12,7 +11,6 @@ use super::bearer::ApiUser;
 use super::error::{ApiError, ErrorBody};
 use crate::app::AppState;
 use crate::audit::{self, Event, RequestMeta};
-use crate::crypto;
 use crate::mfa::factors::{self, CodeCheck};
 use crate::mfa::{WRONG_CODES, wrong_codes_key};
 use crate::store::User;
@@ -48,14 +46,8 @@ pub async fn setup(
             "An authenticator app is already set up. Remove it on the security page first.",
         ));
     }
-    let mut secret = [0u8; 20];
-    rand::rng().fill_bytes(&mut secret);
-    let sealed = crypto::seal(&state.config.secret_key, &user.id, &secret);
-    state
-        .store
-        .put_pending_totp(&user.id, &sealed, state.clock.now())
-        .await?;
-    let totp = factors::totp(&state, secret.to_vec(), &user.email)?;
+    let secret = factors::start_totp(&state, &user).await?;
+    let totp = factors::totp(&state, secret, &user.email)?;
     let otpauth_url = totp.get_url();
     Ok(Json(SetupResponse {
         secret: totp.get_secret_base32(),

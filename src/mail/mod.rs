@@ -14,7 +14,7 @@ use crate::config::Config;
 pub mod messages;
 
 mod links;
-pub use links::single_use_link;
+pub use links::{single_use_link, single_use_token};
 
 /// Where mail goes: a closed set, so an enum.
 enum Transport {

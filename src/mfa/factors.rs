@@ -63,6 +63,20 @@ fn matching_step(totp: &TOTP, code: &str, now: i64) -> Option<i64> {
         .find(|step| crypto::constant_time_eq(&totp.generate((step * STEP_SECS) as u64), &code))
 }
 
+/// Starts setting up an authenticator app: a new secret, stored encrypted and pending until a
+/// code from the app confirms it (replacing any earlier pending one). Returns the secret.
+pub async fn start_totp(state: &AppState, user: &User) -> Result<Vec<u8>, AppError> {
+    use rand::RngCore;
+    let mut secret = [0u8; 20];
+    rand::rng().fill_bytes(&mut secret);
+    let sealed = crypto::seal(&state.config.secret_key, &user.id, &secret);
+    state
+        .store
+        .put_pending_totp(&user.id, &sealed, state.clock.now())
+        .await?;
+    Ok(secret.to_vec())
+}
+
 pub fn decrypt_secret(state: &AppState, user_id: &str, sealed: &str) -> Result<Vec<u8>, AppError> {
     crypto::open(&state.config.secret_key, user_id, sealed)
         .map_err(|e| AppError::Internal(e.into()))

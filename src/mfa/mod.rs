@@ -10,12 +10,10 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use rand::RngCore;
 use serde::Deserialize;
 use tower_sessions::Session;
 
 use crate::app::AppState;
-use crate::crypto;
 use crate::input::mask_email;
 use crate::store::User;
 use crate::throttle::{self, Limit};
@@ -160,13 +158,7 @@ async fn start_totp(
         )
         .await;
     }
-    let mut secret = [0u8; 20];
-    rand::rng().fill_bytes(&mut secret);
-    let sealed = crypto::seal(&state.config.secret_key, &user.id, &secret);
-    state
-        .store
-        .put_pending_totp(&user.id, &sealed, state.clock.now())
-        .await?;
+    factors::start_totp(&state, &user).await?;
     Ok(Redirect::to("/account/security/totp").into_response())
 }
 

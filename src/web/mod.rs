@@ -1,6 +1,7 @@
 //! Plumbing shared by every page: errors, CSRF, security headers, the signed-in user, layout.
 
 pub mod auth;
+pub mod client_ip;
 pub mod csrf;
 pub mod error;
 pub mod flash;

@@ -9,6 +9,7 @@ backend_tests!(
     every_response_carries_the_security_headers,
     unknown_pages_get_the_designed_404,
     health_and_readiness_answer,
+    the_forwarded_client_address_counts_only_from_a_trusted_proxy,
 );
 
 async fn a_form_post_without_the_csrf_token_is_forbidden(app: TestApp) {
@@ -160,4 +161,89 @@ async fn health_and_readiness_answer(app: TestApp) {
         StatusCode::SERVICE_UNAVAILABLE
     );
     assert_eq!(app.get("/health").await.status(), StatusCode::OK);
+}
+
+/// Signs up through the API as the client `forwarded_for` claims to be; the status.
+async fn api_signup_from(app: &TestApp, forwarded_for: &str) -> StatusCode {
+    app.fresh_client()
+        .post(app.at("/api/v1/signup"))
+        .header("x-forwarded-for", forwarded_for)
+        .json(&serde_json::json!({ "email": unique_email(), "password": PASSWORD }))
+        .send()
+        .await
+        .expect("signup")
+        .status()
+}
+
+/// The address the server recorded for a new API sign-in made with `forwarded_for`.
+async fn recorded_address(app: &TestApp, email: &str, forwarded_for: &str) -> String {
+    let client = app.fresh_client();
+    let tokens: serde_json::Value = client
+        .post(app.at("/api/v1/login"))
+        .header("x-forwarded-for", forwarded_for)
+        .json(&serde_json::json!({ "email": email, "password": PASSWORD }))
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("tokens");
+    let access = tokens["access_token"].as_str().expect("access token");
+    let list: serde_json::Value = client
+        .get(app.at("/api/v1/sessions"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .expect("sessions")
+        .json()
+        .await
+        .expect("list");
+    let current = list["sessions"]
+        .as_array()
+        .and_then(|all| all.iter().find(|s| s["current"] == true))
+        .expect("the current sign-in is listed");
+    current["ip"].as_str().unwrap_or_default().to_string()
+}
+
+async fn the_forwarded_client_address_counts_only_from_a_trusted_proxy(mut app: TestApp) {
+    let email = unique_email();
+    let created = app
+        .fresh_client()
+        .post(app.at("/api/v1/signup"))
+        .json(&serde_json::json!({ "email": email, "password": PASSWORD }))
+        .send()
+        .await
+        .expect("signup");
+    assert_eq!(created.status(), StatusCode::CREATED);
+
+    // Nobody is trusted by default: a forged header changes nothing.
+    assert_eq!(
+        recorded_address(&app, &email, "203.0.113.7").await,
+        "127.0.0.1"
+    );
+
+    app.restart_with(|raw| {
+        raw.trusted_proxies = vec!["127.0.0.1"].into();
+        raw.signup_max_per_ip = 1;
+    })
+    .await;
+    // The right-most address the proxy did not add itself is the client; what the client
+    // wrote further left is not believed.
+    assert_eq!(
+        recorded_address(&app, &email, "198.51.100.1, 203.0.113.7").await,
+        "203.0.113.7"
+    );
+    // Limits per address count each client apart, not the proxy as one.
+    assert_eq!(
+        api_signup_from(&app, "192.0.2.10").await,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        api_signup_from(&app, "192.0.2.10").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        api_signup_from(&app, "192.0.2.11").await,
+        StatusCode::CREATED
+    );
 }
