@@ -37,6 +37,8 @@ pub struct AppState {
     pub clients: crate::oauth::clients::ClientCache,
     pub upstreams: crate::upstream::Upstreams,
     pub standing: crate::oauth::userinfo::StandingCache,
+    /// The session store, for the readiness check (the router's layer holds its own handle).
+    pub sessions: SessionBackend,
     pub clock: Clock,
 }
 
@@ -78,6 +80,7 @@ impl App {
             keys: token_keys,
             clients: Default::default(),
             standing: Default::default(),
+            sessions: sessions.clone(),
             clock,
         };
         Ok(Self { state, sessions })
@@ -169,6 +172,12 @@ impl App {
                     .await
                 {
                     tracing::warn!(error = %e, "could not prune ended sessions");
+                }
+                let retention = state.config.audit_retention.as_secs() as i64;
+                match state.store.prune_audit_events(now - retention).await {
+                    Ok(0) => {}
+                    Ok(pruned) => tracing::info!(pruned, "forgot audit events past retention"),
+                    Err(e) => tracing::warn!(error = %e, "could not prune old audit events"),
                 }
                 // Keys rotated by another node or the CLI reach this one within minutes.
                 if let Err(e) = state

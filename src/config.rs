@@ -54,6 +54,9 @@ pub struct RawConfig {
     pub signup_max_per_ip: u32,
     /// Reverse proxies (addresses or CIDR ranges) whose `X-Forwarded-For` names the client.
     pub trusted_proxies: StringList,
+    /// How long audit events are kept.
+    #[serde(with = "humantime_serde")]
+    pub audit_retention: Duration,
 }
 
 /// A list in the config file, or a comma-separated string in an environment variable.
@@ -127,6 +130,7 @@ impl Default for RawConfig {
             cors_allowed_origins: StringList::None,
             signup_max_per_ip: 20,
             trusted_proxies: StringList::None,
+            audit_retention: Duration::from_secs(365 * 24 * 3600),
         }
     }
 }
@@ -220,6 +224,7 @@ pub struct Config {
     pub cors_allowed_origins: Vec<String>,
     pub signup_max_per_ip: u32,
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub audit_retention: Duration,
 }
 
 pub const GOOGLE_ISSUER: &str = "https://accounts.google.com";
@@ -345,6 +350,7 @@ impl Config {
             ("PORTCULLIS_SESSION_IDLE_TIMEOUT", raw.session_idle_timeout),
             ("PORTCULLIS_SESSION_MAX_LIFETIME", raw.session_max_lifetime),
             ("PORTCULLIS_LOGIN_FAILURE_WINDOW", raw.login_failure_window),
+            ("PORTCULLIS_AUDIT_RETENTION", raw.audit_retention),
         ] {
             if value.as_secs() < 1 {
                 return Err(ConfigError(format!(
@@ -492,6 +498,7 @@ impl Config {
             cors_allowed_origins,
             signup_max_per_ip: raw.signup_max_per_ip,
             trusted_proxies,
+            audit_retention: raw.audit_retention,
         })
     }
 

@@ -50,6 +50,17 @@ impl Store {
         Ok(())
     }
 
+    /// Forgets events older than `before` (the retention setting); how many went.
+    pub async fn prune_audit_events(&self, before: i64) -> StoreResult<u64> {
+        Ok(on_pool!(self, |pool| {
+            sqlx::query("delete from audit_events where happened_at < $1")
+                .bind(before)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+        })?)
+    }
+
     /// Up to `limit` events matching the filter, newest first. Only the conditions that are set
     /// go into the statement, so each can use its index (a user's events come from the
     /// subject and actor indexes, not from a scan of the whole log).

@@ -1,6 +1,6 @@
 //! The store's own cases, run against SQLite and Postgres through the public `Store` API.
 
-use portcullis::store::{NewUser, RefreshTokenRow};
+use portcullis::store::{AuditEvent, AuditFilter, NewUser, RefreshTokenRow};
 
 use crate::helpers::TestApp;
 
@@ -9,6 +9,7 @@ backend_tests!(
     a_second_user_with_the_same_email_is_a_unique_violation,
     throttle_events_are_counted_per_key_within_the_window,
     a_refresh_token_rotates_once_even_when_two_requests_race,
+    audit_events_past_retention_are_forgotten_and_newer_ones_kept,
 );
 
 fn new_user(email: &str, roles: &[&str]) -> NewUser {
@@ -224,4 +225,36 @@ async fn a_refresh_token_rotates_once_even_when_two_requests_race(app: TestApp) 
             .await
             .expect("rotate")
     );
+}
+
+async fn audit_events_past_retention_are_forgotten_and_newer_ones_kept(app: TestApp) {
+    let store = &app.store;
+    let event = |happened_at: i64, name: &str| AuditEvent {
+        id: 0,
+        happened_at,
+        event: name.into(),
+        actor_id: None,
+        subject_id: None,
+        detail: None,
+        ip: None,
+        user_agent: None,
+    };
+    let now = 1_800_000_000;
+    for (at, name) in [(now - 400 * 86_400, "old"), (now - 10, "new")] {
+        store
+            .insert_audit_event(&event(at, name))
+            .await
+            .expect("insert");
+    }
+    let pruned = store
+        .prune_audit_events(now - 365 * 86_400)
+        .await
+        .expect("prune");
+    assert_eq!(pruned, 1);
+    let left = store
+        .audit_events(&AuditFilter::default(), 10)
+        .await
+        .expect("list");
+    let names: Vec<&str> = left.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(names, ["new"]);
 }
