@@ -57,6 +57,11 @@ pub struct RawConfig {
     /// How long audit events are kept.
     #[serde(with = "humantime_serde")]
     pub audit_retention: Duration,
+    /// Lifetimes of the first-party API's tokens.
+    #[serde(with = "humantime_serde")]
+    pub api_access_token_lifetime: Duration,
+    #[serde(with = "humantime_serde")]
+    pub api_refresh_token_lifetime: Duration,
 }
 
 /// A list in the config file, or a comma-separated string in an environment variable.
@@ -131,6 +136,8 @@ impl Default for RawConfig {
             signup_max_per_ip: 20,
             trusted_proxies: StringList::None,
             audit_retention: Duration::from_secs(365 * 24 * 3600),
+            api_access_token_lifetime: Duration::from_secs(15 * 60),
+            api_refresh_token_lifetime: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -225,6 +232,8 @@ pub struct Config {
     pub signup_max_per_ip: u32,
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub audit_retention: Duration,
+    pub api_access_token_lifetime: Duration,
+    pub api_refresh_token_lifetime: Duration,
 }
 
 pub const GOOGLE_ISSUER: &str = "https://accounts.google.com";
@@ -351,6 +360,14 @@ impl Config {
             ("PORTCULLIS_SESSION_MAX_LIFETIME", raw.session_max_lifetime),
             ("PORTCULLIS_LOGIN_FAILURE_WINDOW", raw.login_failure_window),
             ("PORTCULLIS_AUDIT_RETENTION", raw.audit_retention),
+            (
+                "PORTCULLIS_API_ACCESS_TOKEN_LIFETIME",
+                raw.api_access_token_lifetime,
+            ),
+            (
+                "PORTCULLIS_API_REFRESH_TOKEN_LIFETIME",
+                raw.api_refresh_token_lifetime,
+            ),
         ] {
             if value.as_secs() < 1 {
                 return Err(ConfigError(format!(
@@ -382,6 +399,21 @@ impl Config {
             .iter()
             .map(|item| parse_network(item))
             .collect::<Result<Vec<_>, _>>()?;
+        // Retired signing keys stay published for the longest access-token lifetime (24 h).
+        if raw.api_access_token_lifetime > Duration::from_secs(24 * 3600) {
+            return Err(ConfigError(
+                "PORTCULLIS_API_ACCESS_TOKEN_LIFETIME must be at most 24h; use refresh tokens \
+                 for longer sign-ins"
+                    .into(),
+            ));
+        }
+        if raw.api_refresh_token_lifetime < raw.api_access_token_lifetime {
+            return Err(ConfigError(
+                "PORTCULLIS_API_REFRESH_TOKEN_LIFETIME must not be shorter than \
+                 PORTCULLIS_API_ACCESS_TOKEN_LIFETIME"
+                    .into(),
+            ));
+        }
         if raw.signup_max_per_ip == 0 {
             return Err(ConfigError(
                 "PORTCULLIS_SIGNUP_MAX_PER_IP must be at least 1".into(),
@@ -499,6 +531,8 @@ impl Config {
             signup_max_per_ip: raw.signup_max_per_ip,
             trusted_proxies,
             audit_retention: raw.audit_retention,
+            api_access_token_lifetime: raw.api_access_token_lifetime,
+            api_refresh_token_lifetime: raw.api_refresh_token_lifetime,
         })
     }
 

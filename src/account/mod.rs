@@ -64,9 +64,12 @@ struct SecurityEvent {
 }
 
 /// Plain words for the events a person sees about their own account.
-fn describe(event: &str) -> String {
+fn describe(event: &str, detail: Option<&str>) -> String {
+    let through_api = detail.is_some_and(|d| d.starts_with("api"));
     match event {
+        "sign_in" if through_api => "Signed in to an app (API)",
         "sign_in" => "Signed in",
+        "signed_out" => "Signed out of an app (API)",
         "sign_in_failed" => "Failed sign-in attempt",
         "second_factor_failed" => "Wrong second-step code",
         "sign_up" => "Account created",
@@ -151,7 +154,7 @@ async fn show(
             .filter(|e| e.subject_id.as_deref() == Some(user.id.as_str()))
             .map(|e| SecurityEvent {
                 time: format_time(e.happened_at),
-                what: describe(&e.event),
+                what: describe(&e.event, e.detail.as_deref()),
                 ip: e.ip.unwrap_or_default(),
             })
             .collect(),

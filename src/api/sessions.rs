@@ -37,7 +37,7 @@ pub async fn refresh(
     meta: RequestMeta,
     ApiJson(body): ApiJson<RefreshRequest>,
 ) -> Result<Response, ApiError> {
-    let client = Client::first_party();
+    let client = Client::first_party(&state.config);
     let tokens = refresh_tokens(&state, &meta, &client, &body.refresh_token, None).await?;
     Ok(token_response(tokens))
 }

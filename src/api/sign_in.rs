@@ -164,7 +164,7 @@ async fn sign_in_tokens(
     methods: &[&str],
 ) -> Result<Response, ApiError> {
     let now = state.clock.now();
-    let client = Client::first_party();
+    let client = Client::first_party(&state.config);
     let methods: Vec<String> = methods.iter().map(|m| m.to_string()).collect();
     let grant = Grant {
         client: &client,

@@ -66,8 +66,9 @@ pub const FIRST_PARTY_CLIENT_ID: &str = "first-party-api";
 pub const FIRST_PARTY_CLIENT_NAME: &str = "Portcullis API";
 
 impl Client {
-    /// The built-in client of the first-party API: refresh tokens always, no consent.
-    pub fn first_party() -> Self {
+    /// The built-in client of the first-party API: refresh tokens always, no consent, token
+    /// lifetimes from the configuration.
+    pub fn first_party(config: &crate::config::Config) -> Self {
         Self {
             id: FIRST_PARTY_CLIENT_ID.into(),
             name: FIRST_PARTY_CLIENT_NAME.into(),
@@ -77,8 +78,8 @@ impl Client {
             grant_types: vec![GRANT_REFRESH_TOKEN.into()],
             scopes: Vec::new(),
             skip_consent: true,
-            access_token_ttl: DEFAULT_ACCESS_TTL,
-            refresh_token_ttl: DEFAULT_REFRESH_TTL,
+            access_token_ttl: config.api_access_token_lifetime.as_secs() as i64,
+            refresh_token_ttl: config.api_refresh_token_lifetime.as_secs() as i64,
         }
     }
 

@@ -17,6 +17,7 @@ backend_tests!(
     a_body_that_is_not_json_is_refused_with_a_matching_status,
     too_many_signups_from_one_address_are_paused,
     logging_in_returns_a_bearer_token_pair_for_fifteen_minutes,
+    token_lifetimes_follow_the_configuration,
     a_wrong_password_and_an_unknown_email_get_byte_identical_answers,
     a_disabled_account_cannot_log_in_and_its_tokens_stop_working,
     repeated_failed_logins_are_paused_with_retry_after,
@@ -572,6 +573,36 @@ async fn logging_in_returns_a_bearer_token_pair_for_fifteen_minutes(app: TestApp
     assert_eq!(whoami(&app, &tokens.access).await.status, StatusCode::OK);
     // Email addresses are matched whatever their case.
     api_login(&app, &email.to_uppercase()).await;
+}
+
+async fn token_lifetimes_follow_the_configuration(mut app: TestApp) {
+    app.restart_with(|raw| {
+        raw.api_access_token_lifetime = std::time::Duration::from_secs(120);
+        raw.api_refresh_token_lifetime = std::time::Duration::from_secs(600);
+    })
+    .await;
+    let (email, _) = api_signup(&app).await;
+    let answer = login_answer(&app, &email, PASSWORD).await;
+    assert_eq!(answer.body["expires_in"], 120, "{}", answer.text);
+    let tokens = Tokens::from(&answer);
+    app.clock.advance(121);
+    assert_invalid_token(&whoami(&app, &tokens.access).await, "after 2 minutes");
+    let renewed = refresh(&app, &tokens.refresh).await;
+    assert_eq!(renewed.status, StatusCode::OK, "{}", renewed.text);
+    let renewed = Tokens::from(&renewed);
+    app.clock.advance(601);
+    assert_error(
+        &refresh(&app, &renewed.refresh).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_refresh_token",
+    );
+    // The sign-in shows on the account page's event list as an app sign-in.
+    app.login(&email, PASSWORD).await;
+    assert!(
+        app.page("/account")
+            .await
+            .contains("Signed in to an app (API)")
+    );
 }
 
 async fn a_wrong_password_and_an_unknown_email_get_byte_identical_answers(app: TestApp) {
