@@ -12,11 +12,11 @@ use utoipa::ToSchema;
 
 use super::bearer::{ApiUser, api_user};
 use super::error::{ApiError, ApiJson, BodyErrors, ErrorBody};
-use crate::account::sessions::end_sign_in;
+use crate::account::sessions::{app_name, end_sign_in, sign_ins_of};
 use crate::app::AppState;
 use crate::audit::{self, Event, RequestMeta};
 use crate::crypto;
-use crate::oauth::clients::{Client, FIRST_PARTY_CLIENT_ID, FIRST_PARTY_CLIENT_NAME};
+use crate::oauth::clients::{Client, FIRST_PARTY_CLIENT_ID};
 use crate::oauth::token::{refresh_tokens, token_response};
 
 #[derive(Deserialize, ToSchema)]
@@ -145,44 +145,27 @@ pub async fn list(
     State(state): State<AppState>,
     caller: ApiUser,
 ) -> Result<Json<SignInList>, ApiError> {
-    let now = state.clock.now();
-    let idle = state.config.session_idle_timeout.as_secs() as i64;
-    let lifetime = state.config.session_max_lifetime.as_secs() as i64;
-    let user_id = &caller.user.id;
-    let browsers = state
-        .store
-        .user_sessions_of(user_id, now - idle, now - lifetime)
-        .await?
-        .into_iter()
-        .map(|s| SignInItem {
-            id: s.id,
-            kind: "browser",
-            client: "Web browser".into(),
-            created_at: rfc3339(s.created_at),
-            last_used_at: rfc3339(s.last_seen_at),
-            user_agent: s.user_agent,
-            ip: s.ip,
-            current: false,
-        });
-    let apps = state
-        .store
-        .token_families_of(user_id, now)
-        .await?
-        .into_iter()
-        .map(|f| SignInItem {
-            current: caller.sign_in_id() == Some(f.family_id.as_str()),
-            client: match f.client_name {
-                Some(name) => name,
-                None if f.client_id == FIRST_PARTY_CLIENT_ID => FIRST_PARTY_CLIENT_NAME.into(),
-                None => f.client_id,
-            },
-            id: f.family_id,
-            kind: "app",
-            created_at: rfc3339(f.created_at),
-            last_used_at: rfc3339(f.last_used_at),
-            user_agent: f.user_agent,
-            ip: f.ip,
-        });
+    let (browsers, apps) = sign_ins_of(&state, &caller.user.id).await?;
+    let browsers = browsers.into_iter().map(|s| SignInItem {
+        id: s.id,
+        kind: "browser",
+        client: "Web browser".into(),
+        created_at: rfc3339(s.created_at),
+        last_used_at: rfc3339(s.last_seen_at),
+        user_agent: s.user_agent,
+        ip: s.ip,
+        current: false,
+    });
+    let apps = apps.into_iter().map(|f| SignInItem {
+        current: caller.sign_in_id() == Some(f.family_id.as_str()),
+        client: app_name(&f),
+        id: f.family_id,
+        kind: "app",
+        created_at: rfc3339(f.created_at),
+        last_used_at: rfc3339(f.last_used_at),
+        user_agent: f.user_agent,
+        ip: f.ip,
+    });
     let mut sessions: Vec<SignInItem> = browsers.chain(apps).collect();
     // RFC 3339 in UTC sorts as time does.
     sessions.sort_by(|a, b| b.last_used_at.cmp(&a.last_used_at));

@@ -16,9 +16,12 @@ use crate::app::AppState;
 use crate::audit::{self, Event, RequestMeta};
 use crate::crypto;
 use crate::login::second_factor::{self, Method};
-use crate::login::{PasswordCheck, check_password};
+use crate::login::{ACCOUNT_DISABLED, PasswordCheck, WRONG_CREDENTIALS, check_password};
 use crate::mfa::factors::{self, CodeCheck};
-use crate::mfa::{CODE_MAILS, WRONG_CODES, code_mails_key, wrong_codes_key};
+use crate::mfa::{
+    CODE_MAILS, WRONG_CODES, code_mails_key, code_mails_message, wrong_codes_key,
+    wrong_codes_message,
+};
 use crate::oauth::clients::Client;
 use crate::oauth::issue::Grant;
 use crate::oauth::token::{Lineage, person_tokens, token_response};
@@ -70,8 +73,6 @@ pub enum LoginResponse {
     Tokens(TokenResponse),
     SecondFactor(MfaChallenge),
 }
-
-const WRONG_CREDENTIALS: &str = "Wrong email or password.";
 
 /// Signs in with email and password: tokens, or a second step when the account has one.
 #[utoipa::path(post, path = "/api/v1/login", tag = "sign-in", request_body = LoginRequest,
@@ -149,11 +150,7 @@ pub async fn login(
 }
 
 fn disabled() -> ApiError {
-    ApiError::new(
-        StatusCode::FORBIDDEN,
-        "account_disabled",
-        "This account is disabled. Contact the administrator if you think this is a mistake.",
-    )
+    ApiError::new(StatusCode::FORBIDDEN, "account_disabled", ACCOUNT_DISABLED)
 }
 
 /// Issues a new sign-in (token family) to the first-party API and records it.
@@ -271,13 +268,7 @@ pub async fn verify(
     };
     let wrong_key = wrong_codes_key(&user.id);
     if let Some(wait) = throttle::wait_time(&state, &wrong_key, WRONG_CODES).await? {
-        return Err(ApiError::too_many(
-            wait,
-            format!(
-                "Too many wrong codes. For your security, wait {} and try again.",
-                throttle::minutes(wait)
-            ),
-        ));
+        return Err(ApiError::too_many(wait, wrong_codes_message(wait)));
     }
     let check = second_factor::check_code(&state, &user, method, &body.code).await?;
     if check != CodeCheck::Accepted {
@@ -366,13 +357,7 @@ pub async fn send_email_code(
         ));
     }
     if let Some(wait) = throttle::take(&state, &code_mails_key(&user.id), CODE_MAILS).await? {
-        return Err(ApiError::too_many(
-            wait,
-            format!(
-                "We already sent several codes. Wait {} before asking for another.",
-                throttle::minutes(wait)
-            ),
-        ));
+        return Err(ApiError::too_many(wait, code_mails_message(wait)));
     }
     let sent =
         factors::send_email_code(&state, &user, second_factor::LOGIN_CODE, "to sign in").await?;

@@ -12,7 +12,7 @@ use super::error::{ApiError, ErrorBody};
 use crate::app::AppState;
 use crate::audit::{self, Event, RequestMeta};
 use crate::mfa::factors::{self, CodeCheck};
-use crate::mfa::{WRONG_CODES, wrong_codes_key};
+use crate::mfa::{WRONG_CODES, wrong_codes_key, wrong_codes_message};
 use crate::store::User;
 use crate::throttle;
 
@@ -88,13 +88,7 @@ pub async fn confirm(
     }
     let wrong_key = wrong_codes_key(&user.id);
     if let Some(wait) = throttle::wait_time(state, &wrong_key, WRONG_CODES).await? {
-        return Err(ApiError::too_many(
-            wait,
-            format!(
-                "Too many wrong codes. Wait {} and try again.",
-                throttle::minutes(wait)
-            ),
-        ));
+        return Err(ApiError::too_many(wait, wrong_codes_message(wait)));
     }
     let had_factor = factors::has_second_factor(state, user).await?;
     let check = factors::check_totp(state, user, code).await?;

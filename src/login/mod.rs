@@ -33,7 +33,9 @@ pub fn router() -> Router<AppState> {
 
 /// One message for an unknown email and a wrong password, so the form does not tell who has
 /// an account.
-const WRONG_CREDENTIALS: &str = "Wrong email or password.";
+pub const WRONG_CREDENTIALS: &str = "Wrong email or password.";
+pub const ACCOUNT_DISABLED: &str =
+    "This account is disabled. Contact the administrator if you think this is a mistake.";
 
 #[derive(Template, WebTemplate)]
 #[template(path = "login/login.html")]
@@ -148,9 +150,8 @@ async fn submit(
         }
     };
     if user.disabled {
-        let message =
-            "This account is disabled. Contact the administrator if you think this is a mistake.";
-        let page = LoginPage::new(&state, &session, email, &next, Some(message.into())).await?;
+        let message = Some(ACCOUNT_DISABLED.into());
+        let page = LoginPage::new(&state, &session, email, &next, message).await?;
         return Ok((StatusCode::FORBIDDEN, page).into_response());
     }
 

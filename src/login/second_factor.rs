@@ -14,7 +14,10 @@ use tower_sessions::Session;
 use crate::app::AppState;
 use crate::input::{NextUrl, mask_email};
 use crate::mfa::factors::{self, CodeCheck};
-use crate::mfa::{CODE_MAILS, WRONG_CODES, code_mails_key, wrong_codes_key};
+use crate::mfa::{
+    CODE_MAILS, WRONG_CODES, code_mails_key, code_mails_message, wrong_codes_key,
+    wrong_codes_message,
+};
 use crate::store::User;
 use crate::throttle;
 use crate::web::auth::{self, PendingSignIn};
@@ -45,10 +48,7 @@ pub async fn start(state: &AppState, session: &Session, user: &User) -> Result<R
 async fn mail_login_code(state: &AppState, user: &User) -> Result<Flash, AppError> {
     Ok(
         match throttle::take(state, &code_mails_key(&user.id), CODE_MAILS).await? {
-            Some(wait) => Flash::error(format!(
-                "We already sent several codes. Wait {} before asking for another.",
-                throttle::minutes(wait)
-            )),
+            Some(wait) => Flash::error(code_mails_message(wait)),
             None => match factors::send_email_code(state, user, LOGIN_CODE, "to sign in").await? {
                 Ok(()) => Flash::success(format!(
                     "We sent a 6-digit code to {}. It expires in 10 minutes.",
@@ -220,10 +220,7 @@ async fn send_email_code(
         return Ok(Redirect::to("/login/verify").into_response());
     }
     let message = match throttle::take(&state, &code_mails_key(&user.id), CODE_MAILS).await? {
-        Some(wait) => Flash::error(format!(
-            "We already sent several codes. Wait {} before asking for another.",
-            throttle::minutes(wait)
-        )),
+        Some(wait) => Flash::error(code_mails_message(wait)),
         None => match factors::send_email_code(&state, &user, LOGIN_CODE, "to sign in").await? {
             Ok(()) => Flash::success(format!(
                 "We sent a 6-digit code to {}. It expires in 10 minutes.",
@@ -263,10 +260,7 @@ async fn submit(
     };
     let wrong_key = wrong_codes_key(&user.id);
     if let Some(wait) = throttle::wait_time(&state, &wrong_key, WRONG_CODES).await? {
-        let message = format!(
-            "Too many wrong codes. For your security, wait {} and try again.",
-            throttle::minutes(wait)
-        );
+        let message = wrong_codes_message(wait);
         let page = page(&state, &session, &user, Some(method), Some(message)).await?;
         return Ok((StatusCode::TOO_MANY_REQUESTS, page).into_response());
     }

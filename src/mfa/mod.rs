@@ -35,6 +35,22 @@ const ENABLE_EMAIL_CODES: &str = "enable_email_otp";
 /// Codes shown once after being issued, kept in the session for the download link.
 const FRESH_RECOVERY_CODES: &str = "fresh_recovery_codes";
 
+/// What a person reads when wrong codes have paused their second step for `wait` seconds.
+pub fn wrong_codes_message(wait: i64) -> String {
+    format!(
+        "Too many wrong codes. For your security, wait {} and try again.",
+        throttle::minutes(wait)
+    )
+}
+
+/// What a person reads when they asked for too many mailed codes lately.
+pub fn code_mails_message(wait: i64) -> String {
+    format!(
+        "We already sent several codes. Wait {} before asking for another.",
+        throttle::minutes(wait)
+    )
+}
+
 pub fn wrong_codes_key(user_id: &str) -> String {
     format!("2fa:{user_id}")
 }
@@ -105,12 +121,7 @@ async fn code_attempts_paused(state: &AppState, user: &User) -> Result<Option<St
     Ok(
         throttle::wait_time(state, &wrong_codes_key(&user.id), WRONG_CODES)
             .await?
-            .map(|wait| {
-                format!(
-                    "Too many wrong codes. Wait {} and try again.",
-                    throttle::minutes(wait)
-                )
-            }),
+            .map(wrong_codes_message),
     )
 }
 
@@ -324,11 +335,7 @@ async fn start_email_codes(
         return back_to_security(&session, Flash::info("Email codes are already on.")).await;
     }
     if let Some(wait) = throttle::take(&state, &code_mails_key(&user.id), CODE_MAILS).await? {
-        let message = format!(
-            "We already sent several codes. Wait {} before asking for another.",
-            throttle::minutes(wait)
-        );
-        return back_to_security(&session, Flash::error(message)).await;
+        return back_to_security(&session, Flash::error(code_mails_message(wait))).await;
     }
     if factors::send_email_code(
         &state,
