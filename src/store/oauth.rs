@@ -425,21 +425,7 @@ impl Store {
 
     pub async fn insert_refresh_token(&self, row: &RefreshTokenRow) -> StoreResult<()> {
         on_pool!(self, |pool| {
-            sqlx::query(INSERT_REFRESH_TOKEN)
-                .bind(&row.token_hash)
-                .bind(&row.family_id)
-                .bind(&row.client_id)
-                .bind(&row.user_id)
-                .bind(&row.scope)
-                .bind(row.auth_time)
-                .bind(&row.amr)
-                .bind(row.session_epoch)
-                .bind(&row.code_hash)
-                .bind(row.created_at)
-                .bind(row.expires_at)
-                .bind(&row.ip)
-                .bind(&row.user_agent)
-                .bind(row.family_created_at)
+            bind_refresh_row!(sqlx::query(INSERT_REFRESH_TOKEN), row, None::<&str>)
                 .execute(pool)
                 .await
                 .map(|r| r.rows_affected())
@@ -528,22 +514,7 @@ impl Store {
             }
         };
         let inserted = on_pool!(self, |pool| {
-            sqlx::query(sql)
-                .bind(&row.token_hash)
-                .bind(&row.family_id)
-                .bind(&row.client_id)
-                .bind(&row.user_id)
-                .bind(&row.scope)
-                .bind(row.auth_time)
-                .bind(&row.amr)
-                .bind(row.session_epoch)
-                .bind(&row.code_hash)
-                .bind(row.created_at)
-                .bind(row.expires_at)
-                .bind(old_hash)
-                .bind(&row.ip)
-                .bind(&row.user_agent)
-                .bind(row.family_created_at)
+            bind_refresh_row!(sqlx::query(sql), row, Some(old_hash))
                 .execute(pool)
                 .await
                 .map(|r| r.rows_affected())
@@ -682,10 +653,36 @@ impl Store {
     }
 }
 
+/// A new family's first token: `$12` (the parent) is bound but empty, in the order
+/// `bind_refresh_row!` binds, which the rotation statements share.
 const INSERT_REFRESH_TOKEN: &str = "insert into refresh_tokens (token_hash, family_id, client_id, \
-     user_id, scope, auth_time, amr, session_epoch, code_hash, created_at, expires_at, ip, \
-     user_agent, family_created_at) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
-     $13, $14)";
+     user_id, scope, auth_time, amr, session_epoch, code_hash, created_at, expires_at, \
+     parent_hash, ip, user_agent, family_created_at) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
+     $10, $11, $12, $13, $14, $15)";
+
+/// Binds a refresh-token row as `$1`…`$15` (`$12` is the parent it rotates, if any), for the
+/// insert and both backends' rotation statements.
+macro_rules! bind_refresh_row {
+    ($query:expr, $row:expr, $parent:expr) => {
+        $query
+            .bind(&$row.token_hash)
+            .bind(&$row.family_id)
+            .bind(&$row.client_id)
+            .bind(&$row.user_id)
+            .bind(&$row.scope)
+            .bind($row.auth_time)
+            .bind(&$row.amr)
+            .bind($row.session_epoch)
+            .bind(&$row.code_hash)
+            .bind($row.created_at)
+            .bind($row.expires_at)
+            .bind($parent)
+            .bind(&$row.ip)
+            .bind(&$row.user_agent)
+            .bind($row.family_created_at)
+    };
+}
+use bind_refresh_row;
 
 const REFRESH_TOKEN_FIELDS: &str = "rt.token_hash, rt.family_id, rt.client_id, rt.user_id, \
      rt.scope, rt.auth_time, rt.amr, rt.session_epoch as rt_session_epoch, rt.code_hash, \
