@@ -110,6 +110,11 @@ impl App {
             .merge(crate::upstream::router())
             .merge(crate::admin::router())
             .fallback(not_found)
+            // A form post's redirect that may leave the site continues from a page of ours
+            // instead (CSP form-action covers the whole redirect chain; see the module).
+            .layer(axum::middleware::from_fn(
+                crate::web::form_redirect::keep_form_posts_on_site,
+            ))
             .layer(session_layer);
 
         Router::new()
@@ -118,6 +123,8 @@ impl App {
             // The first-party API: Bearer tokens, no browser session.
             .merge(crate::api::router(config))
             .route("/static/style.css", get(static_files::style_css))
+            .route("/static/favicon.svg", get(static_files::favicon_svg))
+            .route("/favicon.ico", get(static_files::favicon_ico))
             .merge(pages)
             .with_state(self.state.clone())
             // Forms are small; anything larger is refused with 413 before it is parsed.

@@ -8,7 +8,7 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
 use axum::extract::{Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
@@ -299,7 +299,7 @@ async fn authorize(
             "the user has not allowed this app yet",
         ));
     }
-    show_consent(&state, &session, &user, &client, request).await
+    show_consent(&session, &user, &client, request).await
 }
 
 /// This request again, minus what would send the person round in circles after signing in.
@@ -384,7 +384,6 @@ struct ConsentPage {
 }
 
 async fn show_consent(
-    state: &AppState,
     session: &Session,
     user: &User,
     client: &Client,
@@ -403,9 +402,6 @@ async fn show_consent(
         .filter(|s| describe(s).is_none())
         .cloned()
         .collect();
-    let origin = Url::parse(&request.redirect_uri)
-        .ok()
-        .map(|u| u.origin().ascii_serialization());
     session
         .insert(&format!("{CONSENT_KEY_PREFIX}{request_id}"), &request)
         .await?;
@@ -416,22 +412,7 @@ async fn show_consent(
         lines,
         other_scopes,
     };
-    let _ = state;
-    let mut response = page.into_response();
-    // The answer to this form redirects to the app: let the browser follow it (CSP form-action
-    // applies to redirects after a form post).
-    if let Some(origin) = origin.filter(|o| o != "null") {
-        let csp = format!(
-            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-             form-action 'self' {origin}; frame-ancestors 'none'; base-uri 'none'"
-        );
-        if let Ok(value) = HeaderValue::from_str(&csp) {
-            response
-                .headers_mut()
-                .insert(header::CONTENT_SECURITY_POLICY, value);
-        }
-    }
-    Ok(response)
+    Ok(page.into_response())
 }
 
 #[derive(Deserialize)]

@@ -8,7 +8,7 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
 use axum::extract::{Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
@@ -133,24 +133,7 @@ async fn logout(
         layout: Layout::new(&session, user.as_ref()).await?,
         client_name: client.map(|c| c.name),
     };
-    let mut response = page.into_response();
-    if let Some(origin) = after
-        .redirect
-        .as_deref()
-        .and_then(|u| Url::parse(u).ok())
-        .map(|u| u.origin().ascii_serialization())
-    {
-        let csp = format!(
-            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-             form-action 'self' {origin}; frame-ancestors 'none'; base-uri 'none'"
-        );
-        if let Ok(value) = HeaderValue::from_str(&csp) {
-            response
-                .headers_mut()
-                .insert(header::CONTENT_SECURITY_POLICY, value);
-        }
-    }
-    Ok(response)
+    Ok(page.into_response())
 }
 
 #[derive(Deserialize)]

@@ -5,6 +5,7 @@ pub mod client_ip;
 pub mod csrf;
 pub mod error;
 pub mod flash;
+pub mod form_redirect;
 pub mod headers;
 pub mod layout;
 pub mod static_files;

@@ -1,4 +1,5 @@
-//! The stylesheet is compiled into the binary: one file to deploy, nothing to find at run time.
+//! The stylesheet and icons are compiled into the binary: one file to deploy, nothing to find
+//! at run time.
 
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -12,5 +13,29 @@ pub async fn style_css() -> impl IntoResponse {
             (header::CACHE_CONTROL, "public, max-age=3600"),
         ],
         STYLE_CSS,
+    )
+}
+
+const FAVICON_SVG: &str = include_str!("../../static/favicon.svg");
+/// A 32×32 PNG in an ICO container, for browsers and tools that ask for `/favicon.ico`.
+const FAVICON_ICO: &[u8] = include_bytes!("../../static/favicon.ico");
+
+pub async fn favicon_svg() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        FAVICON_SVG,
+    )
+}
+
+pub async fn favicon_ico() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "image/x-icon"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        FAVICON_ICO,
     )
 }

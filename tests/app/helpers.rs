@@ -8,7 +8,7 @@ use portcullis::config::{Config, RawConfig};
 use portcullis::store::Store;
 use reqwest::StatusCode;
 use reqwest::cookie::CookieStore;
-use reqwest::header::{HeaderValue, LOCATION, ORIGIN};
+use reqwest::header::{HeaderValue, LOCATION, ORIGIN, REFRESH};
 use sqlx::Connection;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -480,11 +480,17 @@ pub fn hidden_value(html: &str, name: &str) -> Option<String> {
     Some(html[start..end].to_string())
 }
 
+/// Where the browser goes next: a redirect's `Location`, or the target of the page that a form
+/// post ends on when its redirect would leave the site (its `Refresh: 0;url=…` header).
 pub fn location(response: &reqwest::Response) -> String {
-    response
-        .headers()
-        .get(LOCATION)
-        .and_then(|v: &HeaderValue| v.to_str().ok())
+    let header = |name| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    header(LOCATION)
+        .or_else(|| header(REFRESH).and_then(|r| r.strip_prefix("0;url=")))
         .unwrap_or_default()
         .to_string()
 }

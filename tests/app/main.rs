@@ -11,6 +11,7 @@ mod helpers;
 mod account;
 mod admin;
 mod api;
+mod browser;
 mod cli;
 mod email;
 mod login;
