@@ -16,7 +16,7 @@ use openidconnect::{
 use tokio::net::TcpListener;
 
 use super::{Browser, Tab};
-use crate::helpers::{PASSWORD, TestApp, signed_up};
+use crate::helpers::{PASSWORD, TestApp, unique_email};
 
 backend_tests!(
     a_relying_app_gets_its_code_after_consent_and_then_after_one_press_of_sign_in,
@@ -197,9 +197,30 @@ pub async fn sign_in_here(tab: &Tab, email: &str) {
     tab.press("Sign in").await;
 }
 
-/// A person with an account, signed out (the sign-up signed in only the test's HTTP client).
+/// A person with an account (signed up by an HTTP client of its own, so the browser is not
+/// signed in); returns the email.
 pub async fn person(app: &TestApp) -> String {
-    signed_up(app).await
+    let client = app.fresh_client_with_cookies();
+    let email = unique_email();
+    let csrf = app.csrf_token_with(&client, "/signup").await;
+    let response = app
+        .post_form_with(
+            &client,
+            "/signup",
+            &[
+                ("csrf_token", &csrf),
+                ("email", &email),
+                ("password", PASSWORD),
+                ("display_name", ""),
+            ],
+        )
+        .await;
+    assert_eq!(
+        response.status(),
+        reqwest::StatusCode::SEE_OTHER,
+        "signed up"
+    );
+    email
 }
 
 async fn a_relying_app_gets_its_code_after_consent_and_then_after_one_press_of_sign_in(

@@ -1,0 +1,154 @@
+//! A person's own account in a real browser: sign-up, sign-out, sign-in, a wrong password, a
+//! reset by mail, signing out another browser, and an admin disabling someone.
+
+use reqwest::StatusCode;
+
+use super::relying_app::{person, sign_in_here};
+use super::{Browser, Tab};
+use crate::helpers::{PASSWORD, TestApp, unique_email};
+
+backend_tests!(
+    a_person_signs_up_signs_out_and_signs_in_again,
+    a_forgotten_password_is_reset_from_the_mailed_link,
+    a_person_signs_out_another_browser_from_their_account_page,
+    an_admin_finds_and_disables_a_person_whose_browser_is_then_signed_out,
+);
+
+/// Opens the sign-in page and signs in with `password`.
+async fn sign_in(tab: &Tab, app: &TestApp, email: &str, password: &str) {
+    tab.open(&app.at("/login")).await;
+    tab.fill("email", email).await;
+    tab.fill("password", password).await;
+    tab.press("Sign in").await;
+}
+
+async fn a_person_signs_up_signs_out_and_signs_in_again(app: TestApp) {
+    let Some(browser) = Browser::launch().await else {
+        return;
+    };
+    let tab = browser.window().await;
+    let email = unique_email();
+
+    tab.open(&app.at("/signup")).await;
+    tab.fill("email", &email).await;
+    tab.fill("display_name", "Ada Lovelace").await;
+    tab.fill("password", PASSWORD).await;
+    tab.press("Create account").await;
+    tab.assert_at("/account").await;
+    tab.assert_reads("Welcome! Your account is ready.").await;
+    tab.assert_reads(&email).await;
+
+    tab.press("Sign out").await;
+    tab.assert_at("/").await;
+    tab.assert_reads("You have signed out.").await;
+    tab.open(&app.at("/account")).await;
+    tab.assert_at("/login").await;
+
+    sign_in(&tab, &app, &email, "not-my-password-1").await;
+    tab.assert_at("/login").await;
+    tab.assert_reads("Wrong email or password.").await;
+
+    tab.fill("password", PASSWORD).await;
+    tab.press("Sign in").await;
+    tab.assert_at("/account").await;
+    tab.assert_reads("Ada Lovelace").await;
+    tab.assert_no_problems();
+
+    // Browsers that ask for /favicon.ico without reading the page get an icon too.
+    let icon = app.get("/favicon.ico").await;
+    assert_eq!(icon.status(), StatusCode::OK);
+    assert_eq!(icon.headers()["content-type"], "image/x-icon");
+}
+
+async fn a_forgotten_password_is_reset_from_the_mailed_link(app: TestApp) {
+    let Some(browser) = Browser::launch().await else {
+        return;
+    };
+    let email = person(&app).await;
+    let tab = browser.window().await;
+    tab.open(&app.at("/login")).await;
+    tab.press("Forgot password?").await;
+    tab.assert_at("/password/forgot").await;
+    tab.fill("email", &email).await;
+    tab.press("Send the link").await;
+    tab.assert_reads("If an account exists").await;
+
+    let link = app.link_in(&app.last_mail_to(&email), "/password/reset");
+    tab.open(&app.at(&link)).await;
+    tab.assert_reads("Choose a new password").await;
+    let new_password = "violet-harbour-lantern-7";
+    tab.fill("password", new_password).await;
+    tab.press("Change password").await;
+    tab.assert_at("/login").await;
+
+    sign_in(&tab, &app, &email, PASSWORD).await;
+    tab.assert_reads("Wrong email or password.").await;
+    sign_in(&tab, &app, &email, new_password).await;
+    tab.assert_at("/account").await;
+    tab.assert_no_problems();
+}
+
+async fn a_person_signs_out_another_browser_from_their_account_page(app: TestApp) {
+    let Some(browser) = Browser::launch().await else {
+        return;
+    };
+    let email = person(&app).await;
+    let laptop = browser.window().await;
+    let phone = browser.window().await;
+    sign_in(&laptop, &app, &email, PASSWORD).await;
+    sign_in(&phone, &app, &email, PASSWORD).await;
+    phone.assert_at("/account").await;
+
+    laptop.open(&app.at("/account")).await;
+    laptop.assert_reads("this browser").await;
+    laptop.press_in("//ul[@id='sessions']", "Sign out").await;
+    laptop.assert_at("/account").await;
+
+    phone.open(&app.at("/account")).await;
+    phone.assert_at("/login").await;
+    laptop.open(&app.at("/account")).await;
+    laptop.assert_at("/account").await;
+    laptop.assert_no_problems();
+    phone.assert_no_problems();
+}
+
+async fn an_admin_finds_and_disables_a_person_whose_browser_is_then_signed_out(app: TestApp) {
+    let Some(browser) = Browser::launch().await else {
+        return;
+    };
+    let admin_email = person(&app).await;
+    let admin = app
+        .store
+        .find_user_by_email(&admin_email)
+        .await
+        .expect("query")
+        .expect("admin");
+    app.store
+        .add_user_role(&admin.id, "admin")
+        .await
+        .expect("grant admin");
+    let email = person(&app).await;
+
+    let theirs = browser.window().await;
+    sign_in(&theirs, &app, &email, PASSWORD).await;
+    theirs.assert_at("/account").await;
+
+    let admins = browser.window().await;
+    admins.open(&app.at("/admin")).await;
+    sign_in_here(&admins, &admin_email).await;
+    admins.assert_at("/admin/users").await;
+    admins.fill("q", &email).await;
+    admins.press("Search").await;
+    admins.press(&email).await;
+    admins.assert_reads(&email).await;
+    admins.press("Disable").await;
+    admins.assert_reads("disabled").await;
+
+    theirs.open(&app.at("/account")).await;
+    theirs.assert_at("/login").await;
+    sign_in(&theirs, &app, &email, PASSWORD).await;
+    theirs.assert_at("/login").await;
+    theirs.assert_reads("disabled").await;
+    admins.assert_no_problems();
+    theirs.assert_no_problems();
+}
