@@ -10,6 +10,7 @@
 
 mod accounts;
 mod relying_app;
+mod two_step;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -296,6 +297,20 @@ impl Tab {
         self.eval("document.body ? document.body.innerText : ''")
             .await
             .unwrap_or_default()
+    }
+
+    /// The text of each element that the CSS `selector` matches.
+    pub async fn texts(&self, selector: &str) -> Vec<String> {
+        let expression = format!(
+            "Array.from(document.querySelectorAll({})).map((e) => e.textContent.trim())",
+            serde_json::Value::from(selector)
+        );
+        self.eval(&expression).await.unwrap_or_default()
+    }
+
+    /// How many elements the CSS `selector` matches.
+    pub async fn count(&self, selector: &str) -> usize {
+        self.texts(selector).await.len()
     }
 
     /// Asserts the page says `words`.
