@@ -35,7 +35,7 @@ backend_tests!(
 );
 
 /// Starts A beside B, registers B at A, and restarts B with A as its Google.
-async fn with_google(mut b: TestApp) -> (TestApp, TestApp) {
+pub async fn with_google(mut b: TestApp) -> (TestApp, TestApp) {
     let listener = TcpListener::bind("127.0.0.2:0")
         .await
         .expect("bind 127.0.0.2");
@@ -69,7 +69,7 @@ async fn with_google(mut b: TestApp) -> (TestApp, TestApp) {
 }
 
 /// A person with an account at A (the "Google" account), their email verified there.
-async fn upstream_person(a: &TestApp) -> String {
+pub async fn upstream_person(a: &TestApp) -> String {
     let email = unique_email();
     assert_eq!(
         a.signup(&email, PASSWORD).await.status(),

@@ -11,6 +11,7 @@
 mod accounts;
 mod relying_app;
 mod two_step;
+mod upstream;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

@@ -200,8 +200,12 @@ pub async fn sign_in_here(tab: &Tab, email: &str) {
 /// A person with an account (signed up by an HTTP client of its own, so the browser is not
 /// signed in); returns the email.
 pub async fn person(app: &TestApp) -> String {
+    person_with_email(app, &unique_email()).await
+}
+
+/// An account at `app` for `email` with the test password, made without the browser.
+pub async fn person_with_email(app: &TestApp, email: &str) -> String {
     let client = app.fresh_client_with_cookies();
-    let email = unique_email();
     let csrf = app.csrf_token_with(&client, "/signup").await;
     let response = app
         .post_form_with(
@@ -209,7 +213,7 @@ pub async fn person(app: &TestApp) -> String {
             "/signup",
             &[
                 ("csrf_token", &csrf),
-                ("email", &email),
+                ("email", email),
                 ("password", PASSWORD),
                 ("display_name", ""),
             ],
@@ -220,7 +224,7 @@ pub async fn person(app: &TestApp) -> String {
         reqwest::StatusCode::SEE_OTHER,
         "signed up"
     );
-    email
+    email.to_string()
 }
 
 async fn a_relying_app_gets_its_code_after_consent_and_then_after_one_press_of_sign_in(
