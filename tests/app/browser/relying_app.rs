@@ -21,6 +21,7 @@ use crate::helpers::{PASSWORD, TestApp, unique_email};
 backend_tests!(
     a_relying_app_gets_its_code_after_consent_and_then_after_one_press_of_sign_in,
     a_client_that_skips_consent_gets_its_code_after_one_press_of_sign_in,
+    a_new_person_creates_an_account_inside_an_app_sign_in_and_lands_in_the_app,
     prompt_none_answers_the_app_without_pages_with_and_without_a_session,
     rp_initiated_logout_returns_to_the_registered_page,
 );
@@ -268,6 +269,24 @@ async fn a_client_that_skips_consent_gets_its_code_after_one_press_of_sign_in(ap
     let request = rp.request(None);
     tab.open(&request.url).await;
     sign_in_here(&tab, &email).await;
+    assert_eq!(rp.redeem(&tab, request).await.0, email);
+    tab.assert_no_problems();
+}
+
+async fn a_new_person_creates_an_account_inside_an_app_sign_in_and_lands_in_the_app(app: TestApp) {
+    let Some(browser) = Browser::launch().await else {
+        return;
+    };
+    let rp = RelyingApp::register(&app, &["--skip-consent"]).await;
+    let tab = browser.window().await;
+    let request = rp.request(None);
+    tab.open(&request.url).await;
+    tab.press("Create an account").await;
+    tab.assert_at("/signup").await;
+    let email = unique_email();
+    tab.fill("email", &email).await;
+    tab.fill("password", PASSWORD).await;
+    tab.press("Create account").await;
     assert_eq!(rp.redeem(&tab, request).await.0, email);
     tab.assert_no_problems();
 }
