@@ -68,10 +68,16 @@ impl Browser {
             if std::env::var_os("CI").is_some() {
                 panic!("CI needs Chromium for the browser tests: apt-get install chromium");
             }
-            eprintln!(
-                "skipped: no Chromium found (install Debian's `chromium` or set \
-                 PORTCULLIS_TEST_CHROMIUM) — the browser tests did not run"
-            );
+            // Once per run, and past the test harness's output capture, so it is seen.
+            static NOTICE: std::sync::Once = std::sync::Once::new();
+            NOTICE.call_once(|| {
+                use std::io::Write;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "notice: no Chromium found (install Debian's `chromium` or set \
+                     PORTCULLIS_TEST_CHROMIUM): the browser tests are skipped"
+                );
+            });
             return None;
         };
         let slot = BROWSERS.acquire().await.expect("browser slots");
