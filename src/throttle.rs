@@ -1,5 +1,11 @@
-//! Rate limits kept in the database (so they hold across restarts and nodes): at most `limit`
-//! events per key within a sliding window.
+//! Rate limits kept in the database (so they hold across restarts and nodes): at most `max`
+//! attempts per key in a window that starts at the first attempt.
+//!
+//! An attempt is counted *before* the work it limits (a password hash, a code check, a mail),
+//! by one statement that counts it only while the key is under its limit. Parallel requests
+//! therefore never get more than `max` attempts evaluated: checking first and recording after
+//! the work let 40 parallel wrong passwords all be tried against a limit of 5. Work that turns
+//! out not to be a guess (a right password, a right or expired code) gives its attempt back.
 
 use crate::app::AppState;
 use crate::store::StoreResult;
@@ -10,35 +16,43 @@ pub struct Limit {
     pub window_secs: i64,
 }
 
-/// Seconds until the next event is allowed under `key`, or `None` if it is allowed now.
-pub async fn wait_time(state: &AppState, key: &str, limit: Limit) -> StoreResult<Option<i64>> {
+/// Counts one attempt under `key`; `Some(seconds to wait)` instead when the limit is reached
+/// (and then nothing is counted).
+pub async fn take(state: &AppState, key: &str, limit: Limit) -> StoreResult<Option<i64>> {
     let now = state.clock.now();
-    let (count, oldest) = state
+    let counted = state
         .store
-        .throttle_events_since(key, now - limit.window_secs)
+        .take_throttle_attempt(key, now, now - limit.window_secs, i64::from(limit.max))
         .await?;
-    if count < i64::from(limit.max) {
+    if counted {
         return Ok(None);
     }
-    Ok(Some(
-        (oldest.unwrap_or(now) + limit.window_secs - now).max(1),
-    ))
-}
-
-pub async fn record(state: &AppState, key: &str) -> StoreResult<()> {
-    state
-        .store
-        .record_throttle_event(key, state.clock.now())
+    wait_time(state, key, limit)
         .await
+        .map(|wait| Some(wait.unwrap_or(1)))
 }
 
-/// Checks and, when allowed, records in one step (for actions such as resending a mail).
-pub async fn take(state: &AppState, key: &str, limit: Limit) -> StoreResult<Option<i64>> {
-    let wait = wait_time(state, key, limit).await?;
-    if wait.is_none() {
-        record(state, key).await?;
+/// Seconds until an attempt under `key` is allowed again, without counting one.
+pub async fn wait_time(state: &AppState, key: &str, limit: Limit) -> StoreResult<Option<i64>> {
+    let now = state.clock.now();
+    let Some((window_start, attempts)) = state.store.throttle_window(key).await? else {
+        return Ok(None);
+    };
+    let window_open = window_start > now - limit.window_secs;
+    if !window_open || attempts < i64::from(limit.max) {
+        return Ok(None);
     }
-    Ok(wait)
+    Ok(Some((window_start + limit.window_secs - now).max(1)))
+}
+
+/// Gives back an attempt taken under `key` (the work was no guess).
+pub async fn release(state: &AppState, key: &str) -> StoreResult<()> {
+    state.store.release_throttle_attempt(key).await
+}
+
+/// Forgets every attempt under `key` (after a successful sign-in to that account).
+pub async fn clear(state: &AppState, key: &str) -> StoreResult<()> {
+    state.store.clear_throttle(key).await
 }
 
 /// "12 minutes", rounded up, for people.

@@ -64,7 +64,7 @@ pub async fn submit(
     let mut errors = Errors::default();
     let key = format!("password-change:{}", user.id);
     let mut status = StatusCode::UNPROCESSABLE_ENTITY;
-    if let Some(wait) = throttle::wait_time(&state, &key, WRONG_CURRENT).await? {
+    if let Some(wait) = throttle::take(&state, &key, WRONG_CURRENT).await? {
         errors.current = Some(format!(
             "Too many wrong attempts. Wait {} and try again.",
             throttle::minutes(wait)
@@ -75,8 +75,9 @@ pub async fn submit(
         .verify(form.current_password, user.password_hash.clone())
         .await?
     {
-        throttle::record(&state, &key).await?;
         errors.current = Some("That is not your current password.".into());
+    } else {
+        throttle::release(&state, &key).await?;
     }
     if let Err(why) = password::check_policy(&form.new_password, &user.email) {
         errors.new = Some(why.into());

@@ -112,22 +112,24 @@ async fn confirm(
         .unwrap_or_else(|| NextUrl::parse_or_default(Some("/admin/users")));
     let account_key = throttle::account_key(&admin.email);
     let ip_key = throttle::ip_key(peer.ip());
-    let wait = throttle::retry_after(&state, &account_key, &ip_key).await?;
-    let password_ok = wait.is_none()
-        && form.password.chars().count() <= crate::password::MAX_LENGTH
-        && state
-            .hasher
-            .verify(form.password, admin.password_hash.clone())
-            .await?;
-    if !password_ok {
-        let error = match wait {
-            Some(seconds) => throttle::wait_message(seconds),
-            None => {
-                throttle::record_failure(&state, &account_key, &ip_key).await?;
+    let error = match throttle::begin(&state, &account_key, &ip_key).await? {
+        Err(wait) => Some(throttle::wait_message(wait)),
+        Ok(attempt) => {
+            let password_ok = form.password.chars().count() <= crate::password::MAX_LENGTH
+                && state
+                    .hasher
+                    .verify(form.password, admin.password_hash.clone())
+                    .await?;
+            if password_ok {
+                attempt.succeeded(&state).await?;
+                None
+            } else {
                 audit::record(&state, &meta, Event::own("admin.confirm_failed", &admin.id)).await;
-                "Wrong password.".to_string()
+                Some("Wrong password.".to_string())
             }
-        };
+        }
+    };
+    if let Some(error) = error {
         let page = ConfirmPage {
             layout: Layout::new(&session, Some(&admin)).await?,
             next: next.as_str().to_string(),

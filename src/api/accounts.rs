@@ -39,7 +39,7 @@ pub struct SignupResponse {
         BodyErrors,
         (status = 201, description = "The account was created", body = SignupResponse),
         (status = 409, description = "An account with this email exists", body = ErrorBody),
-        (status = 429, description = "Too many new accounts from this address", body = ErrorBody),
+        (status = 429, description = "Too many sign-ups from this address", body = ErrorBody),
     ))]
 pub async fn signup(
     State(state): State<AppState>,
@@ -65,7 +65,7 @@ pub async fn signup(
         SignupOutcome::Paused(wait) => {
             return Err(ApiError::too_many(
                 wait,
-                "Too many new accounts were made from your network lately. Try again later.",
+                "Too many sign-ups were tried from your network lately. Try again later.",
             ));
         }
         SignupOutcome::Invalid(errors) => errors,

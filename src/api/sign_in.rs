@@ -267,16 +267,18 @@ pub async fn verify(
         None => guess_method(&state, &user, &body.code).await?,
     };
     let wrong_key = wrong_codes_key(&user.id);
-    if let Some(wait) = throttle::wait_time(&state, &wrong_key, WRONG_CODES).await? {
+    if let Some(wait) = throttle::take(&state, &wrong_key, WRONG_CODES).await? {
         return Err(ApiError::too_many(wait, wrong_codes_message(wait)));
     }
     let check = second_factor::check_code(&state, &user, method, &body.code).await?;
+    if check != CodeCheck::Wrong {
+        throttle::release(&state, &wrong_key).await?;
+    }
     if check != CodeCheck::Accepted {
         // Only guesses count: an expired or replayed code teaches an attacker nothing.
         if check == CodeCheck::Wrong {
             let event = Event::own("second_factor_failed", &user.id).detail(method.record_name());
             audit::record(&state, &meta, event).await;
-            throttle::record(&state, &wrong_key).await?;
         }
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,

@@ -87,15 +87,15 @@ pub async fn confirm(
         }
     }
     let wrong_key = wrong_codes_key(&user.id);
-    if let Some(wait) = throttle::wait_time(state, &wrong_key, WRONG_CODES).await? {
+    if let Some(wait) = throttle::take(state, &wrong_key, WRONG_CODES).await? {
         return Err(ApiError::too_many(wait, wrong_codes_message(wait)));
     }
     let had_factor = factors::has_second_factor(state, user).await?;
     let check = factors::check_totp(state, user, code).await?;
+    if check != CodeCheck::Wrong {
+        throttle::release(state, &wrong_key).await?;
+    }
     if check != CodeCheck::Accepted {
-        if check == CodeCheck::Wrong {
-            throttle::record(state, &wrong_key).await?;
-        }
         let mut error = ApiError::field("code", check.message());
         error.body.error = "invalid_code";
         return Err(error);

@@ -188,10 +188,13 @@ pub async fn check_password(
 ) -> Result<PasswordCheck, AppError> {
     let account_key = throttle::account_key(email);
     let ip_key = throttle::ip_key(ip);
-    if let Some(wait) = throttle::retry_after(state, &account_key, &ip_key).await? {
-        tracing::warn!(%ip, "sign-in paused by throttling");
-        return Ok(PasswordCheck::Paused(wait));
-    }
+    let attempt = match throttle::begin(state, &account_key, &ip_key).await? {
+        Ok(attempt) => attempt,
+        Err(wait) => {
+            tracing::warn!(%ip, "sign-in paused by throttling");
+            return Ok(PasswordCheck::Paused(wait));
+        }
+    };
     if password.chars().count() > crate::password::MAX_LENGTH {
         return Ok(PasswordCheck::Wrong);
     }
@@ -200,11 +203,10 @@ pub async fn check_password(
     let password_ok = state.hasher.verify(password, hash).await?;
     match user {
         Some(user) if password_ok => {
-            state.store.clear_throttle_events(&account_key).await?;
+            attempt.succeeded(state).await?;
             Ok(PasswordCheck::Right(user))
         }
         _ => {
-            throttle::record_failure(state, &account_key, &ip_key).await?;
             let failed = Event {
                 name: "sign_in_failed",
                 actor: None,

@@ -259,12 +259,15 @@ async fn submit(
         ));
     };
     let wrong_key = wrong_codes_key(&user.id);
-    if let Some(wait) = throttle::wait_time(&state, &wrong_key, WRONG_CODES).await? {
+    if let Some(wait) = throttle::take(&state, &wrong_key, WRONG_CODES).await? {
         let message = wrong_codes_message(wait);
         let page = page(&state, &session, &user, Some(method), Some(message)).await?;
         return Ok((StatusCode::TOO_MANY_REQUESTS, page).into_response());
     }
     let check = check_code(&state, &user, method, &form.code).await?;
+    if check != CodeCheck::Wrong {
+        throttle::release(&state, &wrong_key).await?;
+    }
     if check != CodeCheck::Accepted {
         // Only guesses count: an expired or replayed code teaches an attacker nothing.
         if check == CodeCheck::Wrong {
@@ -275,7 +278,6 @@ async fn submit(
                     .detail(method.record_name()),
             )
             .await;
-            throttle::record(&state, &wrong_key).await?;
         }
         let page = page(
             &state,

@@ -15,34 +15,50 @@ pub fn ip_key(ip: IpAddr) -> String {
     format!("login:ip:{ip}")
 }
 
-/// Seconds until sign-in may be tried again, if it is paused for either key.
-pub async fn retry_after(state: &AppState, account: &str, ip: &str) -> StoreResult<Option<i64>> {
-    let config = &state.config;
-    let window_secs = config.login_failure_window.as_secs() as i64;
-    let account_wait = throttle::wait_time(
-        state,
-        account,
-        Limit {
-            max: config.login_max_failures_per_account,
-            window_secs,
-        },
-    )
-    .await?;
-    let ip_wait = throttle::wait_time(
-        state,
-        ip,
-        Limit {
-            max: config.login_max_failures_per_ip,
-            window_secs,
-        },
-    )
-    .await?;
-    Ok(account_wait.max(ip_wait))
+/// One password attempt, already counted against the account and the client address.
+#[must_use = "a right password must call `succeeded`"]
+pub struct PasswordAttempt {
+    account: String,
+    ip: String,
 }
 
-pub async fn record_failure(state: &AppState, account: &str, ip: &str) -> StoreResult<()> {
-    throttle::record(state, account).await?;
-    throttle::record(state, ip).await
+/// Counts a password attempt before the hash is computed; `Err(seconds to wait)` when sign-in
+/// is paused for the account or the address (then nothing stays counted).
+pub async fn begin(
+    state: &AppState,
+    account: &str,
+    ip: &str,
+) -> StoreResult<Result<PasswordAttempt, i64>> {
+    let config = &state.config;
+    let window_secs = config.login_failure_window.as_secs() as i64;
+    let per_ip = Limit {
+        max: config.login_max_failures_per_ip,
+        window_secs,
+    };
+    let per_account = Limit {
+        max: config.login_max_failures_per_account,
+        window_secs,
+    };
+    if let Some(wait) = throttle::take(state, ip, per_ip).await? {
+        return Ok(Err(wait));
+    }
+    if let Some(wait) = throttle::take(state, account, per_account).await? {
+        throttle::release(state, ip).await?;
+        return Ok(Err(wait));
+    }
+    Ok(Ok(PasswordAttempt {
+        account: account.to_string(),
+        ip: ip.to_string(),
+    }))
+}
+
+impl PasswordAttempt {
+    /// The password was right: the account's failures are forgotten, and this attempt is not
+    /// held against the address. A wrong password simply keeps its count.
+    pub async fn succeeded(self, state: &AppState) -> StoreResult<()> {
+        throttle::clear(state, &self.account).await?;
+        throttle::release(state, &self.ip).await
+    }
 }
 
 pub fn wait_message(seconds: i64) -> String {

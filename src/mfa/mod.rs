@@ -116,13 +116,18 @@ async fn back_to_security(session: &Session, message: Flash) -> Result<Response,
     Ok(Redirect::to("/account/security").into_response())
 }
 
-/// Counts a wrong code; `Some(message)` when the account must wait.
-async fn code_attempts_paused(state: &AppState, user: &User) -> Result<Option<String>, AppError> {
+/// Counts a code or password attempt before it is checked; `Some(message)` when the account
+/// must wait. An attempt that turns out right is given back with `attempt_was_no_guess`.
+async fn take_code_attempt(state: &AppState, user: &User) -> Result<Option<String>, AppError> {
     Ok(
-        throttle::wait_time(state, &wrong_codes_key(&user.id), WRONG_CODES)
+        throttle::take(state, &wrong_codes_key(&user.id), WRONG_CODES)
             .await?
             .map(wrong_codes_message),
     )
+}
+
+async fn attempt_was_no_guess(state: &AppState, user: &User) -> Result<(), AppError> {
+    Ok(throttle::release(state, &wrong_codes_key(&user.id)).await?)
 }
 
 #[derive(Deserialize)]
@@ -215,13 +220,16 @@ async fn confirm_totp(
     CsrfForm(form): CsrfForm<CodeForm>,
 ) -> Result<Response, AppError> {
     let had_factor = factors::has_second_factor(&state, &user).await?;
-    let check = match code_attempts_paused(&state, &user).await? {
+    let check = match take_code_attempt(&state, &user).await? {
         Some(message) => Err((StatusCode::TOO_MANY_REQUESTS, message)),
         None => match factors::check_totp(&state, &user, &form.code).await? {
-            CodeCheck::Accepted => Ok(()),
+            CodeCheck::Accepted => {
+                attempt_was_no_guess(&state, &user).await?;
+                Ok(())
+            }
             other => {
-                if other == CodeCheck::Wrong {
-                    throttle::record(&state, &wrong_codes_key(&user.id)).await?;
+                if other != CodeCheck::Wrong {
+                    attempt_was_no_guess(&state, &user).await?;
                 }
                 Err((
                     StatusCode::UNPROCESSABLE_ENTITY,
@@ -291,7 +299,7 @@ async fn confirm_identity(
     form: &ConfirmIdentityForm,
     allow_totp_code: bool,
 ) -> Result<Option<String>, AppError> {
-    if let Some(message) = code_attempts_paused(state, user).await? {
+    if let Some(message) = take_code_attempt(state, user).await? {
         return Ok(Some(message));
     }
     let confirmed = if !form.password.is_empty() {
@@ -305,9 +313,9 @@ async fn confirm_identity(
         false
     };
     if confirmed {
+        attempt_was_no_guess(state, user).await?;
         return Ok(None);
     }
-    throttle::record(state, &wrong_codes_key(&user.id)).await?;
     Ok(Some(if allow_totp_code {
         "Enter your password or a current code from your authenticator app to confirm.".into()
     } else {

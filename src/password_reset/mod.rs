@@ -241,10 +241,7 @@ async fn submit_reset(
         return Ok(link_problem(problem));
     }
     state.store.set_password_hash(&user.id, &hash, now).await?;
-    state
-        .store
-        .clear_throttle_events(&crate::login::account_throttle_key(&user.email))
-        .await?;
+    crate::throttle::clear(&state, &crate::login::account_throttle_key(&user.email)).await?;
     crate::audit::record(
         &state,
         &meta,

@@ -44,7 +44,7 @@ pub struct NewAccount<'a> {
 pub enum SignupOutcome {
     Created(crate::store::User),
     Invalid(SignupErrors),
-    /// Too many new accounts from this address lately: seconds to wait.
+    /// Too many sign-ups from this address lately: seconds to wait.
     Paused(i64),
 }
 
@@ -78,7 +78,9 @@ pub async fn create_account(
         return Ok(SignupOutcome::Invalid(errors));
     };
     let throttle_key = format!("signup:ip:{}", meta.ip.as_deref().unwrap_or("unknown"));
-    if let Some(wait) = throttle::wait_time(state, &throttle_key, signup_limit(state)).await? {
+    // Every attempt that gets this far counts, the taken addresses too: otherwise probing
+    // which addresses have accounts would be unlimited.
+    if let Some(wait) = throttle::take(state, &throttle_key, signup_limit(state)).await? {
         tracing::warn!(ip = ?meta.ip, "sign-up paused by throttling");
         return Ok(SignupOutcome::Paused(wait));
     }
@@ -105,7 +107,6 @@ pub async fn create_account(
         }
         Err(e) => return Err(e.into()),
     };
-    throttle::record(state, &throttle_key).await?;
     crate::audit::record(state, meta, crate::audit::Event::own("sign_up", &user.id)).await;
     tracing::info!(user_id = %user.id, "account created");
     Ok(SignupOutcome::Created(user))
@@ -191,7 +192,7 @@ async fn submit(
         SignupOutcome::Invalid(errors) => errors,
         SignupOutcome::Paused(wait) => SignupErrors {
             email: Some(format!(
-                "Too many new accounts were made from your network lately. Wait {} and try \
+                "Too many sign-ups were tried from your network lately. Wait {} and try \
                  again.",
                 throttle::minutes(wait)
             )),

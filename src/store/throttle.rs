@@ -2,43 +2,75 @@
 
 use super::{Store, StoreResult, on_pool};
 
-impl Store {
-    /// Records one event under a throttle key (`login:email:…`, `login:ip:…`).
-    pub async fn record_throttle_event(&self, key: &str, now: i64) -> StoreResult<()> {
-        on_pool!(self, |pool| {
-            sqlx::query("insert into throttle_events (throttle_key, happened_at) values ($1, $2)")
-                .bind(key)
-                .bind(now)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected())
-        })?;
-        Ok(())
-    }
+/// Counts an attempt while the key is under its limit, in one statement: a new key or an
+/// expired window starts a window of one; an open window under `$4` counts one more; a full
+/// window is left alone and returns no row. On Postgres the conflicting row is locked and the
+/// `where` re-checked against its latest version, so parallel statements queue and each sees
+/// the others' counts; SQLite runs writes one at a time.
+const TAKE_ATTEMPT: &str = "insert into throttle_counters (throttle_key, window_start, attempts) \
+     values ($1, $2, 1) \
+     on conflict (throttle_key) do update set \
+     window_start = case when throttle_counters.window_start <= $3 \
+         then excluded.window_start else throttle_counters.window_start end, \
+     attempts = case when throttle_counters.window_start <= $3 \
+         then 1 else throttle_counters.attempts + 1 end \
+     where throttle_counters.window_start <= $3 or throttle_counters.attempts < $4 \
+     returning attempts";
 
-    /// Events under `key` after `since`: how many, and when the oldest of them happened.
-    pub async fn throttle_events_since(
+impl Store {
+    /// Counts one attempt under `key` at `now` unless `max` attempts are already counted in a
+    /// window that began after `window_from`; `false` when refused.
+    pub async fn take_throttle_attempt(
         &self,
         key: &str,
-        since: i64,
-    ) -> StoreResult<(i64, Option<i64>)> {
+        now: i64,
+        window_from: i64,
+        max: i64,
+    ) -> StoreResult<bool> {
         let row = on_pool!(self, |pool| {
-            sqlx::query_as::<_, (i64, Option<i64>)>(
-                "select count(*), min(happened_at) from throttle_events \
-                 where throttle_key = $1 and happened_at > $2",
+            sqlx::query_scalar::<_, i64>(TAKE_ATTEMPT)
+                .bind(key)
+                .bind(now)
+                .bind(window_from)
+                .bind(max)
+                .fetch_optional(pool)
+                .await
+        })?;
+        Ok(row.is_some())
+    }
+
+    /// The window of `key`: when it began and how many attempts it holds.
+    pub async fn throttle_window(&self, key: &str) -> StoreResult<Option<(i64, i64)>> {
+        let row = on_pool!(self, |pool| {
+            sqlx::query_as::<_, (i64, i64)>(
+                "select window_start, attempts from throttle_counters where throttle_key = $1",
             )
             .bind(key)
-            .bind(since)
-            .fetch_one(pool)
+            .fetch_optional(pool)
             .await
         })?;
         Ok(row)
     }
 
-    /// Forgets the events under `key` (after a successful sign-in to that account).
-    pub async fn clear_throttle_events(&self, key: &str) -> StoreResult<()> {
+    /// Gives one attempt back under `key`.
+    pub async fn release_throttle_attempt(&self, key: &str) -> StoreResult<()> {
         on_pool!(self, |pool| {
-            sqlx::query("delete from throttle_events where throttle_key = $1")
+            sqlx::query(
+                "update throttle_counters set attempts = attempts - 1 \
+                 where throttle_key = $1 and attempts > 0",
+            )
+            .bind(key)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(())
+    }
+
+    /// Forgets the attempts under `key`.
+    pub async fn clear_throttle(&self, key: &str) -> StoreResult<()> {
+        on_pool!(self, |pool| {
+            sqlx::query("delete from throttle_counters where throttle_key = $1")
                 .bind(key)
                 .execute(pool)
                 .await
@@ -47,10 +79,10 @@ impl Store {
         Ok(())
     }
 
-    /// Drops events older than `before`; run periodically.
+    /// Drops windows that began at or before `before`; run periodically.
     pub async fn prune_throttle_events(&self, before: i64) -> StoreResult<u64> {
         let done = on_pool!(self, |pool| {
-            sqlx::query("delete from throttle_events where happened_at <= $1")
+            sqlx::query("delete from throttle_counters where window_start <= $1")
                 .bind(before)
                 .execute(pool)
                 .await

@@ -150,20 +150,23 @@ async fn submit(
     // The same throttle as the sign-in form: this is a password check too.
     let account_key = throttle::account_key(&user.email);
     let ip_key = throttle::ip_key(peer.ip());
-    if let Some(wait) = throttle::retry_after(&state, &account_key, &ip_key).await? {
-        let page = link_page(
-            &state,
-            &session,
-            &name,
-            &user,
-            Some(throttle::wait_message(wait)),
-        );
-        let mut response = (StatusCode::TOO_MANY_REQUESTS, page.await?).into_response();
-        if let Ok(value) = HeaderValue::from_str(&wait.to_string()) {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
+    let attempt = match throttle::begin(&state, &account_key, &ip_key).await? {
+        Ok(attempt) => attempt,
+        Err(wait) => {
+            let page = link_page(
+                &state,
+                &session,
+                &name,
+                &user,
+                Some(throttle::wait_message(wait)),
+            );
+            let mut response = (StatusCode::TOO_MANY_REQUESTS, page.await?).into_response();
+            if let Ok(value) = HeaderValue::from_str(&wait.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            return Ok(response);
         }
-        return Ok(response);
-    }
+    };
     let too_long = form.password.chars().count() > crate::password::MAX_LENGTH;
     let password_ok = !too_long
         && state
@@ -171,7 +174,6 @@ async fn submit(
             .verify(form.password, user.password_hash.clone())
             .await?;
     if !password_ok {
-        throttle::record_failure(&state, &account_key, &ip_key).await?;
         let message = if user.password_hash.is_some() {
             "Wrong password.".to_string()
         } else {
@@ -187,7 +189,7 @@ async fn submit(
         return Ok(super::disabled_page());
     }
     session.remove_value(PENDING).await?;
-    state.store.clear_throttle_events(&account_key).await?;
+    attempt.succeeded(&state).await?;
     let now = state.clock.now();
     match state
         .store

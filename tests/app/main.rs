@@ -17,6 +17,7 @@ mod email;
 mod login;
 mod oauth;
 mod oidc_flow;
+mod races;
 mod security;
 mod sessions;
 mod signup;

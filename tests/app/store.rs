@@ -7,7 +7,7 @@ use crate::helpers::TestApp;
 backend_tests!(
     users_are_found_by_email_whatever_its_case,
     a_second_user_with_the_same_email_is_a_unique_violation,
-    throttle_events_are_counted_per_key_within_the_window,
+    throttle_attempts_are_counted_per_key_up_to_the_limit_within_the_window,
     a_refresh_token_rotates_once_even_when_two_requests_race,
     audit_events_past_retention_are_forgotten_and_newer_ones_kept,
 );
@@ -93,65 +93,68 @@ async fn a_second_user_with_the_same_email_is_a_unique_violation(app: TestApp) {
     assert!(user.roles.is_empty());
 }
 
-async fn throttle_events_are_counted_per_key_within_the_window(app: TestApp) {
+async fn throttle_attempts_are_counted_per_key_up_to_the_limit_within_the_window(app: TestApp) {
     let store = &app.store;
-    for at in [100, 200, 300] {
-        store
-            .record_throttle_event("email:a@example.com", at)
-            .await
-            .expect("record");
+    let key = "email:a@example.com";
+    // Window of 100 s from the first attempt at t=1000, limit 3.
+    for at in [1000, 1010, 1020] {
+        assert!(
+            store
+                .take_throttle_attempt(key, at, at - 100, 3)
+                .await
+                .expect("take")
+        );
     }
-    store
-        .record_throttle_event("ip:127.0.0.1", 250)
-        .await
-        .expect("record");
-    assert_eq!(
-        store
-            .throttle_events_since("email:a@example.com", 0)
+    assert!(
+        !store
+            .take_throttle_attempt(key, 1030, 930, 3)
             .await
-            .expect("q"),
-        (3, Some(100))
+            .expect("take"),
+        "full"
     );
     assert_eq!(
+        store.throttle_window(key).await.expect("q"),
+        Some((1000, 3))
+    );
+    // Another key has its own count.
+    assert!(
         store
-            .throttle_events_since("email:a@example.com", 150)
+            .take_throttle_attempt("ip:127.0.0.1", 1030, 930, 3)
             .await
-            .expect("q"),
-        (2, Some(200))
+            .expect("take")
+    );
+    // A given-back attempt makes room for one more.
+    store.release_throttle_attempt(key).await.expect("release");
+    assert!(
+        store
+            .take_throttle_attempt(key, 1040, 940, 3)
+            .await
+            .expect("take")
+    );
+    assert!(
+        !store
+            .take_throttle_attempt(key, 1050, 950, 3)
+            .await
+            .expect("take")
+    );
+    // Once the window has passed, a new one starts with this attempt.
+    assert!(
+        store
+            .take_throttle_attempt(key, 1101, 1001, 3)
+            .await
+            .expect("take")
     );
     assert_eq!(
-        store
-            .throttle_events_since("email:b@example.com", 0)
-            .await
-            .expect("q"),
-        (0, None)
-    );
-    assert_eq!(store.prune_throttle_events(200).await.expect("prune"), 2);
-    assert_eq!(
-        store
-            .throttle_events_since("email:a@example.com", 0)
-            .await
-            .expect("q"),
-        (1, Some(300))
-    );
-    store
-        .clear_throttle_events("email:a@example.com")
-        .await
-        .expect("clear");
-    assert_eq!(
-        store
-            .throttle_events_since("email:a@example.com", 0)
-            .await
-            .expect("q"),
-        (0, None)
+        store.throttle_window(key).await.expect("q"),
+        Some((1101, 1))
     );
     assert_eq!(
-        store
-            .throttle_events_since("ip:127.0.0.1", 0)
-            .await
-            .expect("q"),
-        (1, Some(250))
+        store.prune_throttle_events(1030).await.expect("prune"),
+        1,
+        "the ip window"
     );
+    store.clear_throttle(key).await.expect("clear");
+    assert_eq!(store.throttle_window(key).await.expect("q"), None);
 }
 
 fn refresh_row(hash: &str, user_id: &str, now: i64) -> RefreshTokenRow {
