@@ -4,6 +4,8 @@
 
 /// Builds the axum router and the shared `AppState`; every layer is explained where it is added.
 pub mod app;
+/// The sign-in service: password checks, what follows a first factor, step-up; no HTTP.
+pub mod auth;
 /// Command-line interface: `serve`, `migrate`, `user create`.
 pub mod cli;
 /// Wall-clock time as unix seconds, replaceable in tests.

@@ -10,16 +10,11 @@ use serde::Deserialize;
 use tower_sessions::Session;
 
 use crate::app::AppState;
+use crate::auth::{Confirmation, Proof};
 use crate::password;
-use crate::throttle::{self, Limit};
+use crate::throttle;
 use crate::web::flash::{self, Flash};
 use crate::web::{AppError, CsrfForm, CurrentUser, Layout, auth};
-
-/// Wrong current passwords: five per 15 minutes, like sign-in.
-const WRONG_CURRENT: Limit = Limit {
-    max: 5,
-    window_secs: 15 * 60,
-};
 
 #[derive(Default)]
 pub struct Errors {
@@ -62,22 +57,20 @@ pub async fn submit(
     CsrfForm(form): CsrfForm<PasswordForm>,
 ) -> Result<Response, AppError> {
     let mut errors = Errors::default();
-    let key = format!("password-change:{}", user.id);
     let mut status = StatusCode::UNPROCESSABLE_ENTITY;
-    if let Some(wait) = throttle::take(&state, &key, WRONG_CURRENT).await? {
-        errors.current = Some(format!(
-            "Too many wrong attempts. Wait {} and try again.",
-            throttle::minutes(wait)
-        ));
-        status = StatusCode::TOO_MANY_REQUESTS;
-    } else if !state
-        .hasher
-        .verify(form.current_password, user.password_hash.clone())
-        .await?
-    {
-        errors.current = Some("That is not your current password.".into());
-    } else {
-        throttle::release(&state, &key).await?;
+    let proof = Proof::Password(form.current_password);
+    match crate::auth::confirm_identity(&state, &meta, &user, proof).await? {
+        Confirmation::Confirmed => {}
+        Confirmation::Wrong => {
+            errors.current = Some("That is not your current password.".into());
+        }
+        Confirmation::Paused(wait) => {
+            errors.current = Some(format!(
+                "Too many wrong attempts. Wait {} and try again.",
+                throttle::minutes(wait)
+            ));
+            status = StatusCode::TOO_MANY_REQUESTS;
+        }
     }
     if let Err(why) = password::check_policy(&form.new_password, &user.email) {
         errors.new = Some(why.into());

@@ -6,12 +6,10 @@ mod audit_log;
 mod clients;
 mod users;
 
-use std::net::SocketAddr;
-
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
-use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -21,8 +19,8 @@ use tower_sessions::Session;
 
 use crate::app::AppState;
 use crate::audit::{self, Event, RequestMeta};
+use crate::auth::{Confirmation, Proof, confirm_identity};
 use crate::input::NextUrl;
-use crate::login::throttle;
 use crate::store::User;
 use crate::web::auth::{self, AuthRejection, CurrentUser};
 use crate::web::flash::{self, Flash};
@@ -101,7 +99,6 @@ struct ConfirmForm {
 
 async fn confirm(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     meta: RequestMeta,
     session: Session,
     Admin(admin): Admin,
@@ -110,23 +107,13 @@ async fn confirm(
     let next = NextUrl::parse(form.next.as_deref().unwrap_or_default())
         .filter(|n| n.as_str().starts_with("/admin"))
         .unwrap_or_else(|| NextUrl::parse_or_default(Some("/admin/users")));
-    let account_key = throttle::account_key(&admin.email);
-    let ip_key = throttle::ip_key(peer.ip());
-    let error = match throttle::begin(&state, &account_key, &ip_key).await? {
-        Err(wait) => Some(throttle::wait_message(wait)),
-        Ok(attempt) => {
-            let password_ok = form.password.chars().count() <= crate::password::MAX_LENGTH
-                && state
-                    .hasher
-                    .verify(form.password, admin.password_hash.clone())
-                    .await?;
-            if password_ok {
-                attempt.succeeded(&state).await?;
-                None
-            } else {
-                audit::record(&state, &meta, Event::own("admin.confirm_failed", &admin.id)).await;
-                Some("Wrong password.".to_string())
-            }
+    let proof = Proof::Password(form.password);
+    let error = match confirm_identity(&state, &meta, &admin, proof).await? {
+        Confirmation::Confirmed => None,
+        Confirmation::Paused(wait) => Some(crate::auth::throttle::wait_message(wait)),
+        Confirmation::Wrong => {
+            audit::record(&state, &meta, Event::own("admin.confirm_failed", &admin.id)).await;
+            Some("Wrong password.".to_string())
         }
     };
     if let Some(error) = error {

@@ -8,6 +8,8 @@ mod bearer;
 pub mod error;
 mod sessions;
 mod sign_in;
+
+pub use sign_in::MFA_TOKEN_PURPOSE;
 mod two_factor;
 
 use std::sync::OnceLock;

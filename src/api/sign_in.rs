@@ -1,10 +1,8 @@
 //! `POST /api/v1/login`, its second step `POST /api/v1/2fa/verify` (with an `mfa_token`) and
 //! `POST /api/v1/2fa/email/send`. The same throttles and factors as the hosted sign-in.
 
-use std::net::SocketAddr;
-
 use axum::Json;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -14,9 +12,10 @@ use super::bearer::api_user;
 use super::error::{ApiError, ApiJson, BodyErrors, ErrorBody};
 use crate::app::AppState;
 use crate::audit::{self, Event, RequestMeta};
+use crate::auth::{self, PasswordCheck, Step, Subject};
 use crate::crypto;
 use crate::login::second_factor::{self, Method};
-use crate::login::{ACCOUNT_DISABLED, PasswordCheck, WRONG_CREDENTIALS, check_password};
+use crate::login::{ACCOUNT_DISABLED, WRONG_CREDENTIALS};
 use crate::mfa::factors::{self, CodeCheck};
 use crate::mfa::{
     CODE_MAILS, WRONG_CODES, code_mails_key, code_mails_message, wrong_codes_key,
@@ -30,7 +29,7 @@ use crate::throttle;
 
 /// `mfa_token`s live 5 minutes and complete one sign-in.
 const MFA_TOKEN_SECS: i64 = 5 * 60;
-const MFA_TOKEN_PURPOSE: &str = "api_mfa";
+pub const MFA_TOKEN_PURPOSE: &str = "api_mfa";
 
 #[derive(Deserialize, ToSchema)]
 pub struct LoginRequest {
@@ -86,7 +85,6 @@ pub enum LoginResponse {
 pub async fn login(
     State(state): State<AppState>,
     meta: RequestMeta,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
     let email = body.email.trim();
@@ -96,38 +94,35 @@ pub async fn login(
     if body.password.is_empty() {
         return Err(ApiError::field("password", "Enter your password."));
     }
-    let user = match check_password(&state, &meta, peer.ip(), email, body.password).await? {
-        PasswordCheck::Right(user) => user,
-        PasswordCheck::Wrong => {
+    let user =
+        match auth::verify_password(&state, &meta, Subject::Email(email), body.password).await? {
+            PasswordCheck::Right(user) => user,
+            PasswordCheck::Wrong => {
+                return Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_credentials",
+                    WRONG_CREDENTIALS,
+                ));
+            }
+            PasswordCheck::Paused(wait) => {
+                return Err(ApiError::too_many(wait, auth::throttle::wait_message(wait)));
+            }
+        };
+    match auth::after_first_factor(&state, &user).await? {
+        Step::Disabled => return Err(disabled()),
+        Step::MustVerifyEmail => {
+            let sent = crate::verification::send_link_throttled(&state, &user).await?;
             return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_credentials",
-                WRONG_CREDENTIALS,
+                StatusCode::FORBIDDEN,
+                "email_not_verified",
+                format!(
+                    "Confirm your email address before you sign in. {}",
+                    sent.message
+                ),
             ));
         }
-        PasswordCheck::Paused(wait) => {
-            return Err(ApiError::too_many(
-                wait,
-                crate::login::throttle::wait_message(wait),
-            ));
-        }
-    };
-    if user.disabled {
-        return Err(disabled());
-    }
-    if state.config.require_verified_email && !user.email_verified {
-        let sent = crate::verification::send_link_throttled(&state, &user).await?;
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "email_not_verified",
-            format!(
-                "Confirm your email address before you sign in. {}",
-                sent.message
-            ),
-        ));
-    }
-    if !factors::has_second_factor(&state, &user).await? {
-        return sign_in_tokens(&state, &meta, &user, &["pwd"]).await;
+        Step::SignedIn => return sign_in_tokens(&state, &meta, &user, &["pwd"]).await,
+        Step::SecondFactor => {}
     }
     let token =
         crate::mail::single_use_token(&state, &user.id, MFA_TOKEN_PURPOSE, MFA_TOKEN_SECS).await?;

@@ -91,7 +91,7 @@ pub async fn confirm(
         return Err(ApiError::too_many(wait, wrong_codes_message(wait)));
     }
     let had_factor = factors::has_second_factor(state, user).await?;
-    let check = factors::check_totp(state, user, code).await?;
+    let check = factors::check_totp_setup(state, user, code).await?;
     if check != CodeCheck::Wrong {
         throttle::release(state, &wrong_key).await?;
     }

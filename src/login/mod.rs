@@ -1,16 +1,11 @@
 //! `/login` and `/logout`.
 
 pub mod second_factor;
-pub mod throttle;
-
-pub use throttle::account_key as account_throttle_key;
-
-use std::net::SocketAddr;
 
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -19,6 +14,8 @@ use tower_sessions::Session;
 
 use crate::app::AppState;
 use crate::audit::{self, Event, RequestMeta};
+use crate::auth::throttle as password_throttle;
+use crate::auth::{self as auth_service, PasswordCheck, Step, Subject};
 use crate::input::NextUrl;
 use crate::signup::{NextQuery, next_query};
 use crate::web::flash::{self, Flash};
@@ -103,7 +100,6 @@ pub struct LoginForm {
 async fn submit(
     State(state): State<AppState>,
     meta: RequestMeta,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     session: Session,
     CsrfForm(form): CsrfForm<LoginForm>,
 ) -> Result<Response, AppError> {
@@ -120,117 +116,72 @@ async fn submit(
         .await?;
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
     }
-    let user = match check_password(&state, &meta, peer.ip(), &email, form.password).await? {
-        PasswordCheck::Right(user) => user,
-        PasswordCheck::Paused(wait) => {
-            let page = LoginPage::new(
-                &state,
-                &session,
-                email,
-                &next,
-                Some(throttle::wait_message(wait)),
-            )
-            .await?;
-            let mut response = (StatusCode::TOO_MANY_REQUESTS, page).into_response();
-            if let Ok(value) = HeaderValue::from_str(&wait.to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
+    let user =
+        match auth_service::verify_password(&state, &meta, Subject::Email(&email), form.password)
+            .await?
+        {
+            PasswordCheck::Right(user) => user,
+            PasswordCheck::Paused(wait) => {
+                let page = LoginPage::new(
+                    &state,
+                    &session,
+                    email,
+                    &next,
+                    Some(password_throttle::wait_message(wait)),
+                )
+                .await?;
+                let mut response = (StatusCode::TOO_MANY_REQUESTS, page).into_response();
+                if let Ok(value) = HeaderValue::from_str(&wait.to_string()) {
+                    response.headers_mut().insert(header::RETRY_AFTER, value);
+                }
+                return Ok(response);
             }
-            return Ok(response);
+            PasswordCheck::Wrong => {
+                let page = LoginPage::new(
+                    &state,
+                    &session,
+                    email,
+                    &next,
+                    Some(WRONG_CREDENTIALS.into()),
+                )
+                .await?;
+                return Ok((StatusCode::UNAUTHORIZED, page).into_response());
+            }
+        };
+    let step = match auth_service::after_first_factor(&state, &user).await? {
+        Step::Disabled => {
+            let message = Some(ACCOUNT_DISABLED.into());
+            let page = LoginPage::new(&state, &session, email, &next, message).await?;
+            return Ok((StatusCode::FORBIDDEN, page).into_response());
         }
-        PasswordCheck::Wrong => {
-            let page = LoginPage::new(
-                &state,
-                &session,
-                email,
-                &next,
-                Some(WRONG_CREDENTIALS.into()),
-            )
-            .await?;
-            return Ok((StatusCode::UNAUTHORIZED, page).into_response());
+        Step::MustVerifyEmail => {
+            let sent = crate::verification::send_link_throttled(&state, &user).await?;
+            let message = format!(
+                "Confirm your email address before you sign in. {}",
+                sent.message
+            );
+            let page = LoginPage::new(&state, &session, email, &next, Some(message)).await?;
+            return Ok((StatusCode::FORBIDDEN, page).into_response());
         }
+        step => step,
     };
-    if user.disabled {
-        let message = Some(ACCOUNT_DISABLED.into());
-        let page = LoginPage::new(&state, &session, email, &next, message).await?;
-        return Ok((StatusCode::FORBIDDEN, page).into_response());
-    }
-
-    if state.config.require_verified_email && !user.email_verified {
-        let sent = crate::verification::send_link_throttled(&state, &user).await?;
-        let message = format!(
-            "Confirm your email address before you sign in. {}",
-            sent.message
-        );
-        let page = LoginPage::new(&state, &session, email, &next, Some(message)).await?;
-        return Ok((StatusCode::FORBIDDEN, page).into_response());
-    }
-
-    complete(&state, &meta, &session, &user, "pwd", &next).await
+    complete(&state, &meta, &session, &user, step, "pwd", &next).await
 }
 
-/// The outcome of checking an email and password.
-pub enum PasswordCheck {
-    Right(crate::store::User),
-    /// Unknown email or wrong password (one answer for both).
-    Wrong,
-    /// Too many failures lately for this account or address: seconds to wait.
-    Paused(i64),
-}
-
-/// Checks a password sign-in under the login throttle, for the page and the API alike. A
-/// failure is counted and recorded; a success clears the account's failures.
-pub async fn check_password(
-    state: &AppState,
-    meta: &RequestMeta,
-    ip: std::net::IpAddr,
-    email: &str,
-    password: String,
-) -> Result<PasswordCheck, AppError> {
-    let account_key = throttle::account_key(email);
-    let ip_key = throttle::ip_key(ip);
-    let attempt = match throttle::begin(state, &account_key, &ip_key).await? {
-        Ok(attempt) => attempt,
-        Err(wait) => {
-            tracing::warn!(%ip, "sign-in paused by throttling");
-            return Ok(PasswordCheck::Paused(wait));
-        }
-    };
-    if password.chars().count() > crate::password::MAX_LENGTH {
-        return Ok(PasswordCheck::Wrong);
-    }
-    let user = state.store.find_user_by_email(email).await?;
-    let hash = user.as_ref().and_then(|u| u.password_hash.clone());
-    let password_ok = state.hasher.verify(password, hash).await?;
-    match user {
-        Some(user) if password_ok => {
-            attempt.succeeded(state).await?;
-            Ok(PasswordCheck::Right(user))
-        }
-        _ => {
-            let failed = Event {
-                name: "sign_in_failed",
-                actor: None,
-                subject: user.as_ref().map(|u| u.id.as_str()),
-                detail: Some(email.chars().take(254).collect()),
-            };
-            audit::record(state, meta, failed).await;
-            Ok(PasswordCheck::Wrong)
-        }
-    }
-}
-
-/// After the first step (`pwd`, or `upstream` for a provider like Google): signs the person in,
-/// or moves on to the second step when they have a second factor.
+/// After the first step (`pwd`, or `upstream` for a provider like Google), as the sign-in
+/// service decided (`step`, Disabled and MustVerifyEmail already answered by the caller): signs
+/// the person in, or moves on to the second step.
 pub async fn complete(
     state: &AppState,
     meta: &RequestMeta,
     session: &Session,
     user: &crate::store::User,
+    step: Step,
     first_method: &str,
     next: &NextUrl,
 ) -> Result<Response, AppError> {
     let now = state.clock.now();
-    if crate::mfa::factors::has_second_factor(state, user).await? {
+    if step == Step::SecondFactor {
         auth::begin_second_factor(session, user, first_method, next.as_str(), now).await?;
         return second_factor::start(state, session, user).await;
     }

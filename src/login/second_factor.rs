@@ -139,7 +139,9 @@ async fn pending(
         return Ok(Err(restart("Sign in with your email and password first. If you waited more than 15 minutes, start again.").await?));
     };
     match state.store.find_user_by_id(&pending.user_id).await? {
-        Some(user) if !user.disabled => Ok(Ok((pending, user))),
+        Some(user) if !user.disabled && user.session_epoch == pending.epoch => {
+            Ok(Ok((pending, user)))
+        }
         _ => {
             auth::clear_pending_sign_in(session).await?;
             Ok(Err(restart("Sign in again.").await?))

@@ -82,9 +82,30 @@ pub fn decrypt_secret(state: &AppState, user_id: &str, sealed: &str) -> Result<V
         .map_err(|e| AppError::Internal(e.into()))
 }
 
-/// Checks a code against the user's authenticator (confirmed or pending) and uses its step.
+/// Checks a code against the user's confirmed authenticator and uses its step. An authenticator
+/// whose set-up was never finished proves nothing (sign-in, step-up).
 pub async fn check_totp(state: &AppState, user: &User, code: &str) -> Result<CodeCheck, AppError> {
-    let Some(factor) = state.store.totp_factor(&user.id).await? else {
+    check_totp_factor(state, user, code, false).await
+}
+
+/// Checks a code against the authenticator being set up (or the confirmed one), to finish the
+/// set-up.
+pub async fn check_totp_setup(
+    state: &AppState,
+    user: &User,
+    code: &str,
+) -> Result<CodeCheck, AppError> {
+    check_totp_factor(state, user, code, true).await
+}
+
+async fn check_totp_factor(
+    state: &AppState,
+    user: &User,
+    code: &str,
+    pending_too: bool,
+) -> Result<CodeCheck, AppError> {
+    let factor = state.store.totp_factor(&user.id).await?;
+    let Some(factor) = factor.filter(|f| pending_too || f.confirmed_at.is_some()) else {
         return Ok(CodeCheck::Wrong);
     };
     let secret = decrypt_secret(state, &user.id, &factor.secret_enc)?;

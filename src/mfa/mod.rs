@@ -14,6 +14,7 @@ use serde::Deserialize;
 use tower_sessions::Session;
 
 use crate::app::AppState;
+use crate::auth::{self, Confirmation, Proof};
 use crate::input::mask_email;
 use crate::store::User;
 use crate::throttle::{self, Limit};
@@ -222,7 +223,7 @@ async fn confirm_totp(
     let had_factor = factors::has_second_factor(&state, &user).await?;
     let check = match take_code_attempt(&state, &user).await? {
         Some(message) => Err((StatusCode::TOO_MANY_REQUESTS, message)),
-        None => match factors::check_totp(&state, &user, &form.code).await? {
+        None => match factors::check_totp_setup(&state, &user, &form.code).await? {
             CodeCheck::Accepted => {
                 attempt_was_no_guess(&state, &user).await?;
                 Ok(())
@@ -272,7 +273,7 @@ async fn disable_totp(
     CurrentUser(user): CurrentUser,
     CsrfForm(form): CsrfForm<ConfirmIdentityForm>,
 ) -> Result<Response, AppError> {
-    if let Some(message) = confirm_identity(&state, &user, &form, true).await? {
+    if let Some(message) = confirm_identity(&state, &meta, &user, &form, true).await? {
         return back_to_security(&session, Flash::error(message)).await;
     }
     state.store.delete_totp(&user.id).await?;
@@ -291,36 +292,36 @@ async fn disable_totp(
     .await
 }
 
-/// Removing a factor needs the password, or a current code from the authenticator app.
-/// `Some(message)` when neither was right.
+/// Removing a factor needs the password, or a current code from the authenticator app (the
+/// sign-in service decides). `Some(message)` when neither was right.
 async fn confirm_identity(
     state: &AppState,
+    meta: &crate::audit::RequestMeta,
     user: &User,
     form: &ConfirmIdentityForm,
     allow_totp_code: bool,
 ) -> Result<Option<String>, AppError> {
-    if let Some(message) = take_code_attempt(state, user).await? {
-        return Ok(Some(message));
-    }
-    let confirmed = if !form.password.is_empty() {
-        state
-            .hasher
-            .verify(form.password.clone(), user.password_hash.clone())
-            .await?
+    let proof = if !form.password.is_empty() {
+        Some(Proof::Password(form.password.clone()))
     } else if allow_totp_code && !form.code.trim().is_empty() {
-        factors::check_totp(state, user, &form.code).await? == CodeCheck::Accepted
+        Some(Proof::AuthenticatorCode(form.code.clone()))
     } else {
-        false
+        None
     };
-    if confirmed {
-        attempt_was_no_guess(state, user).await?;
-        return Ok(None);
-    }
-    Ok(Some(if allow_totp_code {
-        "Enter your password or a current code from your authenticator app to confirm.".into()
-    } else {
-        "Enter your password to confirm.".into()
-    }))
+    let by_password = matches!(proof, Some(Proof::Password(_)));
+    let answer = match proof {
+        Some(proof) => auth::confirm_identity(state, meta, user, proof).await?,
+        None => Confirmation::Wrong,
+    };
+    Ok(match answer {
+        Confirmation::Confirmed => None,
+        Confirmation::Paused(wait) if by_password => Some(auth::throttle::wait_message(wait)),
+        Confirmation::Paused(wait) => Some(wrong_codes_message(wait)),
+        Confirmation::Wrong if allow_totp_code => Some(
+            "Enter your password or a current code from your authenticator app to confirm.".into(),
+        ),
+        Confirmation::Wrong => Some("Enter your password to confirm.".into()),
+    })
 }
 
 // --- Email codes -------------------------------------------------------------------------------
@@ -430,7 +431,7 @@ async fn disable_email_codes(
     CurrentUser(user): CurrentUser,
     CsrfForm(form): CsrfForm<ConfirmIdentityForm>,
 ) -> Result<Response, AppError> {
-    if let Some(message) = confirm_identity(&state, &user, &form, true).await? {
+    if let Some(message) = confirm_identity(&state, &meta, &user, &form, true).await? {
         return back_to_security(&session, Flash::error(message)).await;
     }
     state
@@ -497,7 +498,7 @@ async fn regenerate_recovery_codes(
     if !factors::has_second_factor(&state, &user).await? {
         return back_to_security(&session, Flash::info("Set up a second factor first.")).await;
     }
-    if let Some(message) = confirm_identity(&state, &user, &form, true).await? {
+    if let Some(message) = confirm_identity(&state, &meta, &user, &form, true).await? {
         return back_to_security(&session, Flash::error(message)).await;
     }
     crate::audit::record(

@@ -241,7 +241,14 @@ async fn submit_reset(
         return Ok(link_problem(problem));
     }
     state.store.set_password_hash(&user.id, &hash, now).await?;
-    crate::throttle::clear(&state, &crate::login::account_throttle_key(&user.email)).await?;
+    crate::throttle::clear(&state, &crate::auth::throttle::account_key(&user.email)).await?;
+    // Whoever had another reset link, or was half-way through an API sign-in, is out too.
+    state.store.end_email_tokens(&user.id, PURPOSE, now).await?;
+    state
+        .store
+        .end_email_tokens(&user.id, crate::api::MFA_TOKEN_PURPOSE, now)
+        .await?;
+    let stripped = crate::auth::address_proven(&state, &meta, &user).await?;
     crate::audit::record(
         &state,
         &meta,
@@ -249,10 +256,13 @@ async fn submit_reset(
     )
     .await;
     tracing::info!(user_id = %user.id, "password reset; all sessions ended");
-    flash::set(
-        &session,
-        Flash::success("Your password is changed and every device was signed out. Sign in with the new password."),
-    )
-    .await?;
+    let message = if stripped.is_empty() {
+        "Your password is changed and every device was signed out. Sign in with the new password."
+    } else {
+        "Your password is changed and every device was signed out. Because your address was not \
+         confirmed before, we also removed the sign-in providers, second factors and app access \
+         that were set up on this account: sign in with the new password and set up what you need."
+    };
+    flash::set(&session, Flash::success(message)).await?;
     Ok(Redirect::to("/login").into_response())
 }

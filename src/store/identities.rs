@@ -115,4 +115,16 @@ impl Store {
         })?;
         Ok(removed == 1)
     }
+
+    /// Removes every link of a user; returns how many there were.
+    pub async fn unlink_all_identities(&self, user_id: &str) -> StoreResult<u64> {
+        let removed = on_pool!(self, |pool| {
+            sqlx::query("delete from user_identities where user_id = $1")
+                .bind(user_id)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
+        Ok(removed)
+    }
 }

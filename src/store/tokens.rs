@@ -110,6 +110,29 @@ impl Store {
         }
     }
 
+    /// Ends every unused single-use token of `purpose` that a user has (all their reset links,
+    /// say), as if used at `now`.
+    pub async fn end_email_tokens(
+        &self,
+        user_id: &str,
+        purpose: &str,
+        now: i64,
+    ) -> StoreResult<()> {
+        on_pool!(self, |pool| {
+            sqlx::query(
+                "update email_tokens set used_at = $1 \
+                 where user_id = $2 and purpose = $3 and used_at is null",
+            )
+            .bind(now)
+            .bind(user_id)
+            .bind(purpose)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(())
+    }
+
     /// Replaces the user's live code for `purpose`.
     pub async fn put_email_code(
         &self,

@@ -2,12 +2,10 @@
 //! here. The person enters that account's password before the provider is linked to it, so an
 //! upstream account (perhaps with an email its provider never checked) cannot take it over.
 
-use std::net::SocketAddr;
-
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -17,8 +15,8 @@ use tower_sessions::Session;
 use super::page;
 use super::provider::VerifiedPerson;
 use crate::app::AppState;
+use crate::auth::{self, Linking, PasswordCheck, Subject};
 use crate::input::NextUrl;
-use crate::login::throttle;
 use crate::store::User;
 use crate::web::{AppError, CsrfForm, Layout};
 
@@ -35,6 +33,9 @@ struct PendingLink {
     user_id: String,
     next: String,
     started_at: i64,
+    /// The provider confirmed the account's unconfirmed address (`auth::Linking`).
+    #[serde(default)]
+    confirms_email: bool,
 }
 
 const PENDING: &str = "upstream_link";
@@ -58,6 +59,12 @@ pub async fn ask_for_password(
     existing: &User,
     next: &NextUrl,
 ) -> Result<Response, AppError> {
+    let confirms_email =
+        match auth::linking(existing, person.email.as_deref(), person.email_verified) {
+            Linking::Allowed => false,
+            Linking::AllowedConfirmingEmail => true,
+            Linking::Refused => return Ok(unconfirmed_address(state, name, existing)),
+        };
     session
         .insert(
             PENDING,
@@ -68,6 +75,7 @@ pub async fn ask_for_password(
                 user_id: existing.id.clone(),
                 next: next.as_str().to_string(),
                 started_at: state.clock.now(),
+                confirms_email,
             },
         )
         .await?;
@@ -88,6 +96,22 @@ async fn pending(
     }
     let user = state.store.find_user_by_id(&link.user_id).await?;
     Ok(user.map(|user| (link, user)))
+}
+
+/// Linking is refused while the account's address is unconfirmed (see `auth::linking`).
+pub fn unconfirmed_address(state: &AppState, name: &str, user: &User) -> Response {
+    let label = state.upstreams.display_name(name);
+    page(
+        StatusCode::FORBIDDEN,
+        "Confirm your email address first",
+        format!(
+            "An account for {} already exists here, but its address is not confirmed, so we \
+             cannot link {label} to it yet. Sign in with its password and confirm the address \
+             from the link we mail, or reset the password with \"Forgot password?\", then link \
+             {label} from your account page.",
+            user.email
+        ),
+    )
 }
 
 fn expired(state: &AppState, name: &str) -> Response {
@@ -139,7 +163,6 @@ struct LinkForm {
 async fn submit(
     State(state): State<AppState>,
     meta: crate::audit::RequestMeta,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     session: Session,
     Path(name): Path<String>,
     CsrfForm(form): CsrfForm<LinkForm>,
@@ -148,49 +171,39 @@ async fn submit(
         return Ok(expired(&state, &name));
     };
     // The same throttle as the sign-in form: this is a password check too.
-    let account_key = throttle::account_key(&user.email);
-    let ip_key = throttle::ip_key(peer.ip());
-    let attempt = match throttle::begin(&state, &account_key, &ip_key).await? {
-        Ok(attempt) => attempt,
-        Err(wait) => {
-            let page = link_page(
-                &state,
-                &session,
-                &name,
-                &user,
-                Some(throttle::wait_message(wait)),
-            );
-            let mut response = (StatusCode::TOO_MANY_REQUESTS, page.await?).into_response();
+    match auth::verify_password(&state, &meta, Subject::User(&user), form.password).await? {
+        PasswordCheck::Right(_) => {}
+        PasswordCheck::Paused(wait) => {
+            let message = Some(auth::throttle::wait_message(wait));
+            let page = link_page(&state, &session, &name, &user, message).await?;
+            let mut response = (StatusCode::TOO_MANY_REQUESTS, page).into_response();
             if let Ok(value) = HeaderValue::from_str(&wait.to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, value);
             }
             return Ok(response);
         }
-    };
-    let too_long = form.password.chars().count() > crate::password::MAX_LENGTH;
-    let password_ok = !too_long
-        && state
-            .hasher
-            .verify(form.password, user.password_hash.clone())
-            .await?;
-    if !password_ok {
-        let message = if user.password_hash.is_some() {
-            "Wrong password.".to_string()
-        } else {
-            format!(
-                "This account has no password. Sign in the way you usually do, then link {} on your account page.",
-                state.upstreams.display_name(&name)
-            )
-        };
-        let page = link_page(&state, &session, &name, &user, Some(message)).await?;
-        return Ok((StatusCode::UNAUTHORIZED, page).into_response());
+        PasswordCheck::Wrong => {
+            let message = if user.password_hash.is_some() {
+                "Wrong password.".to_string()
+            } else {
+                format!(
+                    "This account has no password. Sign in the way you usually do, then link {} on your account page.",
+                    state.upstreams.display_name(&name)
+                )
+            };
+            let page = link_page(&state, &session, &name, &user, Some(message)).await?;
+            return Ok((StatusCode::UNAUTHORIZED, page).into_response());
+        }
     }
     if user.disabled {
         return Ok(super::disabled_page());
     }
     session.remove_value(PENDING).await?;
-    attempt.succeeded(&state).await?;
     let now = state.clock.now();
+    if link.confirms_email {
+        // The provider confirmed this very address (see `auth::linking`).
+        state.store.set_email_verified(&user.id, now).await?;
+    }
     match state
         .store
         .link_identity(&user.id, &name, &link.subject, link.email.as_deref(), now)
@@ -209,6 +222,12 @@ async fn submit(
     .await;
     tracing::info!(user_id = %user.id, provider = %name, "linked an upstream account after a password check");
     let next = NextUrl::parse_or_default(Some(&link.next));
-    // The password was shown; a second factor is still asked for.
-    crate::login::complete(&state, &meta, &session, &user, "pwd", &next).await
+    // The password was shown; the sign-in service decides what follows (a second factor is
+    // still asked for). The account is read again: linking may have confirmed its address.
+    let user = state
+        .store
+        .find_user_by_id(&user.id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    super::finish_sign_in_after(&state, &meta, &session, &user, "pwd", &next).await
 }

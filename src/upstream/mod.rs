@@ -19,6 +19,7 @@ use tower_sessions::Session;
 
 use crate::app::AppState;
 use crate::audit::{self, Event, RequestMeta};
+use crate::auth::{Linking, Step};
 use crate::config::Config;
 use crate::crypto;
 use crate::input::NextUrl;
@@ -259,8 +260,19 @@ async fn link_to_signed_in_user(
         Some(_) => Flash::error(format!(
             "This {label} account is linked to another account here. Unlink it there first."
         )),
+        None if crate::auth::linking(&user, person.email.as_deref(), person.email_verified)
+            == Linking::Refused =>
+        {
+            Flash::error(format!(
+                "Confirm your email address first (send a new link from this page), then link {label}."
+            ))
+        }
         None => {
             let now = state.clock.now();
+            if !user.email_verified {
+                // The provider confirmed this very address (`auth::linking`).
+                state.store.set_email_verified(&user.id, now).await?;
+            }
             state
                 .store
                 .link_identity(
@@ -302,27 +314,11 @@ async fn sign_in_with(
         let Some(user) = user else {
             return Err(AppError::NotFound);
         };
-        if user.disabled {
-            return Ok(disabled_page());
-        }
-        // The same rule as the password form: with required verification, an unconfirmed
-        // address (of an account that was linked later) is confirmed first.
-        if state.config.require_verified_email && !user.email_verified {
-            let sent = crate::verification::send_link_throttled(state, &user).await?;
-            return Ok(page(
-                StatusCode::FORBIDDEN,
-                "Confirm your email address",
-                format!(
-                    "Confirm your email address before you sign in. {}",
-                    sent.message
-                ),
-            ));
-        }
         state
             .store
             .touch_identity(name, &person.subject, person.email.as_deref(), now)
             .await?;
-        return crate::login::complete(state, meta, session, &user, METHOD, next).await;
+        return finish_sign_in(state, meta, session, &user, next).await;
     }
     let Some(email) = person.email.clone() else {
         return Ok(page(
@@ -385,7 +381,45 @@ async fn sign_in_with(
         Event::own("sign_up", &user.id).detail(name.to_string()),
     )
     .await;
-    crate::login::complete(state, meta, session, &user, METHOD, next).await
+    finish_sign_in(state, meta, session, &user, next).await
+}
+
+/// After the provider vouched for the person: the sign-in service decides what follows, as
+/// for a password.
+async fn finish_sign_in(
+    state: &AppState,
+    meta: &RequestMeta,
+    session: &Session,
+    user: &User,
+    next: &NextUrl,
+) -> Result<Response, AppError> {
+    finish_sign_in_after(state, meta, session, user, METHOD, next).await
+}
+
+/// The same after `first_method` (`upstream`, or `pwd` when linking asked for the password).
+pub(crate) async fn finish_sign_in_after(
+    state: &AppState,
+    meta: &RequestMeta,
+    session: &Session,
+    user: &User,
+    first_method: &str,
+    next: &NextUrl,
+) -> Result<Response, AppError> {
+    match crate::auth::after_first_factor(state, user).await? {
+        Step::Disabled => Ok(disabled_page()),
+        Step::MustVerifyEmail => {
+            let sent = crate::verification::send_link_throttled(state, user).await?;
+            Ok(page(
+                StatusCode::FORBIDDEN,
+                "Confirm your email address",
+                format!(
+                    "Confirm your email address before you sign in. {}",
+                    sent.message
+                ),
+            ))
+        }
+        step => crate::login::complete(state, meta, session, user, step, first_method, next).await,
+    }
 }
 
 fn page(status: StatusCode, title: &'static str, message: impl Into<String>) -> Response {

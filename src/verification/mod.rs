@@ -83,6 +83,7 @@ struct TokenQuery {
 
 async fn verify(
     State(state): State<AppState>,
+    meta: crate::audit::RequestMeta,
     session: Session,
     MaybeUser(user): MaybeUser,
     Query(query): Query<TokenQuery>,
@@ -94,13 +95,19 @@ async fn verify(
         .await?;
     let (status, title, message) = match outcome {
         Ok(user_id) => {
-            state.store.set_email_verified(&user_id, now).await?;
+            let stripped = match state.store.find_user_by_id(&user_id).await? {
+                Some(owner) => crate::auth::address_proven(&state, &meta, &owner).await?,
+                None => Default::default(),
+            };
             tracing::info!(%user_id, "email verified");
-            (
-                StatusCode::OK,
-                "Email address confirmed",
-                "Thank you: your email address is confirmed.",
-            )
+            let message = if stripped.is_empty() {
+                "Thank you: your email address is confirmed."
+            } else {
+                "Thank you: your email address is confirmed. Sign-in providers, second factors \
+                 and app access set up before it was confirmed were removed; set them up again \
+                 from your account page if they were yours."
+            };
+            (StatusCode::OK, "Email address confirmed", message)
         }
         Err(TokenProblem::Expired) => (
             StatusCode::GONE,

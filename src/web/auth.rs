@@ -56,6 +56,14 @@ pub struct PendingSignIn {
     /// How the first step was passed: `pwd`, or `upstream` for a provider like Google.
     #[serde(default = "password_method")]
     pub first_method: String,
+    /// The account's session epoch at the first step: a password reset, a disable or "sign out
+    /// everywhere" in between ends the half-finished sign-in too.
+    #[serde(default = "unknown_epoch")]
+    pub epoch: i64,
+}
+
+fn unknown_epoch() -> i64 {
+    -1
 }
 
 fn password_method() -> String {
@@ -81,6 +89,7 @@ pub async fn begin_second_factor(
         started_at: now,
         next: next.to_string(),
         first_method: first_method.to_string(),
+        epoch: user.session_epoch,
     };
     session.insert(PENDING, pending).await?;
     Ok(())

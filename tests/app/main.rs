@@ -20,6 +20,7 @@ mod oidc_flow;
 mod races;
 mod security;
 mod sessions;
+mod sign_in_rules;
 mod signup;
 mod smtp_sink;
 mod store;

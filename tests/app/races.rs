@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use portcullis::store::AuditFilter;
 use reqwest::StatusCode;
 use tokio::sync::Barrier;
 
@@ -14,19 +15,21 @@ backend_tests!(
     thirty_parallel_wrong_passwords_are_evaluated_no_more_than_the_account_limit,
     thirty_parallel_wrong_codes_are_checked_no_more_than_the_second_step_limit,
     parallel_sign_ups_from_one_address_create_no_more_than_the_limit,
+    thirty_parallel_wrong_admin_confirmations_are_checked_no_more_than_the_limit,
+    thirty_parallel_reset_requests_send_no_more_mails_than_the_limit,
 );
 
 const PARALLEL: usize = 30;
 
 /// A browser of its own at `path`, with the form's CSRF token.
-async fn browser_at(app: &TestApp, path: &str) -> (reqwest::Client, String) {
+pub async fn browser_at(app: &TestApp, path: &str) -> (reqwest::Client, String) {
     let client = app.fresh_client_with_cookies();
     let csrf = app.csrf_token_with(&client, path).await;
     (client, csrf)
 }
 
 /// Sends every prepared post at once; returns the answers' statuses.
-async fn all_at_once(
+pub async fn all_at_once(
     app: &TestApp,
     path: &'static str,
     posts: Vec<(reqwest::Client, Vec<(String, String)>)>,
@@ -56,11 +59,11 @@ async fn all_at_once(
     statuses
 }
 
-fn count(statuses: &[StatusCode], status: StatusCode) -> usize {
+pub fn count(statuses: &[StatusCode], status: StatusCode) -> usize {
     statuses.iter().filter(|s| **s == status).count()
 }
 
-fn fields(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+pub fn fields(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -178,4 +181,67 @@ async fn parallel_sign_ups_from_one_address_create_no_more_than_the_limit(mut ap
         "five accounts: {statuses:?}"
     );
     assert_eq!(app.store.count_users().await.expect("count"), 5);
+}
+
+async fn thirty_parallel_wrong_admin_confirmations_are_checked_no_more_than_the_limit(
+    app: TestApp,
+) {
+    let email = signed_up(&app).await;
+    let admin = app
+        .store
+        .find_user_by_email(&email)
+        .await
+        .expect("query")
+        .expect("admin");
+    app.store
+        .add_user_role(&admin.id, "admin")
+        .await
+        .expect("grant admin");
+    let csrf = app.csrf_token("/admin/users").await;
+    let posts = (0..PARALLEL)
+        .map(|_| {
+            let form = fields(&[
+                ("csrf_token", &csrf),
+                ("password", "not-my-password"),
+                ("next", "/admin/users"),
+            ]);
+            (app.client.clone(), form)
+        })
+        .collect();
+    let statuses = all_at_once(&app, "/admin/confirm", posts).await;
+    // Every answer is the password page again (401); the paused ones say so.
+    assert_eq!(
+        count(&statuses, StatusCode::UNAUTHORIZED),
+        PARALLEL,
+        "{statuses:?}"
+    );
+    let filter = AuditFilter {
+        user_id: Some(admin.id.clone()),
+        event: Some("admin.confirm_failed".into()),
+        ..Default::default()
+    };
+    let failures = app.store.audit_events(&filter, 100).await.expect("audit");
+    assert_eq!(failures.len(), 5, "exactly the limit was checked");
+}
+
+async fn thirty_parallel_reset_requests_send_no_more_mails_than_the_limit(app: TestApp) {
+    let email = signed_up(&app).await;
+    let mut posts = Vec::new();
+    for _ in 0..PARALLEL {
+        let (client, csrf) = browser_at(&app, "/password/forgot").await;
+        posts.push((client, fields(&[("csrf_token", &csrf), ("email", &email)])));
+    }
+    let statuses = all_at_once(&app, "/password/forgot", posts).await;
+    assert!(
+        statuses
+            .iter()
+            .all(|s| s.is_success() || *s == StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    let resets = app
+        .mails_to(&email)
+        .iter()
+        .filter(|mail| mail.contains("/password/reset"))
+        .count();
+    assert_eq!(resets, 3, "three reset mails an hour per address");
 }

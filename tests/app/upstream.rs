@@ -159,7 +159,12 @@ async fn at_upstream(
 
 /// Presses B's button (`query` carries `?next=…`), goes through A, and returns B's answer to
 /// the callback.
-async fn google_sign_in(a: &TestApp, b: &TestApp, query: &str, email: &str) -> reqwest::Response {
+pub async fn google_sign_in(
+    a: &TestApp,
+    b: &TestApp,
+    query: &str,
+    email: &str,
+) -> reqwest::Response {
     let start = b.get(&format!("/auth/oauth/google{query}")).await;
     assert_eq!(start.status(), StatusCode::SEE_OTHER);
     let callback = at_upstream(a, b, &location(&start), email, "allow").await;

@@ -1,7 +1,5 @@
-//! Login throttling: too many failures for one account, or from one client address, within the
-//! window pause sign-in for that account or address until the oldest failure leaves it.
-
-use std::net::IpAddr;
+//! Password throttling: too many failures for one account, or from one client address, within
+//! the window pause password checks for that account or address.
 
 use crate::app::AppState;
 use crate::store::StoreResult;
@@ -11,8 +9,9 @@ pub fn account_key(email: &str) -> String {
     format!("login:email:{}", crate::store::users_email_key(email))
 }
 
-pub fn ip_key(ip: IpAddr) -> String {
-    format!("login:ip:{ip}")
+/// The client address as the audit log and the trusted-proxy rule see it.
+pub fn ip_key(ip: Option<&str>) -> String {
+    format!("login:ip:{}", ip.unwrap_or("unknown"))
 }
 
 /// One password attempt, already counted against the account and the client address.

@@ -1,0 +1,321 @@
+//! Rules of the sign-in service that a security review found broken: account pre-hijacking
+//! through a provider link, an unfinished authenticator used as proof, and what a password
+//! reset ends.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use totp_rs::{Algorithm, Secret, TOTP};
+
+use crate::helpers::{PASSWORD, TestApp, hidden_value, location, signed_up, unique_email};
+use crate::two_factor::{code_at, enrol_totp};
+use crate::upstream::{google_sign_in, upstream_person, with_google};
+
+backend_tests!(
+    linking_a_provider_is_refused_while_the_address_is_unconfirmed,
+    a_reset_by_the_owner_removes_what_a_squatter_attached_before_the_address_was_confirmed,
+    an_authenticator_whose_set_up_was_not_finished_confirms_nothing,
+    a_reset_ends_other_reset_links_api_second_steps_and_half_finished_sign_ins,
+);
+
+const SQUATTER_PASSWORD: &str = "squatters-own-pass-77";
+
+async fn linking_a_provider_is_refused_while_the_address_is_unconfirmed(b: TestApp) {
+    let (a, b) = with_google(b).await;
+    // The squatter has a Google account of their own, and makes an account here with the
+    // owner's address before the owner does; they are signed straight in (verification is off).
+    let squatter_google = upstream_person(&a).await;
+    let owners_address = unique_email();
+    assert_eq!(
+        b.signup(&owners_address, SQUATTER_PASSWORD).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let back = google_sign_in(&a, &b, "", &squatter_google).await;
+    assert_eq!(location(&back), "/account");
+    let account = b.page("/account").await;
+    assert!(
+        account.contains("Confirm your email address first"),
+        "the link is refused: {account}"
+    );
+    let user = b
+        .store
+        .find_user_by_email(&owners_address)
+        .await
+        .expect("query")
+        .expect("the squatted account");
+    assert!(
+        b.store
+            .identities_of(&user.id)
+            .await
+            .expect("links")
+            .is_empty()
+    );
+}
+
+async fn a_reset_by_the_owner_removes_what_a_squatter_attached_before_the_address_was_confirmed(
+    b: TestApp,
+) {
+    let (a, b) = with_google(b).await;
+    let squatter_google = upstream_person(&a).await;
+    let owners_address = unique_email();
+    assert_eq!(
+        b.signup(&owners_address, SQUATTER_PASSWORD).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let squatted = b
+        .store
+        .find_user_by_email(&owners_address)
+        .await
+        .expect("query")
+        .expect("the squatted account");
+    // A link made by an earlier version, which did not refuse it, and an authenticator.
+    let google_subject = a
+        .store
+        .find_user_by_email(&squatter_google)
+        .await
+        .expect("query")
+        .expect("the squatter at Google")
+        .id;
+    b.store
+        .link_identity(
+            &squatted.id,
+            "google",
+            &google_subject,
+            Some(&squatter_google),
+            1,
+        )
+        .await
+        .expect("old link");
+    enrol_totp(&b).await;
+    b.logout().await;
+
+    // The owner resets the password from the mail that reaches them.
+    let owner = b.fresh_client_with_cookies();
+    let csrf = b.csrf_token_with(&owner, "/password/forgot").await;
+    b.post_form_with(
+        &owner,
+        "/password/forgot",
+        &[("csrf_token", &csrf), ("email", &owners_address)],
+    )
+    .await;
+    let link = b.link_in(&b.last_mail_to(&owners_address), "/password/reset");
+    let token = link.split("token=").nth(1).expect("token").to_string();
+    let csrf = b.csrf_token_with(&owner, &link).await;
+    let new_password = "owners-new-password-5";
+    let done = b
+        .post_form_with(
+            &owner,
+            "/password/reset",
+            &[
+                ("csrf_token", &csrf),
+                ("token", &token),
+                ("password", new_password),
+            ],
+        )
+        .await;
+    assert_eq!(location(&done), "/login");
+    let after = b
+        .store
+        .find_user_by_id(&squatted.id)
+        .await
+        .expect("query")
+        .expect("the account");
+    assert!(after.email_verified, "the reset proved the address");
+    assert!(
+        b.store
+            .identities_of(&squatted.id)
+            .await
+            .expect("links")
+            .is_empty()
+    );
+    assert!(
+        b.store
+            .totp_factor(&squatted.id)
+            .await
+            .expect("q")
+            .is_none(),
+        "authenticator gone"
+    );
+
+    // The squatter's Google sign-in no longer reaches the owner's account.
+    let back = google_sign_in(&a, &b, "", &squatter_google).await;
+    assert_eq!(location(&back), "/account");
+    let account = b.page("/account").await;
+    assert!(
+        account.contains(&squatter_google),
+        "a separate account of the squatter's own"
+    );
+    assert!(!account.contains(&owners_address));
+}
+
+async fn an_authenticator_whose_set_up_was_not_finished_confirms_nothing(app: TestApp) {
+    let email = signed_up(&app).await;
+    // Codes by email on, as the account's second factor.
+    let csrf = app.csrf_token("/account/security").await;
+    app.post_form(
+        "/account/security/email-otp/setup",
+        &[("csrf_token", &csrf)],
+    )
+    .await;
+    let mail = app.last_mail_to(&email);
+    let at = mail.find("Your code: ").expect("a code") + "Your code: ".len();
+    let code = mail[at..at + 6].to_string();
+    let page = app.page("/account/security/email-otp").await;
+    let csrf = hidden_value(&page, "csrf_token").expect("csrf");
+    app.post_form(
+        "/account/security/email-otp/confirm",
+        &[("csrf_token", &csrf), ("code", &code)],
+    )
+    .await;
+    assert!(
+        app.store
+            .find_user_by_email(&email)
+            .await
+            .expect("q")
+            .expect("u")
+            .email_otp_enabled
+    );
+
+    // An authenticator set-up started but never confirmed…
+    let csrf = app.csrf_token("/account/security").await;
+    app.post_form("/account/security/totp/setup", &[("csrf_token", &csrf)])
+        .await;
+    let setup = app.page("/account/security/totp").await;
+    let start = setup.find("id=\"secret\">").expect("secret") + "id=\"secret\">".len();
+    let secret: String = setup[start..]
+        .split('<')
+        .next()
+        .unwrap_or_default()
+        .replace(' ', "");
+    let bytes = Secret::Encoded(secret).to_bytes().expect("base32");
+    let pending = TOTP::new(Algorithm::SHA1, 6, 1, 30, bytes, None, String::new()).expect("totp");
+
+    // …does not confirm turning email codes off.
+    let csrf = app.csrf_token("/account/security").await;
+    let answer = app
+        .post_form(
+            "/account/security/email-otp/disable",
+            &[
+                ("csrf_token", &csrf),
+                ("password", ""),
+                ("code", &code_at(&pending, app.clock.now())),
+            ],
+        )
+        .await;
+    assert_eq!(location(&answer), "/account/security");
+    let security = app.page("/account/security").await;
+    assert!(
+        security.contains("Enter your password or a current code from your authenticator app"),
+        "refused with a message: {security}"
+    );
+    let user = app
+        .store
+        .find_user_by_email(&email)
+        .await
+        .expect("q")
+        .expect("u");
+    assert!(user.email_otp_enabled, "codes by email are still on");
+}
+
+async fn a_reset_ends_other_reset_links_api_second_steps_and_half_finished_sign_ins(app: TestApp) {
+    let email = signed_up(&app).await;
+    let (totp, _) = enrol_totp(&app).await;
+    app.logout().await;
+
+    // Two reset links.
+    let mut links = Vec::new();
+    for _ in 0..2 {
+        let csrf = app.csrf_token("/password/forgot").await;
+        app.post_form(
+            "/password/forgot",
+            &[("csrf_token", &csrf), ("email", &email)],
+        )
+        .await;
+        links.push(app.link_in(&app.last_mail_to(&email), "/password/reset"));
+    }
+    assert_ne!(links[0], links[1]);
+    // An API sign-in waiting for its second step, and a browser at the second step.
+    let api = app.fresh_client();
+    let login: Value = api
+        .post(app.at("/api/v1/login"))
+        .json(&json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await
+        .expect("API login")
+        .json()
+        .await
+        .expect("JSON");
+    let mfa_token = login["mfa_token"]
+        .as_str()
+        .expect("an mfa_token")
+        .to_string();
+    let half = app.fresh_client_with_cookies();
+    let csrf = app.csrf_token_with(&half, "/login").await;
+    let first = app
+        .post_form_with(
+            &half,
+            "/login",
+            &[
+                ("csrf_token", &csrf),
+                ("email", &email),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert!(location(&first).starts_with("/login/verify"));
+
+    // The owner resets with the second link.
+    let token = links[1].split("token=").nth(1).expect("token").to_string();
+    let csrf = app.csrf_token(&links[1]).await;
+    let done = app
+        .post_form(
+            "/password/reset",
+            &[
+                ("csrf_token", &csrf),
+                ("token", &token),
+                ("password", "a-brand-new-pass-3"),
+            ],
+        )
+        .await;
+    assert_eq!(location(&done), "/login");
+
+    app.clock.advance(30);
+    let code = code_at(&totp, app.clock.now());
+    let other_link = app.get(&links[0]).await;
+    assert!(
+        other_link.status().is_client_error(),
+        "the other link ended"
+    );
+    let second = api
+        .post(app.at("/api/v1/2fa/verify"))
+        .json(&json!({"mfa_token": mfa_token, "code": code}))
+        .send()
+        .await
+        .expect("verify");
+    assert_eq!(
+        second.status(),
+        StatusCode::UNAUTHORIZED,
+        "the mfa_token ended"
+    );
+    let page = half
+        .get(app.at("/login/verify?method=totp"))
+        .send()
+        .await
+        .expect("GET");
+    let csrf = hidden_value(&page.text().await.unwrap_or_default(), "csrf_token");
+    if let Some(csrf) = csrf {
+        let finish = app
+            .post_form_with(
+                &half,
+                "/login/verify",
+                &[("csrf_token", &csrf), ("method", "totp"), ("code", &code)],
+            )
+            .await;
+        assert_ne!(
+            location(&finish),
+            "/account",
+            "the half-finished sign-in ended"
+        );
+    }
+    let account = half.get(app.at("/account")).send().await.expect("GET");
+    assert_eq!(account.status(), StatusCode::SEE_OTHER, "not signed in");
+}
