@@ -3,6 +3,7 @@
 mod password;
 pub mod sessions;
 mod sign_in_methods;
+pub mod step_up;
 
 use sign_in_methods::SignInMethods;
 
@@ -38,6 +39,7 @@ pub fn router() -> Router<AppState> {
             post(sign_in_methods::unlink),
         )
         .route("/account/sign-out-everywhere", post(sign_out_everywhere))
+        .route("/account/confirm", post(step_up::confirm))
 }
 
 #[derive(Template, WebTemplate)]

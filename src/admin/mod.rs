@@ -1,33 +1,24 @@
 //! `/admin`: the installation's users, clients and audit log, for people with the `admin`
 //! role. Same pages and protections as the rest (CSRF on every form); a change also needs a
-//! sign-in or password confirmation from the last 15 minutes.
+//! sign-in or a confirmation from the last 15 minutes (`account::step_up`).
 
 mod audit_log;
 mod clients;
 mod users;
 
-use askama::Template;
-use askama_web::WebTemplate;
 use axum::Router;
-use axum::extract::{FromRequestParts, State};
-use axum::http::StatusCode;
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use serde::Deserialize;
 use tower_sessions::Session;
 
 use crate::app::AppState;
 use crate::audit::{self, Event, RequestMeta};
-use crate::auth::{Confirmation, Proof, confirm_identity};
-use crate::input::NextUrl;
 use crate::store::User;
-use crate::web::auth::{self, AuthRejection, CurrentUser};
+use crate::web::AppError;
+use crate::web::auth::{AuthRejection, CurrentUser};
 use crate::web::flash::{self, Flash};
-use crate::web::{AppError, CsrfForm, Layout};
-
-/// An admin's sign-in or password confirmation counts as recent for this long.
-pub const RECENT_AUTH_SECS: i64 = 15 * 60;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -35,7 +26,8 @@ pub fn router() -> Router<AppState> {
             "/admin",
             get(|_: Admin| async { Redirect::to("/admin/users") }),
         )
-        .route("/admin/confirm", post(confirm))
+        // The admin panel's "Confirm it is you" form, as on the account pages.
+        .route("/admin/confirm", post(crate::account::step_up::confirm))
         .merge(users::router())
         .merge(clients::router())
         .merge(audit_log::router())
@@ -59,78 +51,6 @@ impl FromRequestParts<AppState> for Admin {
         }
         Ok(Self(user))
     }
-}
-
-#[derive(Template, WebTemplate)]
-#[template(path = "admin/confirm.html")]
-struct ConfirmPage {
-    layout: Layout,
-    next: String,
-    error: Option<String>,
-}
-
-/// `None` when the admin proved who they are recently; otherwise the page that asks for the
-/// password, to answer the change with instead of doing it.
-pub async fn recent_auth_page(
-    state: &AppState,
-    session: &Session,
-    admin: &User,
-    return_to: &str,
-) -> Result<Option<Response>, AppError> {
-    let confirmed = auth::last_confirmed(session).await?.unwrap_or(0);
-    if state.clock.now() - confirmed <= RECENT_AUTH_SECS {
-        return Ok(None);
-    }
-    let page = ConfirmPage {
-        layout: Layout::new(session, Some(admin)).await?,
-        next: return_to.to_string(),
-        error: None,
-    };
-    Ok(Some((StatusCode::FORBIDDEN, page).into_response()))
-}
-
-#[derive(Deserialize)]
-struct ConfirmForm {
-    #[serde(default)]
-    password: String,
-    #[serde(default)]
-    next: Option<String>,
-}
-
-async fn confirm(
-    State(state): State<AppState>,
-    meta: RequestMeta,
-    session: Session,
-    Admin(admin): Admin,
-    CsrfForm(form): CsrfForm<ConfirmForm>,
-) -> Result<Response, AppError> {
-    let next = NextUrl::parse(form.next.as_deref().unwrap_or_default())
-        .filter(|n| n.as_str().starts_with("/admin"))
-        .unwrap_or_else(|| NextUrl::parse_or_default(Some("/admin/users")));
-    let proof = Proof::Password(form.password);
-    let error = match confirm_identity(&state, &meta, &admin, proof).await? {
-        Confirmation::Confirmed => None,
-        Confirmation::Paused(wait) => Some(crate::auth::throttle::wait_message(wait)),
-        Confirmation::Wrong => {
-            audit::record(&state, &meta, Event::own("admin.confirm_failed", &admin.id)).await;
-            Some("Wrong password.".to_string())
-        }
-    };
-    if let Some(error) = error {
-        let page = ConfirmPage {
-            layout: Layout::new(&session, Some(&admin)).await?,
-            next: next.as_str().to_string(),
-            error: Some(error),
-        };
-        return Ok((StatusCode::UNAUTHORIZED, page).into_response());
-    }
-    auth::confirmed_now(&session, state.clock.now()).await?;
-    flash::set(
-        &session,
-        Flash::success("Thanks. Now repeat what you were doing."),
-    )
-    .await?;
-    Ok(Redirect::to(next.as_str()).into_response())
 }
 
 /// What an admin change handler needs, extracted in one go: refuses the change with the
@@ -166,7 +86,7 @@ impl FromRequestParts<AppState> for AdminAction {
 
 impl AdminAction {
     pub async fn confirmed(&self, back: &str) -> Result<Option<Response>, AppError> {
-        recent_auth_page(&self.state, &self.session, &self.admin, back).await
+        crate::account::step_up::step_up_page(&self.state, &self.session, &self.admin, back).await
     }
 
     /// Records the admin's action in the audit log.

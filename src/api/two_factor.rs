@@ -4,13 +4,14 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::bearer::ApiUser;
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ApiJson, BodyErrors, ErrorBody};
 use crate::app::AppState;
 use crate::audit::{self, Event, RequestMeta};
+use crate::auth::{self, Confirmation, Proof};
 use crate::mfa::factors::{self, CodeCheck};
 use crate::mfa::{WRONG_CODES, wrong_codes_key, wrong_codes_message};
 use crate::store::User;
@@ -26,19 +27,50 @@ pub struct SetupResponse {
     qr_svg: String,
 }
 
+/// A new factor could lock the owner out, so a Bearer token alone is not enough: the request
+/// carries the account's password too.
+#[derive(Deserialize, ToSchema)]
+pub struct SetupRequest {
+    /// The account's current password (a step-up: the token may have been copied).
+    #[schema(min_length = 1)]
+    password: String,
+}
+
 /// Starts setting up an authenticator app (TOTP, RFC 6238). It is on once a code from it is
-/// sent to `/api/v1/2fa/verify`; starting again replaces a secret not yet confirmed.
+/// sent to `/api/v1/2fa/verify`; starting again replaces a secret not yet confirmed. Needs the
+/// Bearer token and the account's password.
 #[utoipa::path(post, path = "/api/v1/2fa/setup", tag = "two-factor", security(("bearer" = [])),
+    request_body = SetupRequest,
     responses(
+        BodyErrors,
         (status = 200, description = "The secret to add to the app", body = SetupResponse),
-        (status = 401, description = "The access token is missing, expired or revoked", body = ErrorBody),
+        (status = 401, description = "The access token is missing, expired or revoked, or the password is wrong", body = ErrorBody),
         (status = 409, description = "An authenticator app is already on", body = ErrorBody),
+        (status = 429, description = "Too many wrong passwords; see Retry-After", body = ErrorBody),
     ))]
 pub async fn setup(
     State(state): State<AppState>,
+    meta: RequestMeta,
     caller: ApiUser,
+    ApiJson(body): ApiJson<SetupRequest>,
 ) -> Result<Json<SetupResponse>, ApiError> {
     let user = caller.user;
+    if body.password.is_empty() {
+        return Err(ApiError::field("password", "Enter your password."));
+    }
+    match auth::confirm_identity(&state, &meta, &user, Proof::Password(body.password)).await? {
+        Confirmation::Confirmed => {}
+        Confirmation::Wrong => {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_password",
+                "That is not the account's password.",
+            ));
+        }
+        Confirmation::Paused(wait) => {
+            return Err(ApiError::too_many(wait, auth::throttle::wait_message(wait)));
+        }
+    }
     if factors::totp_enabled(&state, &user).await? {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

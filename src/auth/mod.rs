@@ -260,3 +260,12 @@ pub async fn address_proven(
     }
     Ok(stripped)
 }
+
+/// A sign-in or step-up counts as recent for this long: sensitive changes need one.
+pub const STEP_UP_SECS: i64 = 15 * 60;
+
+/// Whether the last proof of identity in a session (`last_confirmed`) is recent enough for a
+/// sensitive change.
+pub fn recently_confirmed(last_confirmed: Option<i64>, now: i64) -> bool {
+    last_confirmed.is_some_and(|at| now - at <= STEP_UP_SECS)
+}

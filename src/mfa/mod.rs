@@ -13,6 +13,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use tower_sessions::Session;
 
+use crate::account::step_up::step_up_page;
 use crate::app::AppState;
 use crate::auth::{self, Confirmation, Proof};
 use crate::input::mask_email;
@@ -174,6 +175,10 @@ async fn start_totp(
             ),
         )
         .await;
+    }
+    // A new factor could lock the owner out: it needs the person, not only the session.
+    if let Some(page) = step_up_page(&state, &session, &user, "/account/security").await? {
+        return Ok(page);
     }
     factors::start_totp(&state, &user).await?;
     Ok(Redirect::to("/account/security/totp").into_response())
@@ -342,6 +347,9 @@ async fn start_email_codes(
 ) -> Result<Response, AppError> {
     if user.email_otp_enabled {
         return back_to_security(&session, Flash::info("Email codes are already on.")).await;
+    }
+    if let Some(page) = step_up_page(&state, &session, &user, "/account/security").await? {
+        return Ok(page);
     }
     if let Some(wait) = throttle::take(&state, &code_mails_key(&user.id), CODE_MAILS).await? {
         return back_to_security(&session, Flash::error(code_mails_message(wait))).await;

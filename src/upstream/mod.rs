@@ -126,6 +126,13 @@ async fn start(
 ) -> Result<Response, AppError> {
     let provider = state.upstreams.get(&name).ok_or(AppError::NotFound)?;
     let next = NextUrl::parse_or_default(query.next.as_deref());
+    if let Some(user) = &user {
+        // Linking another way in needs the person, not only the session.
+        let page = crate::account::step_up::step_up_page(&state, &session, user, "/account");
+        if let Some(page) = page.await? {
+            return Ok(page);
+        }
+    }
     let started = match provider.start().await {
         Ok(started) => started,
         Err(e) => return Ok(upstream_error_page(&state, &name, &e)),

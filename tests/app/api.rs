@@ -257,7 +257,7 @@ fn totp_from(secret: &str) -> TOTP {
 
 /// Sets up an authenticator app through the API; returns it and the recovery codes.
 async fn enrol_totp_via_api(app: &TestApp, access: &str) -> (TOTP, Vec<String>) {
-    let setup = bearer_post(app, "/2fa/setup", access, json!({})).await;
+    let setup = bearer_post(app, "/2fa/setup", access, json!({"password": PASSWORD})).await;
     assert_eq!(setup.status, StatusCode::OK, "2fa setup: {}", setup.text);
     let totp = totp_from(&setup.str("secret"));
     let code = code_at(&totp, app.clock.now());
@@ -697,7 +697,33 @@ async fn an_authenticator_app_is_confirmed_with_a_code_and_gives_ten_recovery_co
         "setup without a token",
     );
 
-    let first = bearer_post(&app, "/2fa/setup", &tokens.access, json!({})).await;
+    // A Bearer token alone cannot add a factor: the password is asked for too.
+    let no_password = bearer_post(&app, "/2fa/setup", &tokens.access, json!({})).await;
+    assert_eq!(
+        no_password.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        no_password.text
+    );
+    let wrong_password = bearer_post(
+        &app,
+        "/2fa/setup",
+        &tokens.access,
+        json!({"password": "not-the-password-9"}),
+    )
+    .await;
+    assert_error(
+        &wrong_password,
+        StatusCode::UNAUTHORIZED,
+        "invalid_password",
+    );
+    let first = bearer_post(
+        &app,
+        "/2fa/setup",
+        &tokens.access,
+        json!({"password": PASSWORD}),
+    )
+    .await;
     assert_eq!(first.status, StatusCode::OK, "{}", first.text);
     let secret = first.str("secret");
     assert!(
@@ -708,7 +734,13 @@ async fn an_authenticator_app_is_confirmed_with_a_code_and_gives_ten_recovery_co
     assert!(first.str("qr_svg").starts_with("<svg"));
 
     // Setting up again replaces the pending secret.
-    let second = bearer_post(&app, "/2fa/setup", &tokens.access, json!({})).await;
+    let second = bearer_post(
+        &app,
+        "/2fa/setup",
+        &tokens.access,
+        json!({"password": PASSWORD}),
+    )
+    .await;
     assert_eq!(second.status, StatusCode::OK, "{}", second.text);
     assert_ne!(second.str("secret"), secret);
     let old = code_at(&totp_from(&secret), app.clock.now());
@@ -740,7 +772,13 @@ async fn an_authenticator_app_is_confirmed_with_a_code_and_gives_ten_recovery_co
     assert_eq!(codes.len(), 10, "all different");
     assert_eq!(whoami(&app, &tokens.access).await.body["mfa_enabled"], true);
 
-    let again = bearer_post(&app, "/2fa/setup", &tokens.access, json!({})).await;
+    let again = bearer_post(
+        &app,
+        "/2fa/setup",
+        &tokens.access,
+        json!({"password": PASSWORD}),
+    )
+    .await;
     assert_error(&again, StatusCode::CONFLICT, "mfa_already_enabled");
 }
 

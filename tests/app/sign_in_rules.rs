@@ -15,6 +15,8 @@ backend_tests!(
     a_reset_by_the_owner_removes_what_a_squatter_attached_before_the_address_was_confirmed,
     an_authenticator_whose_set_up_was_not_finished_confirms_nothing,
     a_reset_ends_other_reset_links_api_second_steps_and_half_finished_sign_ins,
+    adding_a_second_factor_needs_a_recent_sign_in_or_confirmation,
+    linking_a_provider_from_the_account_page_needs_a_recent_sign_in,
 );
 
 const SQUATTER_PASSWORD: &str = "squatters-own-pass-77";
@@ -318,4 +320,110 @@ async fn a_reset_ends_other_reset_links_api_second_steps_and_half_finished_sign_
     }
     let account = half.get(app.at("/account")).send().await.expect("GET");
     assert_eq!(account.status(), StatusCode::SEE_OTHER, "not signed in");
+}
+
+async fn adding_a_second_factor_needs_a_recent_sign_in_or_confirmation(app: TestApp) {
+    let email = signed_up(&app).await;
+    // Sixteen minutes after signing in, the session alone no longer adds a factor.
+    app.clock.advance(16 * 60);
+    let csrf = app.csrf_token("/account/security").await;
+    let refused = app
+        .post_form("/account/security/totp/setup", &[("csrf_token", &csrf)])
+        .await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let page = refused.text().await.unwrap_or_default();
+    assert!(page.contains("Confirm it is you") && page.contains("Nothing was changed yet"));
+    let user = app
+        .store
+        .find_user_by_email(&email)
+        .await
+        .expect("q")
+        .expect("u");
+    assert!(
+        app.store.totp_factor(&user.id).await.expect("q").is_none(),
+        "nothing started"
+    );
+    let csrf = hidden_value(&page, "csrf_token").expect("csrf");
+    let refused = app
+        .post_form(
+            "/account/security/email-otp/setup",
+            &[("csrf_token", &csrf)],
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN, "email codes too");
+
+    let wrong = app
+        .post_form(
+            "/account/confirm",
+            &[
+                ("csrf_token", &csrf),
+                ("password", "not-my-password-1"),
+                ("next", "/account/security"),
+            ],
+        )
+        .await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let right = app
+        .post_form(
+            "/account/confirm",
+            &[
+                ("csrf_token", &csrf),
+                ("password", PASSWORD),
+                ("next", "/account/security"),
+            ],
+        )
+        .await;
+    assert_eq!(location(&right), "/account/security");
+    let started = app
+        .post_form("/account/security/totp/setup", &[("csrf_token", &csrf)])
+        .await;
+    assert_eq!(location(&started), "/account/security/totp");
+
+    // The set-up started but never finished is no proof for the next step-up.
+    let setup = app.page("/account/security/totp").await;
+    let start = setup.find("id=\"secret\">").expect("secret") + "id=\"secret\">".len();
+    let secret: String = setup[start..]
+        .split('<')
+        .next()
+        .unwrap_or_default()
+        .replace(' ', "");
+    let bytes = Secret::Encoded(secret).to_bytes().expect("base32");
+    let pending = TOTP::new(Algorithm::SHA1, 6, 1, 30, bytes, None, String::new()).expect("totp");
+    app.clock.advance(16 * 60);
+    let by_pending_code = app
+        .post_form(
+            "/account/confirm",
+            &[
+                ("csrf_token", &csrf),
+                ("password", ""),
+                ("code", &code_at(&pending, app.clock.now())),
+                ("next", "/account/security"),
+            ],
+        )
+        .await;
+    assert_eq!(by_pending_code.status(), StatusCode::UNAUTHORIZED);
+}
+
+async fn linking_a_provider_from_the_account_page_needs_a_recent_sign_in(b: TestApp) {
+    let (_a, b) = with_google(b).await;
+    let email = signed_up(&b).await;
+    let user = b
+        .store
+        .find_user_by_email(&email)
+        .await
+        .expect("q")
+        .expect("u");
+    b.store
+        .set_email_verified(&user.id, b.clock.now())
+        .await
+        .expect("verify");
+    b.clock.advance(16 * 60);
+    let start = b.get("/auth/oauth/google").await;
+    assert_eq!(
+        start.status(),
+        StatusCode::FORBIDDEN,
+        "no trip to the provider"
+    );
+    let page = start.text().await.unwrap_or_default();
+    assert!(page.contains("Confirm it is you"), "{page}");
 }

@@ -14,6 +14,7 @@ backend_tests!(
     an_authenticator_app_set_up_from_the_qr_page_is_asked_at_sign_in_and_a_recovery_code_works_once,
     codes_by_email_arrive_by_smtp_and_sign_the_person_in,
     a_second_step_inside_a_relying_app_sign_in_returns_to_the_app,
+    a_stale_session_confirms_it_is_the_person_before_adding_a_factor,
 );
 
 async fn sign_in(tab: &Tab, app: &TestApp, email: &str) {
@@ -141,5 +142,31 @@ async fn a_second_step_inside_a_relying_app_sign_in_returns_to_the_app(app: Test
     tab.fill("code", &code_at(&totp, app.clock.now())).await;
     tab.press("Continue").await;
     assert_eq!(rp.redeem(&tab, request).await.0, email);
+    tab.assert_no_problems();
+}
+
+async fn a_stale_session_confirms_it_is_the_person_before_adding_a_factor(app: TestApp) {
+    let Some(browser) = Browser::launch().await else {
+        return;
+    };
+    let email = person(&app).await;
+    let tab = browser.window().await;
+    sign_in(&tab, &app, &email).await;
+    app.clock.advance(16 * 60);
+
+    tab.open(&app.at("/account/security")).await;
+    tab.press("Set up authenticator app").await;
+    tab.assert_reads("Confirm it is you").await;
+    tab.assert_reads("Nothing was changed yet.").await;
+    tab.fill("password", "not-my-password-1").await;
+    tab.press("Confirm").await;
+    tab.assert_reads("That did not match.").await;
+    tab.fill("password", PASSWORD).await;
+    tab.press("Confirm").await;
+    tab.assert_at("/account/security").await;
+    tab.assert_reads("Thanks. Now repeat what you were doing.")
+        .await;
+    tab.press("Set up authenticator app").await;
+    tab.assert_at("/account/security/totp").await;
     tab.assert_no_problems();
 }
