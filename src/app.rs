@@ -55,6 +55,14 @@ impl App {
             .await
             .context("cannot open the database; check PORTCULLIS_DATABASE_URL")?;
         store.migrate().await?;
+        for (user_id, key) in store.normalise_stored_emails(clock.now()).await? {
+            tracing::warn!(
+                %user_id,
+                %key,
+                "this account's address is another account's in normal form; both were left as \
+                 they are: merge or rename one (see the README, \"Email addresses\")"
+            );
+        }
         let sessions = SessionBackend::connect(&store, config.redis_url.as_ref()).await?;
         let mailer = Mailer::from_config(&config)?;
         keys::ensure_keys(

@@ -36,15 +36,48 @@ impl Email {
                     && !label.ends_with('-')
                     && label.chars().all(|c| c.is_alphanumeric() || c == '-')
             });
-        if local_ok && domain_ok {
-            Ok(Self(email.to_string()))
-        } else {
-            Err(invalid)
+        if !(local_ok && domain_ok) {
+            return Err(invalid);
         }
+        normalise_email(email).map(Self).ok_or(invalid)
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// The one form of an address that is stored, looked up and mailed: the local part in Unicode
+/// NFKC and lower case, the domain mapped by IDNA (UTS 46) and shown in Unicode. So look-alike
+/// spellings of one address (the Kelvin sign U+212A for `K`, full-width letters, upper case)
+/// are one address, which mail for it reaches, instead of a second account beside it. `None`
+/// when the domain is no valid IDNA name.
+pub fn normalise_email(email: &str) -> Option<String> {
+    use unicode_normalization::UnicodeNormalization;
+    let (local, domain) = email.trim().rsplit_once('@')?;
+    let local: String = local.nfkc().collect::<String>().to_lowercase();
+    let ascii = idna::domain_to_ascii(domain).ok()?;
+    let (unicode, mapped) = idna::domain_to_unicode(&ascii);
+    mapped.ok()?;
+    if local.is_empty() || unicode.is_empty() {
+        return None;
+    }
+    Some(format!("{local}@{unicode}"))
+}
+
+/// The key two spellings of one address share: the normal form with the domain in ASCII
+/// (punycode), for the unique `email_lower` column and for throttles.
+pub fn email_lookup_key(email: &str) -> String {
+    match normalise_email(email) {
+        Some(normal) => match normal.rsplit_once('@') {
+            Some((local, domain)) => {
+                let ascii = idna::domain_to_ascii(domain).unwrap_or_else(|_| domain.to_string());
+                format!("{local}@{ascii}")
+            }
+            None => normal,
+        },
+        // Not an address we would accept: still a stable key for look-ups that find nothing.
+        None => email.trim().to_lowercase(),
     }
 }
 
@@ -111,8 +144,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn look_alike_spellings_of_an_address_are_one_address() {
+        let kelvin = Email::parse("\u{212A}im@Example.COM").expect("valid");
+        assert_eq!(kelvin.as_str(), "kim@example.com");
+        assert_eq!(
+            email_lookup_key("\u{212A}im@example.com"),
+            email_lookup_key("kim@example.com")
+        );
+        assert_eq!(
+            Email::parse("ＡＤＡ@example.com")
+                .expect("full width")
+                .as_str(),
+            "ada@example.com"
+        );
+        assert_eq!(
+            Email::parse("Jo@Bücher.Example").expect("IDN").as_str(),
+            "jo@bücher.example"
+        );
+        assert_eq!(
+            email_lookup_key("jo@bücher.example"),
+            "jo@xn--bcher-kva.example"
+        );
+    }
+
+    #[test]
     fn emails() {
-        assert!(Email::parse(" Ann@Example.com ").is_ok_and(|e| e.as_str() == "Ann@Example.com"));
+        // Trimmed, and in the one normal form (lower case: see `normalise_email`).
+        assert!(Email::parse(" Ann@Example.com ").is_ok_and(|e| e.as_str() == "ann@example.com"));
         for bad in [
             "",
             "ann",

@@ -121,12 +121,73 @@ struct HolderRow {
     flag: bool,
 }
 
-/// Emails are looked up case-insensitively through `email_lower`.
+/// Emails are looked up through `email_lower`, the key that look-alike spellings of one
+/// address share (`input::email_lookup_key`).
 pub fn email_key(email: &str) -> String {
-    email.trim().to_lowercase()
+    crate::input::email_lookup_key(email)
 }
 
+/// The start-up task that rewrote addresses stored before they were normalised.
+const NORMALISE_EMAILS_TASK: &str = "normalise_emails_v1";
+
 impl Store {
+    /// Rewrites addresses (and their keys) stored before addresses were normalised, once. Two
+    /// accounts whose addresses turn out to be one are never merged: both are left as they
+    /// were and returned as `(id, key)` pairs for the operator, and the task runs again at the
+    /// next start until they are resolved.
+    pub async fn normalise_stored_emails(&self, now: i64) -> StoreResult<Vec<(String, String)>> {
+        let done = on_pool!(self, |pool| {
+            sqlx::query_scalar::<_, i64>("select count(*) from maintenance_done where task = $1")
+                .bind(NORMALISE_EMAILS_TASK)
+                .fetch_one(pool)
+                .await
+        })?;
+        if done > 0 {
+            return Ok(Vec::new());
+        }
+        let rows = on_pool!(self, |pool| {
+            sqlx::query_as::<_, (String, String, String)>(
+                "select id, email, email_lower from users order by id",
+            )
+            .fetch_all(pool)
+            .await
+        })?;
+        let mut collisions = Vec::new();
+        for (id, email, key) in rows {
+            let normal = crate::input::normalise_email(&email).unwrap_or_else(|| email.clone());
+            let new_key = email_key(&email);
+            if normal == email && new_key == key {
+                continue;
+            }
+            let updated: StoreResult<u64> = on_pool!(self, |pool| {
+                sqlx::query("update users set email = $1, email_lower = $2 where id = $3")
+                    .bind(&normal)
+                    .bind(&new_key)
+                    .bind(&id)
+                    .execute(pool)
+                    .await
+                    .map(|r| r.rows_affected())
+            })
+            .map_err(StoreError::from);
+            match updated {
+                Ok(_) => {}
+                Err(e) if e.is_unique_violation() => collisions.push((id, new_key)),
+                Err(e) => return Err(e),
+            }
+        }
+        if collisions.is_empty() {
+            on_pool!(self, |pool| {
+                sqlx::query("insert into maintenance_done (task, done_at) values ($1, $2)")
+                    .bind(NORMALISE_EMAILS_TASK)
+                    .bind(now)
+                    .execute(pool)
+                    .await
+                    .map(|r| r.rows_affected())
+            })?;
+        }
+        Ok(collisions)
+    }
+
     /// Creates a user and their roles in one transaction. A taken email gives a unique
     /// violation (`StoreError::is_unique_violation`).
     pub async fn create_user(&self, new: NewUser) -> StoreResult<User> {

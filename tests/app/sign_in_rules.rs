@@ -17,6 +17,8 @@ backend_tests!(
     a_reset_ends_other_reset_links_api_second_steps_and_half_finished_sign_ins,
     adding_a_second_factor_needs_a_recent_sign_in_or_confirmation,
     linking_a_provider_from_the_account_page_needs_a_recent_sign_in,
+    look_alike_spellings_of_an_address_are_one_account_whose_mail_reaches_the_owner,
+    addresses_stored_before_normalisation_are_rewritten_at_start_and_collisions_kept,
 );
 
 const SQUATTER_PASSWORD: &str = "squatters-own-pass-77";
@@ -426,4 +428,145 @@ async fn linking_a_provider_from_the_account_page_needs_a_recent_sign_in(b: Test
     );
     let page = start.text().await.unwrap_or_default();
     assert!(page.contains("Confirm it is you"), "{page}");
+}
+
+async fn look_alike_spellings_of_an_address_are_one_account_whose_mail_reaches_the_owner(
+    app: TestApp,
+) {
+    // The squatter types the Kelvin sign (U+212A) for the K of the owner's address.
+    let owner = format!("kim-{}@example.com", uuid::Uuid::new_v4().simple());
+    let look_alike = owner.replacen('k', "\u{212A}", 1);
+    assert_ne!(look_alike, owner);
+    assert_eq!(
+        app.signup(&look_alike, SQUATTER_PASSWORD).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let stored = app
+        .store
+        .find_user_by_email(&owner)
+        .await
+        .expect("query")
+        .expect("one account for both spellings");
+    assert_eq!(stored.email, owner, "stored in its normal form");
+    app.logout().await;
+
+    // The owner cannot get a second account beside it…
+    let taken = app.signup(&owner.to_uppercase(), PASSWORD).await;
+    assert_eq!(taken.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(app.store.count_users().await.expect("count"), 1);
+    // …but the reset mail goes to the owner's real address, so they can take it over.
+    let csrf = app.csrf_token("/password/forgot").await;
+    app.post_form(
+        "/password/forgot",
+        &[("csrf_token", &csrf), ("email", &owner)],
+    )
+    .await;
+    let mail = app.last_mail_to(&owner);
+    assert!(mail.contains("/password/reset"), "the owner got the link");
+    assert!(
+        app.mails_to(&look_alike).is_empty(),
+        "nothing went to the look-alike"
+    );
+}
+
+/// Runs SQL on the app's database as an older version would have left it.
+async fn as_an_older_version_left_it(app: &TestApp, statements: &[String]) {
+    use sqlx::Connection;
+    match &app.database_url {
+        Some(url) => {
+            let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+            for sql in statements {
+                sqlx::query(sql)
+                    .execute(&mut conn)
+                    .await
+                    .expect("old state");
+            }
+        }
+        None => {
+            let path = app.data_dir.join("portcullis.db");
+            let url = format!("sqlite://{}", path.display());
+            let mut conn = sqlx::SqliteConnection::connect(&url)
+                .await
+                .expect("connect");
+            for sql in statements {
+                sqlx::query(sql)
+                    .execute(&mut conn)
+                    .await
+                    .expect("old state");
+            }
+        }
+    }
+}
+
+async fn addresses_stored_before_normalisation_are_rewritten_at_start_and_collisions_kept(
+    mut app: TestApp,
+) {
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let mut ids = Vec::new();
+    for email in [
+        format!("kim-{tag}@example.com"),
+        format!("ann-{tag}@example.com"),
+        format!("bob-{tag}@example.com"),
+    ] {
+        let response = app.signup(&email, PASSWORD).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        app.logout().await;
+        let user = app
+            .store
+            .find_user_by_email(&email)
+            .await
+            .expect("q")
+            .expect("u");
+        ids.push(user.id);
+    }
+    // As stored before addresses were normalised: the Kelvin sign kept, and the old key (plain
+    // lower case); Bob's row spells Ann's address in upper case under its own old key.
+    let kelvin = format!("\u{212A}im-{tag}@Example.COM");
+    as_an_older_version_left_it(
+        &app,
+        &[
+            "delete from maintenance_done".to_string(),
+            format!(
+                "update users set email = '{kelvin}', email_lower = '{}' where id = '{}'",
+                kelvin.to_lowercase(),
+                ids[0]
+            ),
+            format!(
+                "update users set email = 'ANN-{tag}@EXAMPLE.COM', email_lower = 'old-key-{tag}' where id = '{}'",
+                ids[2]
+            ),
+        ],
+    )
+    .await;
+    app.restart().await;
+    let kim = app
+        .store
+        .find_user_by_id(&ids[0])
+        .await
+        .expect("q")
+        .expect("kim");
+    assert_eq!(kim.email, format!("kim-{tag}@example.com"), "rewritten");
+    let bob = app
+        .store
+        .find_user_by_id(&ids[2])
+        .await
+        .expect("q")
+        .expect("bob");
+    assert_eq!(
+        bob.email,
+        format!("ANN-{tag}@EXAMPLE.COM"),
+        "a collision is left as it was"
+    );
+    let ann = app
+        .store
+        .find_user_by_id(&ids[1])
+        .await
+        .expect("q")
+        .expect("ann");
+    assert_eq!(ann.email, format!("ann-{tag}@example.com"), "not merged");
+    let collisions = app.store.normalise_stored_emails(0).await.expect("again");
+    assert_eq!(
+        collisions,
+        vec![(ids[2].clone(), format!("ann-{tag}@example.com"))]
+    );
 }
