@@ -60,7 +60,7 @@ impl App {
                 %user_id,
                 %key,
                 "this account's address is another account's in normal form; both were left as \
-                 they are: merge or rename one (see the README, \"Email addresses\")"
+                 they are: merge or rename one (see the README's security section)"
             );
         }
         let sessions = SessionBackend::connect(&store, config.redis_url.as_ref()).await?;

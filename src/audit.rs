@@ -75,4 +75,40 @@ pub async fn record(state: &AppState, meta: &RequestMeta, event: Event<'_>) {
     if let Err(e) = state.store.insert_audit_event(&row).await {
         tracing::error!(error = %e, event = row.event, "cannot write the audit log");
     }
+    if let (Some(what), Some(user_id)) = (
+        crate::mail::messages::security_notice_text(&row.event),
+        row.subject_id.as_deref(),
+    ) {
+        notify_owner(state, user_id, what, &row).await;
+    }
+}
+
+/// Tells the account's owner by mail that how their account is signed in to changed. A mail
+/// that cannot be sent is logged; the change itself stands.
+async fn notify_owner(state: &AppState, user_id: &str, what: &str, row: &AuditEvent) {
+    let user = match state.store.find_user_by_id(user_id).await {
+        Ok(Some(user)) => user,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot find the owner to notify");
+            return;
+        }
+    };
+    let when = time::OffsetDateTime::from_unix_timestamp(row.happened_at)
+        .ok()
+        .and_then(|t| {
+            t.format(time::macros::format_description!(
+                "[year]-[month]-[day] [hour]:[minute] UTC"
+            ))
+            .ok()
+        })
+        .unwrap_or_default();
+    let reset = format!(
+        "{}/password/forgot",
+        state.config.public_url.as_str().trim_end_matches('/')
+    );
+    let mail = crate::mail::messages::security_notice(what, &when, row.ip.as_deref(), &reset);
+    if let Err(e) = state.mailer.send(&user.email, &mail).await {
+        tracing::warn!(error = %e, %user_id, "cannot send the security notice");
+    }
 }

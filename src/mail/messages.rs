@@ -49,3 +49,46 @@ pub fn email_code(code: &str, why: &str) -> Mail {
         footer: IGNORE.into(),
     }
 }
+
+/// What a security event says to the account's owner, for the events that change how the
+/// account is signed in to (OWASP ASVS 2.2.3, 2.5.x). `None` for the others.
+pub fn security_notice_text(event: &str) -> Option<&'static str> {
+    Some(match event {
+        "password_changed" => "Your password was changed",
+        "password_reset" => "Your password was reset",
+        "totp_enabled" => "An authenticator app was added to your account",
+        "totp_removed" => "The authenticator app was removed from your account",
+        "email_codes_enabled" => "Sign-in codes by email were turned on",
+        "email_codes_disabled" => "Sign-in codes by email were turned off",
+        "recovery_codes_regenerated" => {
+            "New recovery codes were made (the old ones stopped working)"
+        }
+        "upstream_linked" => "A way to sign in with another provider was linked to your account",
+        "upstream_unlinked" => {
+            "A way to sign in with another provider was removed from your account"
+        }
+        "unconfirmed_attachments_removed" => {
+            "Sign-in methods set up before your address was confirmed were removed"
+        }
+        _ => return None,
+    })
+}
+
+/// The mail to the owner after such an event; `when` in UTC, `from` the client address.
+pub fn security_notice(what: &str, when: &str, from: Option<&str>, reset_link: &str) -> Mail {
+    let place = from.map(|ip| format!(" from {ip}")).unwrap_or_default();
+    Mail {
+        subject: format!("Security notice: {}", what.to_lowercase()),
+        heading: what.into(),
+        paragraphs: vec![
+            format!("{what} on {when}{place}."),
+            "If this was you, there is nothing to do. If not, reset your password now and check \
+             the sign-in methods on your account page."
+                .into(),
+        ],
+        action: Some(("Reset your password".into(), reset_link.into())),
+        code: None,
+        footer: "We send this to the account's address whenever how it is signed in to changes."
+            .into(),
+    }
+}

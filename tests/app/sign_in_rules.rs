@@ -19,6 +19,7 @@ backend_tests!(
     linking_a_provider_from_the_account_page_needs_a_recent_sign_in,
     look_alike_spellings_of_an_address_are_one_account_whose_mail_reaches_the_owner,
     addresses_stored_before_normalisation_are_rewritten_at_start_and_collisions_kept,
+    the_owner_gets_a_mail_for_each_change_to_how_the_account_is_signed_in_to,
 );
 
 const SQUATTER_PASSWORD: &str = "squatters-own-pass-77";
@@ -568,5 +569,59 @@ async fn addresses_stored_before_normalisation_are_rewritten_at_start_and_collis
     assert_eq!(
         collisions,
         vec![(ids[2].clone(), format!("ann-{tag}@example.com"))]
+    );
+}
+
+async fn the_owner_gets_a_mail_for_each_change_to_how_the_account_is_signed_in_to(
+    mut app: TestApp,
+) {
+    let smtp = crate::smtp_sink::SmtpSink::start().await;
+    let smtp_url = smtp.url();
+    app.restart_with(|raw| raw.smtp_url = Some(smtp_url)).await;
+    let email = signed_up(&app).await;
+    let notices = |smtp: &crate::smtp_sink::SmtpSink| -> Vec<String> {
+        smtp.messages()
+            .iter()
+            .map(|raw| crate::helpers::decode_quoted_printable(raw))
+            .filter(|mail| mail.contains(&email) && mail.contains("Subject: Security notice"))
+            .collect()
+    };
+    assert!(notices(&smtp).is_empty(), "no notice for signing up");
+
+    enrol_totp(&app).await;
+    let csrf = app.csrf_token("/account/security").await;
+    app.post_form(
+        "/account/security/recovery-codes",
+        &[("csrf_token", &csrf), ("password", PASSWORD)],
+    )
+    .await;
+    let csrf = app.csrf_token("/account/password").await;
+    let changed = app
+        .post_form(
+            "/account/password",
+            &[
+                ("csrf_token", &csrf),
+                ("current_password", PASSWORD),
+                ("new_password", "another-long-pass-4"),
+            ],
+        )
+        .await;
+    assert_eq!(location(&changed), "/account");
+
+    let sent = notices(&smtp);
+    for what in [
+        "an authenticator app was added to your account",
+        "new recovery codes were made",
+        "your password was changed",
+    ] {
+        assert!(
+            sent.iter()
+                .any(|mail| mail.contains(&format!("Security notice: {what}"))),
+            "a notice: {what}; sent: {sent:#?}"
+        );
+    }
+    assert!(
+        sent.iter().all(|mail| mail.contains("/password/forgot")),
+        "a way to act"
     );
 }
