@@ -96,8 +96,16 @@ impl App {
 
     pub fn router(&self) -> Router {
         let config = &self.state.config;
+        // `__Host-` (RFC 6265bis §4.1.3.2): over https the browser takes the cookie only with
+        // Secure, Path=/ and no Domain, so no other host of the domain can set or shadow it.
+        let cookie_name = if config.is_https() {
+            "__Host-portcullis_session"
+        } else {
+            "portcullis_session"
+        };
         let session_layer = SessionManagerLayer::new(self.sessions.clone())
-            .with_name("portcullis_session")
+            .with_name(cookie_name)
+            .with_path("/")
             .with_http_only(true)
             .with_same_site(SameSite::Lax)
             .with_secure(config.is_https())

@@ -49,6 +49,25 @@ impl FromRequestParts<AppState> for Admin {
                 "This area is for administrators.",
             )));
         }
+        // An admin account holds every other account: a password alone is not enough. The
+        // first admin (made with the CLI) sets one up on the way in.
+        if state.config.admin_require_second_factor
+            && !crate::mfa::factors::has_second_factor(state, &user)
+                .await
+                .map_err(AuthRejection::Error)?
+        {
+            let session = Session::from_request_parts(parts, state)
+                .await
+                .map_err(|_| AuthRejection::Error(AppError::Forbidden("No session.")))?;
+            let message = Flash::info(
+                "Set up a second factor (an authenticator app or codes by email) to open the \
+                 admin panel.",
+            );
+            flash::set(&session, message)
+                .await
+                .map_err(|e| AuthRejection::Error(e.into()))?;
+            return Err(AuthRejection::Login(Redirect::to("/account/security")));
+        }
         Ok(Self(user))
     }
 }

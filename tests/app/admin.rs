@@ -33,6 +33,8 @@ async fn admin(app: &TestApp) -> User {
         .add_user_role(&user.id, "admin")
         .await
         .expect("grant admin");
+    // Admins need a second factor (PORTCULLIS_ADMIN_REQUIRE_SECOND_FACTOR, on by default).
+    crate::two_factor::enrol_totp(app).await;
     user
 }
 

@@ -197,6 +197,7 @@ async fn thirty_parallel_wrong_admin_confirmations_are_checked_no_more_than_the_
         .add_user_role(&admin.id, "admin")
         .await
         .expect("grant admin");
+    enrol_totp(&app).await;
     let csrf = app.csrf_token("/admin/users").await;
     let posts = (0..PARALLEL)
         .map(|_| {

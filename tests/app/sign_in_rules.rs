@@ -20,6 +20,7 @@ backend_tests!(
     look_alike_spellings_of_an_address_are_one_account_whose_mail_reaches_the_owner,
     addresses_stored_before_normalisation_are_rewritten_at_start_and_collisions_kept,
     the_owner_gets_a_mail_for_each_change_to_how_the_account_is_signed_in_to,
+    the_defaults_are_short_sessions_and_admins_with_a_second_factor,
 );
 
 const SQUATTER_PASSWORD: &str = "squatters-own-pass-77";
@@ -624,4 +625,58 @@ async fn the_owner_gets_a_mail_for_each_change_to_how_the_account_is_signed_in_t
         sent.iter().all(|mail| mail.contains("/password/forgot")),
         "a way to act"
     );
+}
+
+async fn the_defaults_are_short_sessions_and_admins_with_a_second_factor(mut app: TestApp) {
+    let defaults = portcullis::config::Config::from_raw(portcullis::config::RawConfig::default())
+        .expect("the defaults are valid");
+    assert_eq!(defaults.session_idle_timeout.as_secs(), 30 * 60);
+    assert_eq!(defaults.session_max_lifetime.as_secs(), 12 * 3600);
+    assert!(defaults.admin_require_second_factor);
+
+    // An admin without a second factor is sent to set one up; with one, the panel opens.
+    let email = signed_up(&app).await;
+    let user = app
+        .store
+        .find_user_by_email(&email)
+        .await
+        .expect("q")
+        .expect("u");
+    app.store
+        .add_user_role(&user.id, "admin")
+        .await
+        .expect("grant admin");
+    let refused = app.get("/admin/users").await;
+    assert_eq!(location(&refused), "/account/security");
+    assert!(
+        app.page("/account/security")
+            .await
+            .contains("to open the admin panel")
+    );
+    enrol_totp(&app).await;
+    assert_eq!(app.get("/admin/users").await.status(), StatusCode::OK);
+
+    // Over https the session cookie carries the `__Host-` prefix (and so Secure, Path=/).
+    let https = app.url.replace("http://", "https://");
+    app.restart_with(|raw| raw.public_url = https).await;
+    let page = app
+        .fresh_client()
+        .get(app.at("/login"))
+        .send()
+        .await
+        .expect("GET");
+    let cookie = page
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.contains("portcullis_session="))
+        .expect("a session cookie")
+        .to_string();
+    assert!(cookie.starts_with("__Host-portcullis_session="), "{cookie}");
+    assert!(
+        cookie.contains("Secure") && cookie.contains("Path=/"),
+        "{cookie}"
+    );
+    assert!(!cookie.contains("Domain"), "{cookie}");
 }

@@ -5,7 +5,8 @@ use reqwest::StatusCode;
 
 use super::relying_app::{person, sign_in_here};
 use super::{Browser, Tab};
-use crate::helpers::{PASSWORD, TestApp, unique_email};
+use crate::helpers::{PASSWORD, TestApp, signed_up, unique_email};
+use crate::two_factor::{code_at, enrol_totp};
 
 backend_tests!(
     a_person_signs_up_signs_out_and_signs_in_again,
@@ -116,7 +117,9 @@ async fn an_admin_finds_and_disables_a_person_whose_browser_is_then_signed_out(a
     let Some(browser) = Browser::launch().await else {
         return;
     };
-    let admin_email = person(&app).await;
+    // The admin has an authenticator app (set up over HTTP; admins need a second factor).
+    let admin_email = signed_up(&app).await;
+    let (totp, _) = enrol_totp(&app).await;
     let admin = app
         .store
         .find_user_by_email(&admin_email)
@@ -136,6 +139,9 @@ async fn an_admin_finds_and_disables_a_person_whose_browser_is_then_signed_out(a
     let admins = browser.window().await;
     admins.open(&app.at("/admin")).await;
     sign_in_here(&admins, &admin_email).await;
+    admins.assert_at("/login/verify").await;
+    admins.fill("code", &code_at(&totp, app.clock.now())).await;
+    admins.press("Continue").await;
     admins.assert_at("/admin/users").await;
     admins.fill("q", &email).await;
     admins.press("Search").await;
