@@ -12,15 +12,13 @@ use super::bearer::api_user;
 use super::error::{ApiError, ApiJson, BodyErrors, ErrorBody};
 use crate::app::AppState;
 use crate::audit::{self, Event, RequestMeta};
+use crate::auth::second_factor::{SecondFactorCheck, verify_second_factor};
 use crate::auth::{self, PasswordCheck, Step, Subject};
 use crate::crypto;
 use crate::login::second_factor::{self, Method};
 use crate::login::{ACCOUNT_DISABLED, WRONG_CREDENTIALS};
 use crate::mfa::factors::{self, CodeCheck};
-use crate::mfa::{
-    CODE_MAILS, WRONG_CODES, code_mails_key, code_mails_message, wrong_codes_key,
-    wrong_codes_message,
-};
+use crate::mfa::{CODE_MAILS, code_mails_key, code_mails_message, wrong_codes_message};
 use crate::oauth::clients::Client;
 use crate::oauth::issue::Grant;
 use crate::oauth::token::{Lineage, person_tokens, token_response};
@@ -261,20 +259,13 @@ pub async fn verify(
             .ok_or_else(|| ApiError::field("method", "Use totp, email or recovery_code."))?,
         None => guess_method(&state, &user, &body.code).await?,
     };
-    let wrong_key = wrong_codes_key(&user.id);
-    if let Some(wait) = throttle::take(&state, &wrong_key, WRONG_CODES).await? {
-        return Err(ApiError::too_many(wait, wrong_codes_message(wait)));
-    }
-    let check = second_factor::check_code(&state, &user, method, &body.code).await?;
-    if check != CodeCheck::Wrong {
-        throttle::release(&state, &wrong_key).await?;
-    }
-    if check != CodeCheck::Accepted {
-        // Only guesses count: an expired or replayed code teaches an attacker nothing.
-        if check == CodeCheck::Wrong {
-            let event = Event::own("second_factor_failed", &user.id).detail(method.record_name());
-            audit::record(&state, &meta, event).await;
+    let check = match verify_second_factor(&state, &meta, &user, method, &body.code).await? {
+        SecondFactorCheck::Paused(wait) => {
+            return Err(ApiError::too_many(wait, wrong_codes_message(wait)));
         }
+        SecondFactorCheck::Checked(check) => check,
+    };
+    if check != CodeCheck::Accepted {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "invalid_code",

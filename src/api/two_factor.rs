@@ -11,11 +11,11 @@ use super::bearer::ApiUser;
 use super::error::{ApiError, ApiJson, BodyErrors, ErrorBody};
 use crate::app::AppState;
 use crate::audit::{self, Event, RequestMeta};
+use crate::auth::second_factor::{SecondFactorCheck, verify_setup_code};
 use crate::auth::{self, Confirmation, Proof};
 use crate::mfa::factors::{self, CodeCheck};
-use crate::mfa::{WRONG_CODES, wrong_codes_key, wrong_codes_message};
+use crate::mfa::wrong_codes_message;
 use crate::store::User;
-use crate::throttle;
 
 #[derive(Serialize, ToSchema)]
 pub struct SetupResponse {
@@ -118,15 +118,13 @@ pub async fn confirm(
             ));
         }
     }
-    let wrong_key = wrong_codes_key(&user.id);
-    if let Some(wait) = throttle::take(state, &wrong_key, WRONG_CODES).await? {
-        return Err(ApiError::too_many(wait, wrong_codes_message(wait)));
-    }
     let had_factor = factors::has_second_factor(state, user).await?;
-    let check = factors::check_totp_setup(state, user, code).await?;
-    if check != CodeCheck::Wrong {
-        throttle::release(state, &wrong_key).await?;
-    }
+    let check = match verify_setup_code(state, user, code).await? {
+        SecondFactorCheck::Paused(wait) => {
+            return Err(ApiError::too_many(wait, wrong_codes_message(wait)));
+        }
+        SecondFactorCheck::Checked(check) => check,
+    };
     if check != CodeCheck::Accepted {
         let mut error = ApiError::field("code", check.message());
         error.body.error = "invalid_code";

@@ -6,6 +6,7 @@
 //! limit and a dummy hash for unknown addresses), and what follows a first factor is decided
 //! here once.
 
+pub mod second_factor;
 pub mod throttle;
 
 use crate::app::AppState;

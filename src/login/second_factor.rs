@@ -12,12 +12,10 @@ use serde::Deserialize;
 use tower_sessions::Session;
 
 use crate::app::AppState;
+use crate::auth::second_factor::{SecondFactorCheck, verify_second_factor};
 use crate::input::{NextUrl, mask_email};
 use crate::mfa::factors::{self, CodeCheck};
-use crate::mfa::{
-    CODE_MAILS, WRONG_CODES, code_mails_key, code_mails_message, wrong_codes_key,
-    wrong_codes_message,
-};
+use crate::mfa::{CODE_MAILS, code_mails_key, code_mails_message, wrong_codes_message};
 use crate::store::User;
 use crate::throttle;
 use crate::web::auth::{self, PendingSignIn};
@@ -62,53 +60,7 @@ async fn mail_login_code(state: &AppState, user: &User) -> Result<Flash, AppErro
     )
 }
 
-/// A way to pass the second step.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Method {
-    Totp,
-    Email,
-    Recovery,
-}
-
-impl Method {
-    pub fn parse(name: &str) -> Option<Self> {
-        match name {
-            "totp" => Some(Self::Totp),
-            "email" => Some(Self::Email),
-            "recovery" | "recovery_code" => Some(Self::Recovery),
-            _ => None,
-        }
-    }
-
-    /// What the session records (`amr` later).
-    pub fn record_name(self) -> &'static str {
-        match self {
-            Self::Totp => "totp",
-            Self::Email => "email_otp",
-            Self::Recovery => "recovery_code",
-        }
-    }
-}
-
-/// Checks a second-step code with a method the person has (a recovery code always counts as
-/// one: it is refused when none is left).
-pub async fn check_code(
-    state: &AppState,
-    user: &User,
-    method: Method,
-    code: &str,
-) -> Result<CodeCheck, AppError> {
-    Ok(match method {
-        Method::Totp if factors::totp_enabled(state, user).await? => {
-            factors::check_totp(state, user, code).await?
-        }
-        Method::Email if user.email_otp_enabled => {
-            factors::check_email_code(state, user, LOGIN_CODE, code).await?
-        }
-        Method::Recovery => factors::check_recovery_code(state, user, code).await?,
-        _ => CodeCheck::Wrong,
-    })
-}
+pub use crate::auth::second_factor::Method;
 
 #[derive(Template, WebTemplate)]
 #[template(path = "login/verify.html")]
@@ -260,27 +212,15 @@ async fn submit(
             "Choose how to confirm it is you.".into(),
         ));
     };
-    let wrong_key = wrong_codes_key(&user.id);
-    if let Some(wait) = throttle::take(&state, &wrong_key, WRONG_CODES).await? {
-        let message = wrong_codes_message(wait);
-        let page = page(&state, &session, &user, Some(method), Some(message)).await?;
-        return Ok((StatusCode::TOO_MANY_REQUESTS, page).into_response());
-    }
-    let check = check_code(&state, &user, method, &form.code).await?;
-    if check != CodeCheck::Wrong {
-        throttle::release(&state, &wrong_key).await?;
-    }
-    if check != CodeCheck::Accepted {
-        // Only guesses count: an expired or replayed code teaches an attacker nothing.
-        if check == CodeCheck::Wrong {
-            crate::audit::record(
-                &state,
-                &meta,
-                crate::audit::Event::own("second_factor_failed", &user.id)
-                    .detail(method.record_name()),
-            )
-            .await;
+    let check = match verify_second_factor(&state, &meta, &user, method, &form.code).await? {
+        SecondFactorCheck::Paused(wait) => {
+            let message = wrong_codes_message(wait);
+            let page = page(&state, &session, &user, Some(method), Some(message)).await?;
+            return Ok((StatusCode::TOO_MANY_REQUESTS, page).into_response());
         }
+        SecondFactorCheck::Checked(check) => check,
+    };
+    if check != CodeCheck::Accepted {
         let page = page(
             &state,
             &session,

@@ -15,6 +15,7 @@ use tower_sessions::Session;
 
 use crate::account::step_up::step_up_page;
 use crate::app::AppState;
+use crate::auth::second_factor::{SecondFactorCheck, verify_setup_code};
 use crate::auth::{self, Confirmation, Proof};
 use crate::input::mask_email;
 use crate::store::User;
@@ -118,20 +119,6 @@ async fn back_to_security(session: &Session, message: Flash) -> Result<Response,
     Ok(Redirect::to("/account/security").into_response())
 }
 
-/// Counts a code or password attempt before it is checked; `Some(message)` when the account
-/// must wait. An attempt that turns out right is given back with `attempt_was_no_guess`.
-async fn take_code_attempt(state: &AppState, user: &User) -> Result<Option<String>, AppError> {
-    Ok(
-        throttle::take(state, &wrong_codes_key(&user.id), WRONG_CODES)
-            .await?
-            .map(wrong_codes_message),
-    )
-}
-
-async fn attempt_was_no_guess(state: &AppState, user: &User) -> Result<(), AppError> {
-    Ok(throttle::release(state, &wrong_codes_key(&user.id)).await?)
-}
-
 #[derive(Deserialize)]
 struct EmptyForm {}
 
@@ -226,23 +213,15 @@ async fn confirm_totp(
     CsrfForm(form): CsrfForm<CodeForm>,
 ) -> Result<Response, AppError> {
     let had_factor = factors::has_second_factor(&state, &user).await?;
-    let check = match take_code_attempt(&state, &user).await? {
-        Some(message) => Err((StatusCode::TOO_MANY_REQUESTS, message)),
-        None => match factors::check_totp_setup(&state, &user, &form.code).await? {
-            CodeCheck::Accepted => {
-                attempt_was_no_guess(&state, &user).await?;
-                Ok(())
-            }
-            other => {
-                if other != CodeCheck::Wrong {
-                    attempt_was_no_guess(&state, &user).await?;
-                }
-                Err((
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    other.message().to_string(),
-                ))
-            }
-        },
+    let check = match verify_setup_code(&state, &user, &form.code).await? {
+        SecondFactorCheck::Paused(wait) => {
+            Err((StatusCode::TOO_MANY_REQUESTS, wrong_codes_message(wait)))
+        }
+        SecondFactorCheck::Checked(CodeCheck::Accepted) => Ok(()),
+        SecondFactorCheck::Checked(other) => Err((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            other.message().to_string(),
+        )),
     };
     if let Err((status, message)) = check {
         return match totp_setup_page(&state, &session, &user, Some(message)).await? {
