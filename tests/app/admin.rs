@@ -23,16 +23,7 @@ backend_tests!(
 /// `app.client` is signed in as a new admin; returns the admin.
 async fn admin(app: &TestApp) -> User {
     let email = signed_up(app).await;
-    let user = app
-        .store
-        .find_user_by_email(&email)
-        .await
-        .expect("query")
-        .expect("admin");
-    app.store
-        .add_user_role(&user.id, "admin")
-        .await
-        .expect("grant admin");
+    let user = crate::helpers::make_admin(app, &email).await;
     // Admins need a second factor (PORTCULLIS_ADMIN_REQUIRE_SECOND_FACTOR, on by default).
     crate::two_factor::enrol_totp(app).await;
     user

@@ -506,3 +506,18 @@ pub async fn signed_up(app: &TestApp) -> String {
     assert_eq!(response.status(), StatusCode::SEE_OTHER, "signup succeeds");
     email
 }
+
+/// Gives the account of `email` the admin role; returns the account.
+pub async fn make_admin(app: &TestApp, email: &str) -> portcullis::store::User {
+    let user = app
+        .store
+        .find_user_by_email(email)
+        .await
+        .expect("query")
+        .expect("the account");
+    app.store
+        .add_user_role(&user.id, "admin")
+        .await
+        .expect("grant admin");
+    user
+}

@@ -59,6 +59,23 @@ pub async fn all_at_once(
     statuses
 }
 
+/// A browser of its own that posts the right password; returns it and the answer.
+async fn password_sign_in(app: &TestApp, email: &str) -> (reqwest::Client, reqwest::Response) {
+    let (client, csrf) = browser_at(app, "/login").await;
+    let answer = app
+        .post_form_with(
+            &client,
+            "/login",
+            &[
+                ("csrf_token", &csrf),
+                ("email", email),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    (client, answer)
+}
+
 pub fn count(statuses: &[StatusCode], status: StatusCode) -> usize {
     statuses.iter().filter(|s| **s == status).count()
 }
@@ -96,18 +113,7 @@ async fn thirty_parallel_wrong_passwords_are_evaluated_no_more_than_the_account_
     );
 
     // The right password after the burst does not sign in while the account is paused.
-    let (client, csrf) = browser_at(&app, "/login").await;
-    let right = app
-        .post_form_with(
-            &client,
-            "/login",
-            &[
-                ("csrf_token", &csrf),
-                ("email", &email),
-                ("password", PASSWORD),
-            ],
-        )
-        .await;
+    let (client, right) = password_sign_in(&app, &email).await;
     assert_eq!(right.status(), StatusCode::TOO_MANY_REQUESTS);
     let account = client
         .get(app.at("/account"))
@@ -123,18 +129,7 @@ async fn thirty_parallel_wrong_codes_are_checked_no_more_than_the_second_step_li
     // Thirty browsers each past the password, at the second step.
     let mut posts = Vec::new();
     for _ in 0..PARALLEL {
-        let (client, csrf) = browser_at(&app, "/login").await;
-        let login = app
-            .post_form_with(
-                &client,
-                "/login",
-                &[
-                    ("csrf_token", &csrf),
-                    ("email", &email),
-                    ("password", PASSWORD),
-                ],
-            )
-            .await;
+        let (client, login) = password_sign_in(&app, &email).await;
         assert_eq!(login.status(), StatusCode::SEE_OTHER, "to the second step");
         let page = client
             .get(app.at("/login/verify?method=totp"))
@@ -187,16 +182,7 @@ async fn thirty_parallel_wrong_admin_confirmations_are_checked_no_more_than_the_
     app: TestApp,
 ) {
     let email = signed_up(&app).await;
-    let admin = app
-        .store
-        .find_user_by_email(&email)
-        .await
-        .expect("query")
-        .expect("admin");
-    app.store
-        .add_user_role(&admin.id, "admin")
-        .await
-        .expect("grant admin");
+    let admin = crate::helpers::make_admin(&app, &email).await;
     enrol_totp(&app).await;
     let csrf = app.csrf_token("/admin/users").await;
     let posts = (0..PARALLEL)

@@ -25,6 +25,19 @@ backend_tests!(
 
 const SQUATTER_PASSWORD: &str = "squatters-own-pass-77";
 
+/// The authenticator being set up, from the secret its set-up page shows.
+async fn pending_totp(app: &TestApp) -> TOTP {
+    let setup = app.page("/account/security/totp").await;
+    let start = setup.find("id=\"secret\">").expect("secret") + "id=\"secret\">".len();
+    let secret: String = setup[start..]
+        .split('<')
+        .next()
+        .unwrap_or_default()
+        .replace(' ', "");
+    let bytes = Secret::Encoded(secret).to_bytes().expect("base32");
+    TOTP::new(Algorithm::SHA1, 6, 1, 30, bytes, None, String::new()).expect("totp")
+}
+
 async fn linking_a_provider_is_refused_while_the_address_is_unconfirmed(b: TestApp) {
     let (a, b) = with_google(b).await;
     // The squatter has a Google account of their own, and makes an account here with the
@@ -185,15 +198,7 @@ async fn an_authenticator_whose_set_up_was_not_finished_confirms_nothing(app: Te
     let csrf = app.csrf_token("/account/security").await;
     app.post_form("/account/security/totp/setup", &[("csrf_token", &csrf)])
         .await;
-    let setup = app.page("/account/security/totp").await;
-    let start = setup.find("id=\"secret\">").expect("secret") + "id=\"secret\">".len();
-    let secret: String = setup[start..]
-        .split('<')
-        .next()
-        .unwrap_or_default()
-        .replace(' ', "");
-    let bytes = Secret::Encoded(secret).to_bytes().expect("base32");
-    let pending = TOTP::new(Algorithm::SHA1, 6, 1, 30, bytes, None, String::new()).expect("totp");
+    let pending = pending_totp(&app).await;
 
     // …does not confirm turning email codes off.
     let csrf = app.csrf_token("/account/security").await;
@@ -384,15 +389,7 @@ async fn adding_a_second_factor_needs_a_recent_sign_in_or_confirmation(app: Test
     assert_eq!(location(&started), "/account/security/totp");
 
     // The set-up started but never finished is no proof for the next step-up.
-    let setup = app.page("/account/security/totp").await;
-    let start = setup.find("id=\"secret\">").expect("secret") + "id=\"secret\">".len();
-    let secret: String = setup[start..]
-        .split('<')
-        .next()
-        .unwrap_or_default()
-        .replace(' ', "");
-    let bytes = Secret::Encoded(secret).to_bytes().expect("base32");
-    let pending = TOTP::new(Algorithm::SHA1, 6, 1, 30, bytes, None, String::new()).expect("totp");
+    let pending = pending_totp(&app).await;
     app.clock.advance(16 * 60);
     let by_pending_code = app
         .post_form(

@@ -120,16 +120,7 @@ async fn an_admin_finds_and_disables_a_person_whose_browser_is_then_signed_out(a
     // The admin has an authenticator app (set up over HTTP; admins need a second factor).
     let admin_email = signed_up(&app).await;
     let (totp, _) = enrol_totp(&app).await;
-    let admin = app
-        .store
-        .find_user_by_email(&admin_email)
-        .await
-        .expect("query")
-        .expect("admin");
-    app.store
-        .add_user_role(&admin.id, "admin")
-        .await
-        .expect("grant admin");
+    crate::helpers::make_admin(&app, &admin_email).await;
     let email = person(&app).await;
 
     let theirs = browser.window().await;
