@@ -35,8 +35,6 @@ pub const CODE_MAILS: Limit = Limit {
     window_secs: 10 * 60,
 };
 const ENABLE_EMAIL_CODES: &str = "enable_email_otp";
-/// Codes shown once after being issued, kept in the session for the download link.
-const FRESH_RECOVERY_CODES: &str = "fresh_recovery_codes";
 
 /// What a person reads when wrong codes have paused their second step for `wait` seconds.
 pub fn wrong_codes_message(wait: i64) -> String {
@@ -85,7 +83,7 @@ pub fn router() -> Router<AppState> {
         )
         .route(
             "/account/security/recovery-codes.txt",
-            get(download_recovery_codes),
+            post(download_recovery_codes),
         )
 }
 
@@ -104,7 +102,6 @@ async fn show(
     session: Session,
     CurrentUser(user): CurrentUser,
 ) -> Result<SecurityPage, AppError> {
-    session.remove_value(FRESH_RECOVERY_CODES).await?;
     Ok(SecurityPage {
         layout: Layout::new(&session, Some(&user)).await?,
         totp_enabled: factors::totp_enabled(&state, &user).await?,
@@ -465,8 +462,9 @@ async fn show_recovery_codes(
     user: &User,
     message: &str,
 ) -> Result<Response, AppError> {
+    // The codes exist in this one response only (hashed in the database, nowhere else): the
+    // download button posts them back from the page.
     let codes = factors::issue_recovery_codes(state, user).await?;
-    session.insert(FRESH_RECOVERY_CODES, &codes).await?;
     flash::set(session, Flash::success(message)).await?;
     Ok(RecoveryCodesPage {
         layout: Layout::new(session, Some(user)).await?,
@@ -503,16 +501,34 @@ async fn regenerate_recovery_codes(
     .await
 }
 
+#[derive(Deserialize)]
+struct DownloadForm {
+    #[serde(default)]
+    codes: String,
+}
+
+/// The codes the page showed, posted back by its download button, as a text file. The server
+/// keeps no copy: it only echoes codes in the shape it makes (`xxxxx-xxxxx`, ten at most).
 async fn download_recovery_codes(
-    session: Session,
     CurrentUser(_): CurrentUser,
+    CsrfForm(form): CsrfForm<DownloadForm>,
 ) -> Result<Response, AppError> {
-    let Some(codes) = session.get::<Vec<String>>(FRESH_RECOVERY_CODES).await? else {
-        return Err(AppError::Gone(
-            "Recovery codes can be downloaded only right after they are made. Make new ones on \
-             your security page.",
-        ));
+    let codes: Vec<&str> = form.codes.split_whitespace().collect();
+    let shaped = |code: &&str| {
+        code.len() == 11
+            && code.char_indices().all(|(i, c)| {
+                if i == 5 {
+                    c == '-'
+                } else {
+                    c.is_ascii_alphanumeric()
+                }
+            })
     };
+    if codes.is_empty() || codes.len() > 10 || !codes.iter().all(shaped) {
+        return Err(AppError::BadRequest(
+            "These are not recovery codes. Make new ones on your security page.".into(),
+        ));
+    }
     let body = format!(
         "Portcullis recovery codes\n\nEach code works once, when you cannot use your other sign-in methods.\nKeep them somewhere safe.\n\n{}\n",
         codes.join("\n")

@@ -140,7 +140,15 @@ async fn the_authenticator_app_turns_on_only_after_a_right_code(app: TestApp) {
             .iter()
             .all(|c| c.len() == 11 && c.as_bytes()[5] == b'-')
     );
-    let download = app.get("/account/security/recovery-codes.txt").await;
+    // The download button posts back the codes the page showed; the server keeps no copy.
+    let csrf = app.csrf_token("/account/security").await;
+    let joined = codes.join(" ");
+    let download = app
+        .post_form(
+            "/account/security/recovery-codes.txt",
+            &[("csrf_token", &csrf), ("codes", &joined)],
+        )
+        .await;
     assert_eq!(download.status(), StatusCode::OK);
     assert!(download.headers().get("content-disposition").is_some());
     assert!(
@@ -150,15 +158,30 @@ async fn the_authenticator_app_turns_on_only_after_a_right_code(app: TestApp) {
             .unwrap_or_default()
             .contains(&codes[0])
     );
+    let junk = app
+        .post_form(
+            "/account/security/recovery-codes.txt",
+            &[
+                ("csrf_token", &csrf),
+                ("codes", "<script>alert(1)</script>"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        junk.status(),
+        StatusCode::BAD_REQUEST,
+        "only code-shaped text"
+    );
     let security = app.page("/account/security").await;
     assert!(security.contains("Sign-in asks for a code from your authenticator app."));
     assert!(security.contains("10 of 10 unused"));
+    assert!(!security.contains(&codes[0]), "shown once");
     assert_eq!(
         app.get("/account/security/recovery-codes.txt")
             .await
             .status(),
-        StatusCode::GONE,
-        "shown once"
+        StatusCode::METHOD_NOT_ALLOWED,
+        "nothing to fetch later"
     );
 
     // The secret is encrypted at rest.
