@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use totp_rs::{Algorithm, Secret, TOTP};
 
 use crate::helpers::{PASSWORD, TestApp, hidden_value, location, signed_up, unique_email};
-use crate::two_factor::{code_at, enrol_totp};
+use crate::two_factor::{code_at, enable_email_codes, enrol_totp};
 use crate::upstream::{google_sign_in, upstream_person, with_google};
 
 backend_tests!(
@@ -169,22 +169,7 @@ async fn a_reset_by_the_owner_removes_what_a_squatter_attached_before_the_addres
 async fn an_authenticator_whose_set_up_was_not_finished_confirms_nothing(app: TestApp) {
     let email = signed_up(&app).await;
     // Codes by email on, as the account's second factor.
-    let csrf = app.csrf_token("/account/security").await;
-    app.post_form(
-        "/account/security/email-otp/setup",
-        &[("csrf_token", &csrf)],
-    )
-    .await;
-    let mail = app.last_mail_to(&email);
-    let at = mail.find("Your code: ").expect("a code") + "Your code: ".len();
-    let code = mail[at..at + 6].to_string();
-    let page = app.page("/account/security/email-otp").await;
-    let csrf = hidden_value(&page, "csrf_token").expect("csrf");
-    app.post_form(
-        "/account/security/email-otp/confirm",
-        &[("csrf_token", &csrf), ("code", &code)],
-    )
-    .await;
+    enable_email_codes(&app, &email, true).await;
     assert!(
         app.store
             .find_user_by_email(&email)
