@@ -181,9 +181,18 @@ pub async fn complete(
     next: &NextUrl,
 ) -> Result<Response, AppError> {
     let now = state.clock.now();
-    if step == Step::SecondFactor {
-        auth::begin_second_factor(session, user, first_method, next.as_str(), now).await?;
-        return second_factor::start(state, session, user).await;
+    match step {
+        Step::SecondFactor => {
+            auth::begin_second_factor(session, user, first_method, next.as_str(), now).await?;
+            return second_factor::start(state, session, user).await;
+        }
+        Step::SignedIn => {}
+        // Callers answer these with their own page first; never sign such a person in.
+        Step::Disabled | Step::MustVerifyEmail => {
+            return Err(AppError::Forbidden(
+                "This account cannot sign in right now.",
+            ));
+        }
     }
     auth::sign_in(state, meta, session, user, &[first_method]).await?;
     state.store.record_login(&user.id, now).await?;
