@@ -22,7 +22,7 @@ use crate::mail::Mailer;
 use crate::password::PasswordHasher;
 use crate::sessions::SessionBackend;
 use crate::store::Store;
-use crate::tokens::{Keys, keys};
+use crate::tokens::{Keys, TokenService, keys};
 use crate::web::error::{ErrorPage, not_found};
 use crate::web::{headers, static_files};
 
@@ -33,10 +33,9 @@ pub struct AppState {
     pub store: Store,
     pub hasher: PasswordHasher,
     pub mailer: Mailer,
-    pub keys: Keys,
-    pub clients: crate::oauth::clients::ClientCache,
+    /// Issues, checks, rotates and revokes tokens; holds the signing keys and the client cache.
+    pub tokens: TokenService,
     pub upstreams: crate::upstream::Upstreams,
-    pub standing: crate::oauth::userinfo::StandingCache,
     /// The session store, for the readiness check (the router's layer holds its own handle).
     pub sessions: SessionBackend,
     pub clock: Clock,
@@ -79,15 +78,14 @@ impl App {
             .await
             .context("cannot read the token signing keys; is PORTCULLIS_SECRET_KEY the one they were made with?")?;
         let upstreams = crate::upstream::Upstreams::from_config(&config)?;
+        let tokens = TokenService::new(&config, store.clone(), token_keys, clock.clone());
         let state = AppState {
             upstreams,
             config: Arc::new(config),
             store,
             hasher: PasswordHasher::per_core(),
             mailer,
-            keys: token_keys,
-            clients: Default::default(),
-            standing: Default::default(),
+            tokens,
             sessions: sessions.clone(),
             clock,
         };
@@ -202,9 +200,25 @@ impl App {
                     Ok(pruned) => tracing::info!(pruned, "forgot audit events past retention"),
                     Err(e) => tracing::warn!(error = %e, "could not prune old audit events"),
                 }
+                // Expired codes, revoked-token rows and refresh tokens: a day past the longest
+                // access-token life, so nothing they could still end is alive.
+                let horizon = now - crate::clients::MAX_ACCESS_TTL - 24 * 3600;
+                let pruned = async {
+                    let codes = state.store.prune_auth_codes(horizon).await?;
+                    let revoked = state.store.prune_revoked_access_tokens(now).await?;
+                    let refresh = state.store.prune_refresh_tokens(horizon).await?;
+                    let one_time = state.store.prune_email_tokens(horizon).await?;
+                    Ok::<_, crate::store::StoreError>(codes + revoked + refresh + one_time)
+                };
+                match pruned.await {
+                    Ok(0) => {}
+                    Ok(pruned) => tracing::debug!(pruned, "forgot expired codes and tokens"),
+                    Err(e) => tracing::warn!(error = %e, "could not prune expired tokens"),
+                }
                 // Keys rotated by another node or the CLI reach this one within minutes.
                 if let Err(e) = state
-                    .keys
+                    .tokens
+                    .keys()
                     .reload(&state.store, &state.config.secret_key)
                     .await
                 {

@@ -83,6 +83,24 @@ pub async fn record(state: &AppState, meta: &RequestMeta, event: Event<'_>) {
     }
 }
 
+/// A refresh that found a rotated token presented again ended that token's family; the audit
+/// log says so (RFC 9700 §4.14.2 reuse detection). Other failures are the client's, not news.
+pub async fn record_refresh_failure(
+    state: &AppState,
+    meta: &RequestMeta,
+    error: &crate::tokens::RefreshError,
+) {
+    if let crate::tokens::RefreshError::Reused { user_id, client_id } = error {
+        let event = Event {
+            name: "refresh_token_reuse",
+            actor: None,
+            subject: Some(user_id),
+            detail: Some(format!("client {client_id}")),
+        };
+        record(state, meta, event).await;
+    }
+}
+
 /// Tells the account's owner by mail that how their account is signed in to changed. A mail
 /// that cannot be sent is logged; the change itself stands.
 async fn notify_owner(state: &AppState, user_id: &str, what: &str, row: &AuditEvent) {

@@ -8,10 +8,10 @@ use clap::{Args, Parser, Subcommand};
 use tokio::net::TcpListener;
 
 use crate::app::{App, shutdown_signal};
+use crate::clients::{self, NewClient};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::input::Email;
-use crate::oauth::clients::{self, NewClient};
 use crate::password::{self, PasswordHasher};
 use crate::store::{NewUser, Store};
 use crate::tokens::{SigningAlg, keys};
@@ -94,6 +94,9 @@ pub struct CreateClient {
     /// Space-separated scopes the app may ask for.
     #[arg(long, default_value = "openid email profile offline_access")]
     pub scopes: String,
+    /// An API (RFC 8707 resource URI) the app may ask tokens for; repeat for several.
+    #[arg(long = "resource", value_name = "URI")]
+    pub resources: Vec<String>,
     /// A first-party app: people are not asked for consent.
     #[arg(long)]
     pub skip_consent: bool,
@@ -253,6 +256,7 @@ async fn client_command(config: Config, command: ClientCommand) -> anyhow::Resul
                     .filter(|g| !g.is_empty())
                     .collect(),
                 scopes: args.scopes.split_whitespace().map(str::to_string).collect(),
+                resources: args.resources,
                 skip_consent: args.skip_consent,
             };
             new.validate().map_err(|e| anyhow::anyhow!(e))?;
@@ -277,6 +281,7 @@ async fn client_command(config: Config, command: ClientCommand) -> anyhow::Resul
                         "post_logout_redirect_uris": client.post_logout_redirect_uris,
                         "grant_types": client.grant_types,
                         "scopes": client.scopes,
+                        "resources": client.resources,
                         "skip_consent": client.skip_consent,
                     })
                 );

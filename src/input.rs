@@ -139,9 +139,47 @@ pub fn encode_query_value(value: &str) -> String {
     utf8_percent_encode(value, KEEP).to_string()
 }
 
+/// A space-separated list (scopes, resources, sign-in methods) as owned strings, empty items
+/// dropped.
+pub fn space_list(text: &str) -> Vec<String> {
+    text.split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// RFC 7636 §4.1: a code verifier is 43 to 128 characters of `[A-Za-z0-9-._~]`.
+pub fn valid_code_verifier(verifier: &str) -> bool {
+    (43..=128).contains(&verifier.len())
+        && verifier
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+}
+
+/// RFC 7636 §4.2: an S256 challenge is BASE64URL of 32 bytes, 43 characters of
+/// `[A-Za-z0-9-_]` with no padding.
+pub fn valid_s256_challenge(challenge: &str) -> bool {
+    challenge.len() == 43
+        && challenge
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pkce_values_are_checked_character_by_character() {
+        let good = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+        assert!(valid_s256_challenge(good));
+        assert!(!valid_s256_challenge(&good.replace('E', "+")));
+        assert!(!valid_s256_challenge(&good.replace('E', "=")));
+        assert!(!valid_s256_challenge(&good[..42]));
+        assert!(valid_code_verifier(&"a.b~c-d_".repeat(6)));
+        assert!(!valid_code_verifier(&"a".repeat(42)));
+        assert!(!valid_code_verifier(&"a+".repeat(30)));
+    }
 
     #[test]
     fn look_alike_spellings_of_an_address_are_one_address() {

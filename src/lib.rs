@@ -8,6 +8,8 @@ pub mod app;
 pub mod auth;
 /// Command-line interface: `serve`, `migrate`, `user create`.
 pub mod cli;
+/// Relying-app clients: registration rules, secrets, the short client cache.
+pub mod clients;
 /// Wall-clock time as unix seconds, replaceable in tests.
 pub mod clock;
 /// Layered configuration: defaults, TOML file, `PORTCULLIS_*` environment.

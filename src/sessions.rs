@@ -11,7 +11,7 @@ use tower_sessions_redis_store::fred::prelude::{ClientLike, Config as RedisConfi
 use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
 
 use crate::config::Secret;
-use crate::store::Store;
+use crate::store::{Db, Store};
 
 #[derive(Clone, Debug)]
 pub enum SessionBackend {
@@ -44,13 +44,13 @@ impl SessionBackend {
                 .map_err(|e| SessionSetupError::Redis(e.to_string()))?;
             return Ok(Self::Redis(RedisStore::new(pool)));
         }
-        match store {
-            Store::Sqlite(pool) => {
+        match &store.db {
+            Db::Sqlite(pool) => {
                 let sessions = SqliteStore::new(pool.clone());
                 sessions.migrate().await?;
                 Ok(Self::Sqlite(sessions))
             }
-            Store::Postgres(pool) => {
+            Db::Postgres(pool) => {
                 let sessions = PostgresStore::new(pool.clone());
                 sessions.migrate().await?;
                 Ok(Self::Postgres(sessions))

@@ -10,7 +10,7 @@ use tower_sessions::Session;
 use super::format_time;
 use crate::app::AppState;
 use crate::audit::{self, Event, RequestMeta};
-use crate::oauth::clients::{FIRST_PARTY_CLIENT_ID, FIRST_PARTY_CLIENT_NAME};
+use crate::clients::{FIRST_PARTY_CLIENT_ID, FIRST_PARTY_CLIENT_NAME};
 use crate::store::{StoreError, TokenFamily, User, UserSession};
 use crate::web::flash::{self, Flash};
 use crate::web::{AppError, CsrfForm, CurrentUser, auth};

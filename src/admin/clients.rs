@@ -13,7 +13,7 @@ use tower_sessions::Session;
 
 use super::{Admin, AdminAction};
 use crate::app::AppState;
-use crate::oauth::clients::{
+use crate::clients::{
     self, Client, ClientChanges, DEFAULT_ACCESS_TTL, DEFAULT_REFRESH_TTL, GRANT_AUTHORIZATION_CODE,
     GRANT_CLIENT_CREDENTIALS, GRANT_REFRESH_TOKEN, NewClient,
 };
@@ -74,6 +74,8 @@ pub struct ClientForm {
     #[serde(default)]
     scopes: String,
     #[serde(default)]
+    resources: String,
+    #[serde(default)]
     skip_consent: Option<String>,
     #[serde(default)]
     access_token_ttl: String,
@@ -93,6 +95,7 @@ impl ClientForm {
             grant_refresh_token: has(GRANT_REFRESH_TOKEN),
             grant_client_credentials: has(GRANT_CLIENT_CREDENTIALS),
             scopes: client.scopes.join(" "),
+            resources: client.resources.join("\n"),
             skip_consent: client.skip_consent.then(|| "on".into()),
             access_token_ttl: client.access_token_ttl.to_string(),
             refresh_token_ttl: client.refresh_token_ttl.to_string(),
@@ -141,6 +144,7 @@ impl ClientForm {
                 public: self.public.is_some(),
                 grant_types,
                 scopes: self.scopes.split_whitespace().map(str::to_string).collect(),
+                resources: lines(&self.resources),
                 skip_consent: self.skip_consent.is_some(),
             },
             access_token_ttl: seconds(&self.access_token_ttl, "access token")?,
@@ -288,7 +292,7 @@ async fn update(
         }
     };
     clients::update(&state.store, &client.id, &changes, state.clock.now()).await?;
-    state.clients.forget(&client.id);
+    state.tokens.clients().forget(&client.id);
     action
         .done(
             "admin.client_updated",
@@ -328,7 +332,7 @@ async fn rotate(
             "A public client has no secret to rotate.".into(),
         ));
     };
-    state.clients.forget(&client.id);
+    state.tokens.clients().forget(&client.id);
     action
         .record(
             "admin.client_secret_rotated",
@@ -356,7 +360,7 @@ async fn delete(
         .store
         .delete_client(&client.id, state.clock.now())
         .await?;
-    state.clients.forget(&client.id);
+    state.tokens.clients().forget(&client.id);
     action
         .done(
             "admin.client_deleted",

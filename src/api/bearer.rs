@@ -3,36 +3,38 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use serde_json::Value;
 
 use super::error::ApiError;
 use crate::app::AppState;
-use crate::oauth::issue::api_audience;
-use crate::oauth::userinfo::{active_access_token, bearer};
 use crate::store::User;
+use crate::tokens::ActiveToken;
+use crate::web::bearer;
 
 pub struct ApiUser {
     pub user: User,
-    /// The token's claims; `sid` names its sign-in (token family), `jti` the token.
-    pub claims: Value,
+    /// The token; its family names its sign-in.
+    pub token: ActiveToken,
 }
 
 impl ApiUser {
     pub fn sign_in_id(&self) -> Option<&str> {
-        self.claims["sid"].as_str()
+        self.token.family()
     }
 }
 
 /// The person a Bearer token stands for, if it is an active first-party API token. Tokens
 /// issued to relying apps are for another audience (RFC 9068 §4) and are refused.
 pub async fn api_user(state: &AppState, token: &str) -> Result<Option<ApiUser>, ApiError> {
-    let Some((claims, Some(user))) = active_access_token(state, token).await? else {
+    let Some(token) = state.tokens.check(token).await? else {
         return Ok(None);
     };
-    if claims["aud"].as_str() != Some(api_audience(state).as_str()) {
+    if !token.is_for(&state.tokens.api_audience()) {
         return Ok(None);
     }
-    Ok(Some(ApiUser { user, claims }))
+    let Some(user) = token.user.clone() else {
+        return Ok(None);
+    };
+    Ok(Some(ApiUser { user, token }))
 }
 
 impl FromRequestParts<AppState> for ApiUser {

@@ -150,16 +150,31 @@ impl From<AppError> for ApiError {
     }
 }
 
-impl From<crate::oauth::OAuthError> for ApiError {
-    fn from(error: crate::oauth::OAuthError) -> Self {
-        if error.status.is_server_error() {
-            return Self::internal(error.error);
+impl From<crate::tokens::Internal> for ApiError {
+    fn from(error: crate::tokens::Internal) -> Self {
+        Self::internal(error)
+    }
+}
+
+/// The API never narrows a refresh, so every failure but the server's says: sign in again.
+impl From<crate::tokens::RefreshError> for ApiError {
+    fn from(error: crate::tokens::RefreshError) -> Self {
+        use crate::tokens::RefreshError;
+        match error {
+            RefreshError::Internal(cause) => Self::internal(cause),
+            RefreshError::Reused { .. } => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "refresh_token_reused",
+                "This refresh token was used already, so its sign-in has ended. Sign in again.",
+            ),
+            RefreshError::Invalid
+            | RefreshError::ScopeNotGranted(_)
+            | RefreshError::ResourceNotGranted(_) => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_refresh_token",
+                "The refresh token is invalid, expired or revoked. Sign in again.",
+            ),
         }
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_refresh_token",
-            "The refresh token is invalid, expired or revoked. Sign in again.",
-        )
     }
 }
 

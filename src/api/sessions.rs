@@ -15,9 +15,8 @@ use super::error::{ApiError, ApiJson, BodyErrors, ErrorBody};
 use crate::account::sessions::{app_name, end_sign_in, sign_ins_of};
 use crate::app::AppState;
 use crate::audit::{self, Event, RequestMeta};
-use crate::crypto;
-use crate::oauth::clients::{Client, FIRST_PARTY_CLIENT_ID};
-use crate::oauth::token::{refresh_tokens, token_response};
+use crate::tokens::Narrowing;
+use crate::web::{bearer, no_store_json};
 
 #[derive(Deserialize, ToSchema)]
 pub struct RefreshRequest {
@@ -30,16 +29,22 @@ pub struct RefreshRequest {
     responses(
         BodyErrors,
         (status = 200, description = "New tokens", body = super::sign_in::TokenResponse),
-        (status = 401, description = "The refresh token is invalid, expired, revoked or was used already", body = ErrorBody),
+        (status = 401, description = "`invalid_refresh_token`: invalid, expired or revoked; `refresh_token_reused`: it was used already, so its sign-in ended", body = ErrorBody),
     ))]
 pub async fn refresh(
     State(state): State<AppState>,
     meta: RequestMeta,
     ApiJson(body): ApiJson<RefreshRequest>,
 ) -> Result<Response, ApiError> {
-    let client = Client::first_party(&state.config);
-    let tokens = refresh_tokens(&state, &meta, &client, &body.refresh_token, None).await?;
-    Ok(token_response(tokens))
+    let client = state.tokens.first_party();
+    let result = state
+        .tokens
+        .refresh(&meta, client, &body.refresh_token, &Narrowing::default())
+        .await;
+    if let Err(error) = &result {
+        audit::record_refresh_failure(&state, &meta, error).await;
+    }
+    Ok(no_store_json(result?.to_json()))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -61,23 +66,18 @@ pub async fn logout(
     headers: HeaderMap,
     ApiJson(body): ApiJson<LogoutRequest>,
 ) -> Result<StatusCode, ApiError> {
-    let now = state.clock.now();
-    let hash = crypto::sha256_hex(&body.refresh_token);
-    if let Some(row) = state.store.find_refresh_token(&hash).await?
-        && row.client_id == FIRST_PARTY_CLIENT_ID
+    let first_party = &state.tokens.first_party().id;
+    if let Some(user_id) = state
+        .tokens
+        .end_sign_in(first_party, &body.refresh_token)
+        .await?
     {
-        state
-            .store
-            .revoke_refresh_family(&row.family_id, now)
-            .await?;
-        audit::record(&state, &meta, Event::own("signed_out", &row.user_id)).await;
+        audit::record(&state, &meta, Event::own("signed_out", &user_id)).await;
     }
-    if let Some(token) = crate::oauth::userinfo::bearer(&headers)
+    if let Some(token) = bearer(&headers)
         && let Some(caller) = api_user(&state, token).await?
-        && let (Some(jti), Some(exp)) =
-            (caller.claims["jti"].as_str(), caller.claims["exp"].as_i64())
     {
-        state.store.revoke_access_token(jti, exp).await?;
+        state.tokens.revoke_access_token(&caller.token).await?;
     }
     Ok(StatusCode::NO_CONTENT)
 }

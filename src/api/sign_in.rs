@@ -19,11 +19,9 @@ use crate::login::second_factor::{self, Method};
 use crate::login::{ACCOUNT_DISABLED, WRONG_CREDENTIALS};
 use crate::mfa::factors::{self, CodeCheck};
 use crate::mfa::{CODE_MAILS, code_mails_key, code_mails_message, wrong_codes_message};
-use crate::oauth::clients::Client;
-use crate::oauth::issue::Grant;
-use crate::oauth::token::{Lineage, person_tokens, token_response};
 use crate::store::{TokenProblem, User};
 use crate::throttle;
+use crate::web::{bearer, no_store_json};
 
 /// `mfa_token`s live 5 minutes and complete one sign-in.
 const MFA_TOKEN_SECS: i64 = 5 * 60;
@@ -139,7 +137,7 @@ pub async fn login(
         mfa_token: token,
         methods,
     };
-    Ok(token_response(serde_json::json!(challenge)))
+    Ok(no_store_json(serde_json::json!(challenge)))
 }
 
 fn disabled() -> ApiError {
@@ -154,24 +152,13 @@ async fn sign_in_tokens(
     methods: &[&str],
 ) -> Result<Response, ApiError> {
     let now = state.clock.now();
-    let client = Client::first_party(&state.config);
     let methods: Vec<String> = methods.iter().map(|m| m.to_string()).collect();
-    let grant = Grant {
-        client: &client,
-        user,
-        scope: &[],
-        nonce: None,
-        auth_time: now,
-        methods: &methods,
-    };
-    let body = person_tokens(state, meta, &grant, user.session_epoch, Lineage::SignIn)
-        .await?
-        .ok_or_else(|| ApiError::from(crate::oauth::OAuthError::server_error("no tokens")))?;
+    let tokens = state.tokens.sign_in(meta, user, &methods).await?;
     state.store.record_login(&user.id, now).await?;
     let detail = format!("api {}", methods.join(" "));
     audit::record(state, meta, Event::own("sign_in", &user.id).detail(detail)).await;
     tracing::info!(user_id = %user.id, "signed in through the API");
-    Ok(token_response(body))
+    Ok(no_store_json(tokens.to_json()))
 }
 
 /// The user a live `mfa_token` stands for.
@@ -245,7 +232,7 @@ pub async fn verify(
     ApiJson(body): ApiJson<VerifyRequest>,
 ) -> Result<Response, ApiError> {
     let Some(mfa_token) = body.mfa_token.as_deref().filter(|t| !t.is_empty()) else {
-        let token = crate::oauth::userinfo::bearer(&headers).ok_or_else(ApiError::invalid_token)?;
+        let token = bearer(&headers).ok_or_else(ApiError::invalid_token)?;
         let caller = api_user(&state, token)
             .await?
             .ok_or_else(ApiError::invalid_token)?;

@@ -71,7 +71,8 @@ async fn show(
     Query(query): Query<NextQuery>,
 ) -> Result<Response, AppError> {
     let next = NextUrl::parse_or_default(query.next.as_deref());
-    if user.is_some() {
+    let fresh_sign_in = query.prompt.as_deref() == Some("login");
+    if user.is_some() && !fresh_sign_in {
         return Ok(Redirect::to(next.as_str()).into_response());
     }
     // OIDC `login_hint`: fill in the email the app suggested.

@@ -7,11 +7,11 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use super::clients::MAX_ACCESS_TTL;
 use super::{
     AUTHORIZE_PATH, INTROSPECT_PATH, JWKS_PATH, LOGOUT_PATH, REVOKE_PATH, TOKEN_PATH, USERINFO_PATH,
 };
 use crate::app::AppState;
+use crate::clients::MAX_ACCESS_TTL;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -19,18 +19,8 @@ pub fn router() -> Router<AppState> {
         .route(JWKS_PATH, get(jwks))
 }
 
-/// The issuer is the public URL without a trailing slash, as relying parties compare it exactly.
-pub fn issuer(state: &AppState) -> String {
-    state
-        .config
-        .public_url
-        .as_str()
-        .trim_end_matches('/')
-        .to_string()
-}
-
 async fn configuration(State(state): State<AppState>) -> Response {
-    let issuer = issuer(&state);
+    let issuer = state.tokens.issuer();
     let alg = state.config.signing_alg.name();
     let document = json!({
         "issuer": issuer,
@@ -50,10 +40,14 @@ async fn configuration(State(state): State<AppState>) -> Response {
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "prompt_values_supported": ["none", "login", "consent"],
         "authorization_response_iss_parameter_supported": true,
+        // RFC 8707 has no metadata name of its own; this one follows the RFC's wording.
+        "resource_indicators_supported": true,
+        "request_parameter_supported": false,
+        "request_uri_parameter_supported": false,
         "scopes_supported": ["openid", "email", "profile", "offline_access"],
         "id_token_signing_alg_values_supported": [alg],
         "subject_types_supported": ["public"],
-        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "amr", "at_hash",
+        "claims_supported": ["sub", "iss", "aud", "azp", "exp", "iat", "auth_time", "nonce", "amr", "at_hash",
             "email", "email_verified", "name", "preferred_username", "updated_at"],
     });
     (
@@ -66,7 +60,8 @@ async fn configuration(State(state): State<AppState>) -> Response {
 /// Cached by clients for 5 minutes; new keys are published before they sign anything.
 async fn jwks(State(state): State<AppState>) -> Response {
     let body = state
-        .keys
+        .tokens
+        .keys()
         .snapshot()
         .jwks_body(state.clock.now(), MAX_ACCESS_TTL);
     (

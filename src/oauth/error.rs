@@ -5,6 +5,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::tokens::{RedeemError, RefreshError};
+
 #[derive(Debug)]
 pub struct OAuthError {
     pub status: StatusCode,
@@ -54,6 +56,11 @@ impl OAuthError {
         Self::new(StatusCode::BAD_REQUEST, "invalid_scope", description)
     }
 
+    /// RFC 8707 §2: a `resource` that is malformed or not allowed.
+    pub fn invalid_target(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_target", description)
+    }
+
     pub fn too_large() -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -72,9 +79,39 @@ impl OAuthError {
     }
 }
 
-impl<E: Into<anyhow::Error>> From<E> for OAuthError {
-    fn from(cause: E) -> Self {
-        Self::server_error(cause.into())
+impl From<crate::store::StoreError> for OAuthError {
+    fn from(cause: crate::store::StoreError) -> Self {
+        Self::server_error(cause)
+    }
+}
+
+impl From<crate::tokens::Internal> for OAuthError {
+    fn from(cause: crate::tokens::Internal) -> Self {
+        Self::server_error(cause)
+    }
+}
+
+/// RFC 6749 §5.2 for a code exchange; RFC 8707 §2 `invalid_target` for a resource.
+impl From<RedeemError> for OAuthError {
+    fn from(error: RedeemError) -> Self {
+        match error {
+            RedeemError::Internal(cause) => Self::server_error(cause),
+            RedeemError::ResourceNotGranted(_) => Self::invalid_target(error.to_string()),
+            other => Self::invalid_grant(other.to_string()),
+        }
+    }
+}
+
+impl From<RefreshError> for OAuthError {
+    fn from(error: RefreshError) -> Self {
+        match error {
+            RefreshError::Internal(cause) => Self::server_error(cause),
+            RefreshError::ScopeNotGranted(_) => Self::invalid_scope(error.to_string()),
+            RefreshError::ResourceNotGranted(_) => Self::invalid_target(error.to_string()),
+            RefreshError::Invalid | RefreshError::Reused { .. } => {
+                Self::invalid_grant(error.to_string())
+            }
+        }
     }
 }
 

@@ -16,10 +16,8 @@ use tower_sessions::Session;
 use url::Url;
 
 use super::LOGOUT_PATH;
-use super::clients;
-use super::discovery::issuer;
 use crate::app::AppState;
-use crate::tokens::jwt;
+use crate::clients;
 use crate::web::error::ErrorPage;
 use crate::web::flash::{self, Flash};
 use crate::web::{AppError, CsrfForm, Layout, MaybeUser, auth};
@@ -82,11 +80,9 @@ async fn logout(
             .map(String::as_str)
             .filter(|v| !v.is_empty())
     };
-    // An expired ID token is still a fine hint: only its signature and issuer matter here.
-    let hint = param("id_token_hint")
-        .and_then(|token| jwt::verify(&state.keys.snapshot(), token))
-        .map(|(_, claims)| claims)
-        .filter(|claims| claims["iss"] == issuer(&state).as_str());
+    // An expired ID token is still a fine hint: its signature, type and issuer matter here.
+    // An access token is not an ID token, and is refused as one.
+    let hint = param("id_token_hint").and_then(|token| state.tokens.id_token_hint(token));
     if param("id_token_hint").is_some() && hint.is_none() {
         return Ok(bad_request(
             "The app sent a sign-in token that this server did not issue.",

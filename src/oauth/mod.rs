@@ -1,28 +1,21 @@
 //! The OAuth 2.0 / OpenID Connect provider for relying apps.
 
 mod authorize;
-pub mod clients;
+mod client_auth;
+mod consent;
 mod discovery;
 pub mod error;
-pub mod issue;
 mod logout;
+mod params;
 mod revocation;
-pub mod token;
-pub mod userinfo;
+mod token;
+mod userinfo;
 
 use axum::Router;
 
 use crate::app::AppState;
 
 pub use error::OAuthError;
-
-/// A space-separated list (scopes, sign-in methods) as owned strings, empty items dropped.
-pub fn space_list(text: &str) -> Vec<String> {
-    text.split(' ')
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
-}
 
 pub const AUTHORIZE_PATH: &str = "/oauth/authorize";
 pub const TOKEN_PATH: &str = "/oauth/token";

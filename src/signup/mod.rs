@@ -129,6 +129,9 @@ pub struct NextQuery {
     pub next: Option<String>,
     /// OIDC `login_hint`: the email to fill in.
     pub login_hint: Option<String>,
+    /// `login` when an app asked for a fresh sign-in (OIDC `prompt=login`, `max_age`): the form
+    /// shows even to someone signed in, whose session stays until the new sign-in succeeds.
+    pub prompt: Option<String>,
 }
 
 /// `?next=…` to carry between the sign-in and sign-up pages; empty for the default.

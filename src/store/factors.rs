@@ -65,7 +65,7 @@ impl Store {
                 .map(|r| r.rows_affected())
         })?;
         // Cached token checks carry the user, whose `totp_enabled` just changed.
-        super::security_changed();
+        self.security_changed();
         Ok(())
     }
 
@@ -94,7 +94,7 @@ impl Store {
                 .await
                 .map(|r| r.rows_affected())
         })?;
-        super::security_changed();
+        self.security_changed();
         Ok(())
     }
 

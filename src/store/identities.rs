@@ -15,8 +15,11 @@ pub struct Identity {
     pub last_used_at: Option<i64>,
 }
 
-const IDENTITY_COLUMNS: &str =
-    "select provider, subject, user_id, email, created_at, last_used_at from user_identities";
+macro_rules! identity_select {
+    () => {
+        "select provider, subject, user_id, email, created_at, last_used_at from user_identities"
+    };
+}
 
 impl Store {
     pub async fn find_identity(
@@ -24,23 +27,27 @@ impl Store {
         provider: &str,
         subject: &str,
     ) -> StoreResult<Option<Identity>> {
-        let sql = format!("{IDENTITY_COLUMNS} where provider = $1 and subject = $2");
         Ok(on_pool!(self, |pool| {
-            sqlx::query_as::<_, Identity>(&sql)
-                .bind(provider)
-                .bind(subject)
-                .fetch_optional(pool)
-                .await
+            sqlx::query_as::<_, Identity>(concat!(
+                identity_select!(),
+                " where provider = $1 and subject = $2"
+            ))
+            .bind(provider)
+            .bind(subject)
+            .fetch_optional(pool)
+            .await
         })?)
     }
 
     pub async fn identities_of(&self, user_id: &str) -> StoreResult<Vec<Identity>> {
-        let sql = format!("{IDENTITY_COLUMNS} where user_id = $1 order by provider, created_at");
         Ok(on_pool!(self, |pool| {
-            sqlx::query_as::<_, Identity>(&sql)
-                .bind(user_id)
-                .fetch_all(pool)
-                .await
+            sqlx::query_as::<_, Identity>(concat!(
+                identity_select!(),
+                " where user_id = $1 order by provider, created_at"
+            ))
+            .bind(user_id)
+            .fetch_all(pool)
+            .await
         })?)
     }
 

@@ -2,9 +2,14 @@
 //! placeholders, text ids, unix seconds as integers computed in Rust, lower-cased lookup columns.
 
 mod audit;
+mod clients;
+mod codes;
+mod consents;
 mod factors;
 mod identities;
-mod oauth;
+mod keys;
+mod refresh_tokens;
+mod revoked_tokens;
 mod throttle;
 mod tokens;
 mod user_sessions;
@@ -18,32 +23,57 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 use crate::config::DatabaseUrl;
+use crate::tokens::Revocations;
 
 pub use audit::{AuditEvent, AuditFilter};
+pub use clients::ClientRow;
+pub use codes::AuthCodeRow;
 pub use factors::TotpFactor;
 pub use identities::Identity;
-pub use oauth::{AuthCodeRow, ClientRow, RefreshTokenRow, SigningKeyRow, TokenFamily};
+pub use keys::SigningKeyRow;
+pub use refresh_tokens::{RefreshTokenRow, TokenFamily};
 pub use tokens::{EmailCode, TokenProblem};
 pub use user_sessions::UserSession;
 pub use users::{NewIdentity, NewUser, User, email_key as users_email_key};
 
 /// The database, one of a closed set of backends.
 #[derive(Clone, Debug)]
-pub enum Store {
+pub enum Db {
     Sqlite(SqlitePool),
     Postgres(PgPool),
+}
+
+/// The database and the revocation handle its writes move (see `tokens::Revocations`).
+#[derive(Clone, Debug)]
+pub struct Store {
+    pub db: Db,
+    revocations: Revocations,
 }
 
 /// Runs the same sqlx expression on whichever pool the store holds.
 macro_rules! on_pool {
     ($store:expr, |$pool:ident| $body:expr) => {
-        match $store {
-            $crate::store::Store::Sqlite($pool) => $body,
-            $crate::store::Store::Postgres($pool) => $body,
+        match &$store.db {
+            $crate::store::Db::Sqlite($pool) => $body,
+            $crate::store::Db::Postgres($pool) => $body,
         }
     };
 }
 pub(crate) use on_pool;
+
+/// Runs one statement with its binds on whichever pool the store holds; the rows it changed.
+macro_rules! execute {
+    ($store:expr, $sql:expr $(, $bind:expr)* $(,)?) => {
+        $crate::store::on_pool!($store, |pool| {
+            sqlx::query($sql)
+                $(.bind($bind))*
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
+        })
+    };
+}
+pub(crate) use execute;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -62,20 +92,24 @@ impl StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Counts this process's writes that can make an access token inactive (a revoked token, a
-/// disabled or deleted user, a new session epoch). Caches of token checks compare it to drop
-/// everything at once after such a write.
-static SECURITY_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-pub fn security_generation() -> u64 {
-    SECURITY_GENERATION.load(std::sync::atomic::Ordering::Acquire)
-}
-
-fn security_changed() {
-    SECURITY_GENERATION.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-}
-
 impl Store {
+    pub fn new(db: Db) -> Self {
+        Self {
+            db,
+            revocations: Revocations::default(),
+        }
+    }
+
+    /// Moved by every write that can end an access token; the token service's check cache
+    /// reads it.
+    pub fn revocations(&self) -> &Revocations {
+        &self.revocations
+    }
+
+    fn security_changed(&self) {
+        self.revocations.changed();
+    }
+
     /// Opens the database. SQLite files are created on first use and run in WAL mode with a
     /// busy timeout, so the CLI can write while the server runs.
     pub async fn connect(database: &DatabaseUrl) -> StoreResult<Self> {
@@ -92,7 +126,7 @@ impl Store {
                     .min_connections(1)
                     .connect_with(options)
                     .await?;
-                Ok(Self::Sqlite(pool))
+                Ok(Self::new(Db::Sqlite(pool)))
             }
             DatabaseUrl::Postgres(url) => {
                 let options = PgConnectOptions::from_str(url.expose())?;
@@ -101,16 +135,16 @@ impl Store {
                     .acquire_timeout(Duration::from_secs(5))
                     .connect_with(options)
                     .await?;
-                Ok(Self::Postgres(pool))
+                Ok(Self::new(Db::Postgres(pool)))
             }
         }
     }
 
     /// Applies the migrations of this backend (`migrations/sqlite` or `migrations/postgres`).
     pub async fn migrate(&self) -> StoreResult<()> {
-        match self {
-            Self::Sqlite(pool) => sqlx::migrate!("migrations/sqlite").run(pool).await?,
-            Self::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await?,
+        match &self.db {
+            Db::Sqlite(pool) => sqlx::migrate!("migrations/sqlite").run(pool).await?,
+            Db::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await?,
         }
         Ok(())
     }
@@ -125,9 +159,9 @@ impl Store {
     }
 
     pub fn backend_name(&self) -> &'static str {
-        match self {
-            Self::Sqlite(_) => "sqlite",
-            Self::Postgres(_) => "postgres",
+        match self.db {
+            Db::Sqlite(_) => "sqlite",
+            Db::Postgres(_) => "postgres",
         }
     }
 

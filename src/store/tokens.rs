@@ -205,4 +205,19 @@ impl Store {
         })?;
         Ok(removed > 0)
     }
+
+    /// Forgets single-use links and mailed codes that expired before `before` (used or not).
+    pub async fn prune_email_tokens(&self, before: i64) -> StoreResult<u64> {
+        let links = super::execute!(
+            self,
+            "delete from email_tokens where expires_at < $1",
+            before
+        )?;
+        let codes = super::execute!(
+            self,
+            "delete from email_codes where expires_at < $1",
+            before
+        )?;
+        Ok(links + codes)
+    }
 }

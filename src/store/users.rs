@@ -1,6 +1,6 @@
 use sqlx::FromRow;
 
-use super::{Store, StoreError, StoreResult, on_pool};
+use super::{Db, Store, StoreError, StoreResult, on_pool};
 
 /// A person's account.
 #[derive(Clone, Debug, PartialEq)]
@@ -63,9 +63,9 @@ pub(super) struct UserRow {
     email_verified: bool,
     email_otp_enabled: bool,
     session_epoch: i64,
-    /// Space-separated, from `roles_column`.
+    /// Space-separated, from `user_columns!`.
     roles: Option<String>,
-    /// From `roles_column` too.
+    /// From `user_columns!` too.
     totp_enabled: bool,
 }
 
@@ -97,20 +97,19 @@ impl UserRow {
     }
 }
 
-const USER_FIELDS: &str = "id, email, display_name, password_hash, created_at, updated_at, \
-     last_login_at, disabled, email_verified, email_otp_enabled, session_epoch";
-
-/// `USER_FIELDS` qualified with the table name, for joins.
-pub(super) fn qualified_user_fields() -> &'static str {
-    static FIELDS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        USER_FIELDS
-            .split(", ")
-            .map(|field| format!("users.{}", field.trim()))
-            .collect::<Vec<_>>()
-            .join(", ")
-    });
-    &FIELDS
+/// A user's columns, their roles and whether an authenticator is confirmed, for `concat!` into
+/// static SQL (`string_agg` exists on SQLite since 3.44 and on Postgres).
+macro_rules! user_columns {
+    () => {
+        "users.id, users.email, users.display_name, users.password_hash, users.created_at, \
+         users.updated_at, users.last_login_at, users.disabled, users.email_verified, \
+         users.email_otp_enabled, users.session_epoch, \
+         (select string_agg(role, ' ') from user_roles r where r.user_id = users.id) as roles, \
+         exists(select 1 from totp_factors t where t.user_id = users.id \
+         and t.confirmed_at is not null) as totp_enabled"
+    };
 }
+pub(super) use user_columns;
 
 /// A user's row with one yes/no fact about them (a token revoked, a session registered),
 /// read in one query.
@@ -252,49 +251,31 @@ impl Store {
         })
     }
 
-    /// The roles as one space-separated column, and whether an authenticator app is on, so a
-    /// user is read in one query. Role names hold no spaces. The aggregate is where the two SQL
-    /// dialects differ.
-    pub(super) fn roles_column(&self) -> &'static str {
-        match self {
-            Store::Sqlite(_) => {
-                "(select group_concat(role, ' ') from user_roles r where r.user_id = users.id) as roles, \
-                 exists(select 1 from totp_factors t where t.user_id = users.id \
-                 and t.confirmed_at is not null) as totp_enabled"
-            }
-            Store::Postgres(_) => {
-                "(select string_agg(role, ' ') from user_roles r where r.user_id = users.id) as roles, \
-                 exists(select 1 from totp_factors t where t.user_id = users.id \
-                 and t.confirmed_at is not null) as totp_enabled"
-            }
-        }
-    }
-
     pub async fn find_user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
-        let sql = format!(
-            "select {USER_FIELDS}, {} from users where email_lower = $1",
-            self.roles_column()
-        );
         let key = email_key(email);
         let row = on_pool!(self, |pool| {
-            sqlx::query_as::<_, UserRow>(&sql)
-                .bind(&key)
-                .fetch_optional(pool)
-                .await
+            sqlx::query_as::<_, UserRow>(concat!(
+                "select ",
+                user_columns!(),
+                " from users where email_lower = $1"
+            ))
+            .bind(&key)
+            .fetch_optional(pool)
+            .await
         })?;
         Ok(row.map(UserRow::into_user))
     }
 
     pub async fn find_user_by_id(&self, id: &str) -> StoreResult<Option<User>> {
-        let sql = format!(
-            "select {USER_FIELDS}, {} from users where id = $1",
-            self.roles_column()
-        );
         let row = on_pool!(self, |pool| {
-            sqlx::query_as::<_, UserRow>(&sql)
-                .bind(id)
-                .fetch_optional(pool)
-                .await
+            sqlx::query_as::<_, UserRow>(concat!(
+                "select ",
+                user_columns!(),
+                " from users where id = $1"
+            ))
+            .bind(id)
+            .fetch_optional(pool)
+            .await
         })?;
         Ok(row.map(UserRow::into_user))
     }
@@ -308,18 +289,18 @@ impl Store {
         after: &str,
         limit: i64,
     ) -> StoreResult<Vec<User>> {
-        let roles = self.roles_column();
         let rows = match prefix
             .map(|p| p.trim().to_lowercase())
             .filter(|p| !p.is_empty())
         {
             None => {
-                let sql = format!(
-                    "select {USER_FIELDS}, {roles} from users where email_lower > $1 \
-                     order by email_lower limit $2"
+                let sql = concat!(
+                    "select ",
+                    user_columns!(),
+                    " from users where email_lower > $1 order by email_lower limit $2"
                 );
                 on_pool!(self, |pool| {
-                    sqlx::query_as::<_, UserRow>(&sql)
+                    sqlx::query_as::<_, UserRow>(sql)
                         .bind(after)
                         .bind(limit)
                         .fetch_all(pool)
@@ -328,21 +309,25 @@ impl Store {
             }
             // SQLite compares text bytewise: a prefix is a range up to the prefix followed by the
             // highest code point. Postgres uses `like` on text_pattern_ops indexes.
-            Some(prefix) => match self {
-                Store::Sqlite(pool) => {
+            Some(prefix) => match &self.db {
+                Db::Sqlite(pool) => {
                     // Two range scans, each on its own index and cut at one page, merged:
                     // an `or` would make SQLite walk the whole email index instead.
-                    let sql = format!(
-                        "select * from (select {USER_FIELDS}, email_lower, {roles} from users \
+                    let sql = concat!(
+                        "select * from (select ",
+                        user_columns!(),
+                        ", email_lower from users \
                          where email_lower >= $1 and email_lower < $2 and email_lower > $3 \
                          order by email_lower limit $4) \
                          union \
-                         select * from (select {USER_FIELDS}, email_lower, {roles} from users \
+                         select * from (select ",
+                        user_columns!(),
+                        ", email_lower from users \
                          where lower(display_name) >= $1 and lower(display_name) < $2 \
                          and email_lower > $3 order by email_lower limit $4) \
                          order by email_lower limit $4"
                     );
-                    sqlx::query_as::<_, UserRow>(&sql)
+                    sqlx::query_as::<_, UserRow>(sql)
                         .bind(&prefix)
                         .bind(format!("{prefix}\u{10FFFF}"))
                         .bind(after)
@@ -350,13 +335,14 @@ impl Store {
                         .fetch_all(pool)
                         .await?
                 }
-                Store::Postgres(pool) => {
-                    let sql = format!(
-                        "select {USER_FIELDS}, {roles} from users \
-                         where (email_lower like $1 or lower(display_name) like $1) \
+                Db::Postgres(pool) => {
+                    let sql = concat!(
+                        "select ",
+                        user_columns!(),
+                        " from users where (email_lower like $1 or lower(display_name) like $1) \
                          and email_lower > $2 order by email_lower limit $3"
                     );
-                    sqlx::query_as::<_, UserRow>(&sql)
+                    sqlx::query_as::<_, UserRow>(sql)
                         .bind(format!("{}%", escape_like(&prefix)))
                         .bind(after)
                         .bind(limit)
@@ -368,37 +354,39 @@ impl Store {
         Ok(rows.into_iter().map(UserRow::into_user).collect())
     }
 
-    /// The holder of an access token and whether the token (by `jti`) was revoked, in one
-    /// query: bearer-token checks run on every API call.
+    /// The holder of a person's access token and whether the token is still good, in one
+    /// query (bearer checks run on every API call): its `jti` was not revoked, its grant
+    /// (`family`, the refresh-token family) has not ended, and, when `consent_since` names a
+    /// client and the token's issue time, the person's consent to that client is still there
+    /// and no newer than the token.
     pub async fn find_token_holder(
         &self,
         user_id: &str,
         jti: &str,
+        family: Option<&str>,
+        consent_since: Option<(&str, i64)>,
     ) -> StoreResult<Option<(User, bool)>> {
-        self.find_user_with_flag(
-            user_id,
-            "exists(select 1 from revoked_access_tokens where jti = $2)",
-            &[jti],
-        )
-        .await
-    }
-
-    /// The holder of a first-party API token, and whether the token is still good: its own jti
-    /// was not revoked and its sign-in (token family) has not ended.
-    pub async fn find_api_token_holder(
-        &self,
-        user_id: &str,
-        jti: &str,
-        family_id: &str,
-    ) -> StoreResult<Option<(User, bool)>> {
-        self.find_user_with_flag(
-            user_id,
-            "(not exists(select 1 from revoked_access_tokens where jti = $2) \
-             and exists(select 1 from refresh_tokens where family_id = $3 and user_id = $1 \
-             and revoked_at is null))",
-            &[jti, family_id],
-        )
-        .await
+        const SQL: &str = concat!(
+            "select ",
+            user_columns!(),
+            ", (not exists(select 1 from revoked_access_tokens where jti = $2) \
+             and not exists(select 1 from refresh_tokens where family_id = $3 \
+             and revoked_at is not null) \
+             and ($4 = '' or exists(select 1 from consents where user_id = $1 \
+             and client_id = $4 and granted_at <= $5))) as flag from users where id = $1"
+        );
+        let (client_id, issued_at) = consent_since.unwrap_or(("", 0));
+        let row = on_pool!(self, |pool| {
+            sqlx::query_as::<_, HolderRow>(SQL)
+                .bind(user_id)
+                .bind(jti)
+                .bind(family.unwrap_or(""))
+                .bind(client_id)
+                .bind(issued_at)
+                .fetch_optional(pool)
+                .await
+        })?;
+        Ok(row.map(|row| (row.user.into_user(), row.flag)))
     }
 
     pub async fn user_roles(&self, user_id: &str) -> StoreResult<Vec<String>> {
@@ -440,7 +428,7 @@ impl Store {
                 .await
                 .map(|r| r.rows_affected())
         })?;
-        super::security_changed();
+        self.security_changed();
         Ok(())
     }
 
@@ -470,7 +458,7 @@ impl Store {
             .fetch_one(pool)
             .await
         })?;
-        super::security_changed();
+        self.security_changed();
         self.forget_user_sessions(user_id).await?;
         Ok(epoch)
     }
@@ -491,7 +479,7 @@ impl Store {
                 .map(|r| r.rows_affected())
         })?;
         // Cached token checks carry the user.
-        super::security_changed();
+        self.security_changed();
         Ok(())
     }
 
@@ -519,7 +507,7 @@ impl Store {
             .await
             .map(|r| r.rows_affected())
         })?;
-        super::security_changed();
+        self.security_changed();
         self.forget_user_sessions(user_id).await
     }
 
@@ -542,32 +530,18 @@ impl Store {
         user_id: &str,
         session_id: &str,
     ) -> StoreResult<Option<(User, bool)>> {
-        self.find_user_with_flag(
-            user_id,
-            "exists(select 1 from user_sessions where id = $2 and user_id = $1)",
-            &[session_id],
-        )
-        .await
-    }
-
-    /// The user `$1` with one yes/no fact about them, `flag_sql` (which may use `$2`, `$3`, …
-    /// bound to `more`), read in the same query.
-    async fn find_user_with_flag(
-        &self,
-        user_id: &str,
-        flag_sql: &str,
-        more: &[&str],
-    ) -> StoreResult<Option<(User, bool)>> {
-        let sql = format!(
-            "select {USER_FIELDS}, {}, {flag_sql} as flag from users where id = $1",
-            self.roles_column()
+        const SQL: &str = concat!(
+            "select ",
+            user_columns!(),
+            ", exists(select 1 from user_sessions where id = $2 and user_id = $1) as flag \
+             from users where id = $1"
         );
         let row = on_pool!(self, |pool| {
-            let mut query = sqlx::query_as::<_, HolderRow>(&sql).bind(user_id);
-            for value in more {
-                query = query.bind(*value);
-            }
-            query.fetch_optional(pool).await
+            sqlx::query_as::<_, HolderRow>(SQL)
+                .bind(user_id)
+                .bind(session_id)
+                .fetch_optional(pool)
+                .await
         })?;
         Ok(row.map(|row| (row.user.into_user(), row.flag)))
     }
@@ -623,7 +597,7 @@ impl Store {
                 .await
                 .map(|r| r.rows_affected())
         })?;
-        super::security_changed();
+        self.security_changed();
         Ok(removed == 1)
     }
 }

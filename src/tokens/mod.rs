@@ -1,6 +1,163 @@
-//! Signed tokens: keys, and compact JWS encoding and checking.
+//! The token service: issues access, ID and refresh tokens, checks bearer tokens, rotates and
+//! revokes. It knows no HTTP: it takes the keys, the store, the issuer and a clock, and returns
+//! typed results that the OAuth endpoints (`oauth/`) and the JSON API (`api/`) map to their wire
+//! formats.
 
+mod check;
+pub mod claims;
+mod code;
+mod issue;
 pub mod jwt;
 pub mod keys;
+mod refresh;
+mod revoke;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde_json::{Value, json};
+
+pub use check::ActiveToken;
+pub use code::{RedeemError, Redemption};
 pub use keys::{Keys, SigningAlg};
+pub use refresh::{Narrowing, RefreshError};
+
+use crate::clients::{Client, ClientCache};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::store::Store;
+
+/// Counts the writes through one store that can make an access token inactive (a revoked token
+/// or family, a disabled or deleted user, a new session epoch, a consent taken back). The check
+/// cache compares it to drop every cached answer after such a write. One per store, so two
+/// servers in one process (the tests) do not share it.
+#[derive(Clone, Debug, Default)]
+pub struct Revocations(Arc<AtomicU64>);
+
+impl Revocations {
+    pub fn generation(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    pub fn changed(&self) {
+        self.0.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// What the service needs, cheap to clone.
+#[derive(Clone)]
+pub struct TokenService {
+    keys: Keys,
+    store: Store,
+    clock: Clock,
+    clients: ClientCache,
+    checks: check::CheckCache,
+    issuer: Arc<str>,
+    alg: SigningAlg,
+    first_party: Arc<Client>,
+}
+
+/// A token response's contents (RFC 6749 §5.1), before an adapter writes it out.
+#[derive(Debug)]
+pub struct TokenSet {
+    pub access_token: String,
+    pub expires_in: i64,
+    /// Reported to relying apps (RFC 6749 §5.1 asks for it when it differs from the request).
+    pub scope: Option<String>,
+    pub id_token: Option<String>,
+    pub refresh_token: Option<String>,
+}
+
+impl TokenSet {
+    pub fn to_json(&self) -> Value {
+        let mut body = json!({
+            "access_token": self.access_token,
+            "token_type": "Bearer",
+            "expires_in": self.expires_in,
+        });
+        if let Some(scope) = &self.scope {
+            body["scope"] = json!(scope);
+        }
+        if let Some(id_token) = &self.id_token {
+            body["id_token"] = json!(id_token);
+        }
+        if let Some(refresh_token) = &self.refresh_token {
+            body["refresh_token"] = json!(refresh_token);
+        }
+        body
+    }
+}
+
+/// A failure that is the server's, not the request's (database, keys).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct Internal(#[from] anyhow::Error);
+
+impl From<crate::store::StoreError> for Internal {
+    fn from(error: crate::store::StoreError) -> Self {
+        Self(error.into())
+    }
+}
+
+impl From<keys::KeyError> for Internal {
+    fn from(error: keys::KeyError) -> Self {
+        Self(error.into())
+    }
+}
+
+impl TokenService {
+    pub fn new(config: &Config, store: Store, keys: Keys, clock: Clock) -> Self {
+        Self {
+            keys,
+            clients: ClientCache::default(),
+            checks: check::CheckCache::default(),
+            issuer: issuer_of(config).into(),
+            alg: config.signing_alg,
+            first_party: Arc::new(Client::first_party(config)),
+            store,
+            clock,
+        }
+    }
+
+    /// The issuer: the public URL without a trailing slash, as relying parties compare it
+    /// exactly.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The audience of first-party API tokens (RFC 9068 §3: `aud` names the resource).
+    pub fn api_audience(&self) -> String {
+        format!("{}/api/v1", self.issuer)
+    }
+
+    /// The built-in client of the first-party API.
+    pub fn first_party(&self) -> &Client {
+        &self.first_party
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// Registered clients, each looked up at most every few seconds.
+    pub fn clients(&self) -> &ClientCache {
+        &self.clients
+    }
+
+    pub async fn client(&self, id: &str) -> Result<Option<Client>, crate::store::StoreError> {
+        self.clients.get(&self.store, id, self.clock.now()).await
+    }
+
+    /// The claims of an ID token we issued, whatever its age (a logout hint may be expired):
+    /// signature, type and issuer hold. Access tokens are refused: they are not hints.
+    pub fn id_token_hint(&self, token: &str) -> Option<Value> {
+        let (header, claims) = jwt::verify(&self.keys.snapshot(), token)?;
+        (header["typ"] == "JWT" && claims["iss"] == *self.issuer && claims["aud"].is_string())
+            .then_some(claims)
+    }
+}
+
+/// The issuer for a configuration (also used before a service exists, by discovery).
+pub fn issuer_of(config: &Config) -> String {
+    config.public_url.as_str().trim_end_matches('/').to_string()
+}

@@ -14,3 +14,28 @@ pub use auth::{CurrentUser, MaybeUser};
 pub use csrf::CsrfForm;
 pub use error::AppError;
 pub use layout::Layout;
+
+/// A JSON answer that holds tokens or describes them: never cached (RFC 6749 §5.1).
+pub fn no_store_json(body: serde_json::Value) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        [
+            (axum::http::header::CACHE_CONTROL, "no-store"),
+            (axum::http::header::PRAGMA, "no-cache"),
+        ],
+        axum::Json(body),
+    )
+        .into_response()
+}
+
+/// The Bearer token of a request (RFC 6750 §2.1), if it sent one.
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+}

@@ -21,7 +21,7 @@ backend_tests!(
 );
 
 /// `app.client` is signed in as a new admin; returns the admin.
-async fn admin(app: &TestApp) -> User {
+pub async fn admin(app: &TestApp) -> User {
     let email = signed_up(app).await;
     let user = crate::helpers::make_admin(app, &email).await;
     // Admins need a second factor (PORTCULLIS_ADMIN_REQUIRE_SECOND_FACTOR, on by default).

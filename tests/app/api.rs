@@ -1047,7 +1047,7 @@ async fn a_refresh_token_gives_new_tokens_once_and_reuse_ends_the_family(app: Te
 
     // Reusing the old one looks like theft: the whole family ends.
     let reused = refresh(&app, &first.refresh).await;
-    assert_error(&reused, StatusCode::UNAUTHORIZED, "invalid_refresh_token");
+    assert_error(&reused, StatusCode::UNAUTHORIZED, "refresh_token_reused");
     let successor = refresh(&app, &second.refresh).await;
     assert_error(
         &successor,

@@ -24,5 +24,6 @@ mod sign_in_rules;
 mod signup;
 mod smtp_sink;
 mod store;
+mod token_rules;
 mod two_factor;
 mod upstream;

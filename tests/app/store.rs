@@ -164,6 +164,7 @@ fn refresh_row(hash: &str, user_id: &str, now: i64) -> RefreshTokenRow {
         client_id: "client-1".into(),
         user_id: user_id.into(),
         scope: "openid offline_access".into(),
+        resources: String::new(),
         auth_time: now,
         amr: "pwd".into(),
         session_epoch: 0,

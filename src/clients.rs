@@ -4,6 +4,7 @@ use url::Url;
 
 use crate::config::SecretKey;
 use crate::crypto;
+use crate::input::space_list;
 use crate::store::{ClientRow, Store, StoreError};
 
 pub const GRANT_AUTHORIZATION_CODE: &str = "authorization_code";
@@ -33,6 +34,8 @@ pub struct Client {
     pub post_logout_redirect_uris: Vec<String>,
     pub grant_types: Vec<String>,
     pub scopes: Vec<String>,
+    /// RFC 8707 resources it may ask tokens for; with none, tokens are for the issuer.
+    pub resources: Vec<String>,
     pub skip_consent: bool,
     pub access_token_ttl: i64,
     pub refresh_token_ttl: i64,
@@ -52,6 +55,7 @@ impl From<ClientRow> for Client {
             post_logout_redirect_uris: split(&row.post_logout_redirect_uris),
             grant_types: split(&row.grant_types),
             scopes: split(&row.scopes),
+            resources: space_list(&row.resources),
             skip_consent: row.skip_consent,
             access_token_ttl: row.access_token_ttl,
             refresh_token_ttl: row.refresh_token_ttl,
@@ -77,6 +81,7 @@ impl Client {
             post_logout_redirect_uris: Vec::new(),
             grant_types: vec![GRANT_REFRESH_TOKEN.into()],
             scopes: Vec::new(),
+            resources: Vec::new(),
             skip_consent: true,
             access_token_ttl: config.api_access_token_lifetime.as_secs() as i64,
             refresh_token_ttl: config.api_refresh_token_lifetime.as_secs() as i64,
@@ -98,6 +103,11 @@ impl Client {
 
     pub fn allows_scope(&self, scope: &str) -> bool {
         self.scopes.iter().any(|s| s == scope)
+    }
+
+    /// The first requested resource this client may not ask for, if any.
+    pub fn unknown_resource<'a>(&self, requested: &'a [String]) -> Option<&'a String> {
+        requested.iter().find(|r| !self.resources.contains(r))
     }
 
     /// Constant-time check of a presented secret against the stored keyed hash.
@@ -171,11 +181,25 @@ pub struct NewClient {
     pub public: bool,
     pub grant_types: Vec<String>,
     pub scopes: Vec<String>,
+    pub resources: Vec<String>,
     pub skip_consent: bool,
 }
 
+/// Schemes that run code or read local data in the browser instead of reaching an app
+/// (RFC 9700 §4.1.3, RFC 8252 §8.4): never a place to send a code.
+const DANGEROUS_SCHEMES: [&str; 7] = [
+    "javascript",
+    "data",
+    "vbscript",
+    "file",
+    "blob",
+    "about",
+    "filesystem",
+];
+
 /// Exact-match redirect URIs (RFC 9700 §4.1.3): absolute, no fragment; plain http only to this
-/// machine (RFC 8252 §7.3), custom schemes allowed for native apps.
+/// machine (RFC 8252 §7.3), custom schemes allowed for native apps (RFC 8252 §7.1) unless they
+/// are among the dangerous ones.
 pub fn check_redirect_uri(uri: &str) -> Result<(), String> {
     let url = Url::parse(uri).map_err(|_| format!("{uri:?} is not an absolute URL"))?;
     if url.fragment().is_some() {
@@ -183,12 +207,33 @@ pub fn check_redirect_uri(uri: &str) -> Result<(), String> {
     }
     let local = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
     match url.scheme() {
-        "https" => Ok(()),
+        "https" if url.host_str().is_some() => Ok(()),
         "http" if local => Ok(()),
-        "http" => Err(format!(
-            "{uri:?} must use https (plain http is allowed only for localhost)"
+        "http" | "https" => Err(format!(
+            "{uri:?} must use https with a host (plain http is allowed only for localhost)"
+        )),
+        scheme if DANGEROUS_SCHEMES.contains(&scheme) => Err(format!(
+            "{uri:?} uses the {scheme}: scheme, which cannot be a return address"
         )),
         _ => Ok(()),
+    }
+}
+
+/// RFC 8707 §2: a resource is an absolute URI without a fragment; https, or http to this
+/// machine.
+pub fn check_resource_uri(uri: &str) -> Result<(), String> {
+    let url =
+        Url::parse(uri).map_err(|_| format!("the resource {uri:?} is not an absolute URI"))?;
+    if url.fragment().is_some() {
+        return Err(format!("the resource {uri:?} must not contain a fragment"));
+    }
+    let local = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+    match url.scheme() {
+        "https" if url.host_str().is_some() => Ok(()),
+        "http" if local => Ok(()),
+        _ => Err(format!(
+            "the resource {uri:?} must be an https URL (plain http only for localhost)"
+        )),
     }
 }
 
@@ -241,6 +286,9 @@ impl NewClient {
         if let Some(bad) = self.scopes.iter().find(|s| !valid_scope_token(s)) {
             return Err(format!("{bad:?} is not a valid scope name"));
         }
+        for resource in &self.resources {
+            check_resource_uri(resource)?;
+        }
         Ok(())
     }
 }
@@ -279,6 +327,7 @@ pub async fn create_with(
         post_logout_redirect_uris: new.post_logout_redirect_uris.join(" "),
         grant_types: new.grant_types.join(" "),
         scopes: new.scopes.join(" "),
+        resources: new.resources.join(" "),
         skip_consent: new.skip_consent,
         access_token_ttl: settings.access_token_ttl,
         refresh_token_ttl: settings.refresh_token_ttl,
@@ -331,6 +380,7 @@ pub async fn update(
             post_logout_redirect_uris: new.post_logout_redirect_uris.join(" "),
             grant_types: new.grant_types.join(" "),
             scopes: new.scopes.join(" "),
+            resources: new.resources.join(" "),
             skip_consent: new.skip_consent,
             access_token_ttl: changes.access_token_ttl,
             refresh_token_ttl: changes.refresh_token_ttl,
@@ -366,6 +416,16 @@ mod tests {
         assert!(check_redirect_uri("http://app.example.com/cb").is_err());
         assert!(check_redirect_uri("https://app.example.com/cb#x").is_err());
         assert!(check_redirect_uri("/relative").is_err());
+        for dangerous in [
+            "javascript:alert(1)",
+            "JavaScript://example.com/%0Aalert(1)",
+            "data:text/html,<script>alert(1)</script>",
+            "vbscript:msgbox(1)",
+            "file:///etc/passwd",
+            "blob:https://example.com/x",
+        ] {
+            assert!(check_redirect_uri(dangerous).is_err(), "{dangerous}");
+        }
     }
 
     #[test]

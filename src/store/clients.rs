@@ -1,0 +1,145 @@
+//! `oauth_clients`: registered relying apps.
+
+use sqlx::FromRow;
+
+use super::{Store, StoreError, StoreResult, execute, on_pool};
+
+#[derive(Clone, Debug, FromRow, PartialEq)]
+pub struct ClientRow {
+    pub id: String,
+    pub name: String,
+    pub secret_hash: Option<String>,
+    pub redirect_uris: String,
+    pub post_logout_redirect_uris: String,
+    pub grant_types: String,
+    pub scopes: String,
+    /// RFC 8707 resource URIs the client may ask tokens for, space-separated.
+    pub resources: String,
+    pub skip_consent: bool,
+    pub access_token_ttl: i64,
+    pub refresh_token_ttl: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+macro_rules! client_select {
+    () => {
+        "select id, name, secret_hash, redirect_uris, post_logout_redirect_uris, grant_types, \
+         scopes, resources, skip_consent, access_token_ttl, refresh_token_ttl, created_at, \
+         updated_at from oauth_clients"
+    };
+}
+
+impl Store {
+    pub async fn create_client(&self, client: &ClientRow) -> StoreResult<()> {
+        execute!(
+            self,
+            "insert into oauth_clients (id, name, secret_hash, redirect_uris, \
+             post_logout_redirect_uris, grant_types, scopes, resources, skip_consent, \
+             access_token_ttl, refresh_token_ttl, created_at, updated_at) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            &client.id,
+            &client.name,
+            &client.secret_hash,
+            &client.redirect_uris,
+            &client.post_logout_redirect_uris,
+            &client.grant_types,
+            &client.scopes,
+            &client.resources,
+            client.skip_consent,
+            client.access_token_ttl,
+            client.refresh_token_ttl,
+            client.created_at,
+            client.updated_at,
+        )?;
+        Ok(())
+    }
+
+    pub async fn find_client(&self, id: &str) -> StoreResult<Option<ClientRow>> {
+        Ok(on_pool!(self, |pool| {
+            sqlx::query_as::<_, ClientRow>(concat!(client_select!(), " where id = $1"))
+                .bind(id)
+                .fetch_optional(pool)
+                .await
+        })?)
+    }
+
+    pub async fn list_clients(&self) -> StoreResult<Vec<ClientRow>> {
+        Ok(on_pool!(self, |pool| {
+            sqlx::query_as::<_, ClientRow>(concat!(client_select!(), " order by created_at, id"))
+                .fetch_all(pool)
+                .await
+        })?)
+    }
+
+    /// Deletes a client with its consents; its refresh tokens are revoked in the same
+    /// transaction, so nothing it was given outlives it. True when a client was deleted.
+    pub async fn delete_client(&self, id: &str, now: i64) -> StoreResult<bool> {
+        let deleted = on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query("delete from consents where client_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "update refresh_tokens set revoked_at = $1 where client_id = $2 and revoked_at is null",
+            )
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            let deleted = sqlx::query("delete from oauth_clients where id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            Ok::<_, StoreError>(deleted == 1)
+        })?;
+        self.security_changed();
+        Ok(deleted)
+    }
+
+    /// Saves a client's settings; its secret and creation time stay. False when it is gone.
+    pub async fn update_client(&self, row: &ClientRow) -> StoreResult<bool> {
+        let updated = execute!(
+            self,
+            "update oauth_clients set name = $1, redirect_uris = $2, \
+             post_logout_redirect_uris = $3, grant_types = $4, scopes = $5, resources = $6, \
+             skip_consent = $7, access_token_ttl = $8, refresh_token_ttl = $9, updated_at = $10 \
+             where id = $11",
+            &row.name,
+            &row.redirect_uris,
+            &row.post_logout_redirect_uris,
+            &row.grant_types,
+            &row.scopes,
+            &row.resources,
+            row.skip_consent,
+            row.access_token_ttl,
+            row.refresh_token_ttl,
+            row.updated_at,
+            &row.id,
+        )?;
+        // Turning consent on ends tokens that rest on no consent.
+        self.security_changed();
+        Ok(updated == 1)
+    }
+
+    /// True when the client exists (and now has the new secret).
+    pub async fn set_client_secret_hash(
+        &self,
+        id: &str,
+        hash: &str,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let updated = execute!(
+            self,
+            "update oauth_clients set secret_hash = $1, updated_at = $2 \
+             where id = $3 and secret_hash is not null",
+            hash,
+            now,
+            id,
+        )?;
+        Ok(updated == 1)
+    }
+}

@@ -1,0 +1,62 @@
+//! `signing_keys`: token signing keys, encrypted at rest.
+
+use sqlx::FromRow;
+
+use super::{Store, StoreResult, execute, on_pool};
+
+#[derive(Clone, Debug, FromRow)]
+pub struct SigningKeyRow {
+    pub kid: String,
+    pub alg: String,
+    pub private_key_enc: String,
+    pub created_at: i64,
+    pub activates_at: i64,
+    pub retired_at: Option<i64>,
+}
+
+impl Store {
+    pub async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRow>> {
+        Ok(on_pool!(self, |pool| {
+            sqlx::query_as::<_, SigningKeyRow>(
+                "select kid, alg, private_key_enc, created_at, activates_at, retired_at \
+                 from signing_keys order by activates_at, kid",
+            )
+            .fetch_all(pool)
+            .await
+        })?)
+    }
+
+    pub async fn insert_signing_key(&self, key: &SigningKeyRow) -> StoreResult<()> {
+        execute!(
+            self,
+            "insert into signing_keys (kid, alg, private_key_enc, created_at, activates_at, \
+             retired_at) values ($1, $2, $3, $4, $5, $6)",
+            &key.kid,
+            &key.alg,
+            &key.private_key_enc,
+            key.created_at,
+            key.activates_at,
+            key.retired_at,
+        )?;
+        Ok(())
+    }
+
+    /// Marks every older key of `alg` as retired from `at` (they stay published until the
+    /// tokens they signed have expired).
+    pub async fn retire_signing_keys(
+        &self,
+        alg: &str,
+        except_kid: &str,
+        at: i64,
+    ) -> StoreResult<()> {
+        execute!(
+            self,
+            "update signing_keys set retired_at = $1 \
+             where alg = $2 and kid <> $3 and retired_at is null",
+            at,
+            alg,
+            except_kid,
+        )?;
+        Ok(())
+    }
+}
