@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -23,7 +23,8 @@ use crate::password::PasswordHasher;
 use crate::sessions::SessionBackend;
 use crate::store::Store;
 use crate::tokens::{Keys, TokenService, keys};
-use crate::web::error::{ErrorPage, not_found};
+use crate::web::AppError;
+use crate::web::error::not_found;
 use crate::web::{headers, static_files};
 
 /// Everything a handler may need, cheap to clone.
@@ -145,13 +146,7 @@ impl App {
             .layer(DefaultBodyLimit::max(config.max_body_bytes))
             // A bug in a handler becomes the designed 500 page, not a dropped connection.
             .layer(CatchPanicLayer::custom(|_| {
-                tracing::error!("a request handler panicked");
-                ErrorPage::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Something went wrong",
-                    "We could not finish that. Please try again in a moment.",
-                )
-                .into_response_with(StatusCode::INTERNAL_SERVER_ERROR)
+                AppError::Internal(anyhow::anyhow!("a request handler panicked")).into_response()
             }))
             .layer(TraceLayer::new_for_http())
             // Behind trusted proxies, the client's address comes from X-Forwarded-For.

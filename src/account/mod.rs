@@ -189,13 +189,9 @@ async fn revoke_app(
     let now = state.clock.now();
     let message = if state
         .store
-        .delete_consent(&user.id, &form.client_id)
+        .revoke_consent(&user.id, &form.client_id, now)
         .await?
     {
-        state
-            .store
-            .revoke_refresh_tokens_for(&user.id, &form.client_id, now)
-            .await?;
         crate::audit::record(
             &state,
             &meta,

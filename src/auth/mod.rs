@@ -226,16 +226,9 @@ pub async fn address_proven(
     if crate::mfa::factors::has_second_factor(state, user).await? {
         stripped.second_factors = true;
     }
-    store.delete_totp(&user.id).await?;
-    store.delete_recovery_codes(&user.id).await?;
-    if user.email_otp_enabled {
-        store.set_email_otp_enabled(&user.id, false, now).await?;
-    }
+    store.remove_second_factors(&user.id, now).await?;
     for (client_id, _, _, _) in store.consents_of(&user.id).await? {
-        store.delete_consent(&user.id, &client_id).await?;
-        store
-            .revoke_refresh_tokens_for(&user.id, &client_id, now)
-            .await?;
+        store.revoke_consent(&user.id, &client_id, now).await?;
         stripped.app_grants += 1;
     }
     store.set_email_verified(&user.id, now).await?;

@@ -18,7 +18,6 @@ use url::Url;
 use super::LOGOUT_PATH;
 use crate::app::AppState;
 use crate::clients;
-use crate::web::error::ErrorPage;
 use crate::web::flash::{self, Flash};
 use crate::web::{AppError, CsrfForm, Layout, MaybeUser, auth};
 
@@ -44,12 +43,12 @@ struct ConfirmPage {
 }
 
 fn bad_request(message: &str) -> Response {
-    ErrorPage::new(
+    AppError::page(
         StatusCode::BAD_REQUEST,
         "This sign-out link does not work",
-        message.to_string(),
+        message,
     )
-    .into_response_with(StatusCode::BAD_REQUEST)
+    .into_response()
 }
 
 fn finish(after: &AfterLogout) -> Response {

@@ -20,7 +20,6 @@ use crate::mail::{messages, single_use_link};
 use crate::password;
 use crate::store::TokenProblem;
 use crate::throttle::{self, Limit};
-use crate::web::error::ErrorPage;
 use crate::web::flash::{self, Flash};
 use crate::web::{AppError, CsrfForm, Layout};
 
@@ -168,9 +167,9 @@ fn link_problem(problem: TokenProblem) -> Response {
             "Check that you opened the whole link from the email, or ask for a new one.",
         ),
     };
-    let mut page = ErrorPage::new(status, title, message);
-    page.action = Some(("Ask for a new link", "/password/forgot"));
-    page.into_response_with(status)
+    AppError::page(status, title, message)
+        .with_action("Ask for a new link", "/password/forgot")
+        .into_response()
 }
 
 async fn show_reset(

@@ -38,18 +38,6 @@ impl Store {
         Ok(())
     }
 
-    /// Takes a consent back: the tokens that rest on it stop being active.
-    pub async fn delete_consent(&self, user_id: &str, client_id: &str) -> StoreResult<bool> {
-        let deleted = execute!(
-            self,
-            "delete from consents where user_id = $1 and client_id = $2",
-            user_id,
-            client_id,
-        )?;
-        self.security_changed();
-        Ok(deleted == 1)
-    }
-
     /// (client id, client name, scope, granted at) for the account page.
     pub async fn consents_of(
         &self,

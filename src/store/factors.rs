@@ -2,7 +2,7 @@
 
 use sqlx::FromRow;
 
-use super::{Store, StoreError, StoreResult, on_pool};
+use super::{Store, StoreError, StoreResult, execute, on_pool};
 
 #[derive(Clone, Debug, FromRow)]
 pub struct TotpFactor {
@@ -56,14 +56,12 @@ impl Store {
     }
 
     pub async fn confirm_totp(&self, user_id: &str, now: i64) -> StoreResult<()> {
-        on_pool!(self, |pool| {
-            sqlx::query("update totp_factors set confirmed_at = $1 where user_id = $2")
-                .bind(now)
-                .bind(user_id)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected())
-        })?;
+        execute!(
+            self,
+            "update totp_factors set confirmed_at = $1 where user_id = $2",
+            now,
+            user_id,
+        )?;
         // Cached token checks carry the user, whose `totp_enabled` just changed.
         self.security_changed();
         Ok(())
@@ -72,28 +70,18 @@ impl Store {
     /// Records that the code of `step` was accepted. False when that step (or a later one) was
     /// already used: a replay, refused even when two requests race.
     pub async fn use_totp_step(&self, user_id: &str, step: i64) -> StoreResult<bool> {
-        let updated = on_pool!(self, |pool| {
-            sqlx::query(
-                "update totp_factors set last_used_step = $1 \
+        let updated = execute!(
+            self,
+            "update totp_factors set last_used_step = $1 \
                  where user_id = $2 and last_used_step < $1",
-            )
-            .bind(step)
-            .bind(user_id)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected())
-        })?;
+            step,
+            user_id,
+        )?;
         Ok(updated == 1)
     }
 
     pub async fn delete_totp(&self, user_id: &str) -> StoreResult<()> {
-        on_pool!(self, |pool| {
-            sqlx::query("delete from totp_factors where user_id = $1")
-                .bind(user_id)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected())
-        })?;
+        execute!(self, "delete from totp_factors where user_id = $1", user_id)?;
         self.security_changed();
         Ok(())
     }
@@ -129,18 +117,14 @@ impl Store {
         code_hash: &str,
         now: i64,
     ) -> StoreResult<bool> {
-        let updated = on_pool!(self, |pool| {
-            sqlx::query(
-                "update recovery_codes set used_at = $1 \
+        let updated = execute!(
+            self,
+            "update recovery_codes set used_at = $1 \
                  where user_id = $2 and code_hash = $3 and used_at is null",
-            )
-            .bind(now)
-            .bind(user_id)
-            .bind(code_hash)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected())
-        })?;
+            now,
+            user_id,
+            code_hash,
+        )?;
         Ok(updated == 1)
     }
 

@@ -2,7 +2,7 @@
 
 use sqlx::FromRow;
 
-use super::{Store, StoreResult, on_pool};
+use super::{Store, StoreResult, execute, on_pool};
 
 /// A linked upstream account.
 #[derive(Clone, Debug, FromRow, PartialEq)]
@@ -61,20 +61,16 @@ impl Store {
         email: Option<&str>,
         now: i64,
     ) -> StoreResult<()> {
-        on_pool!(self, |pool| {
-            sqlx::query(
-                "insert into user_identities (provider, subject, user_id, email, created_at, \
+        execute!(
+            self,
+            "insert into user_identities (provider, subject, user_id, email, created_at, \
                  last_used_at) values ($1, $2, $3, $4, $5, $5)",
-            )
-            .bind(provider)
-            .bind(subject)
-            .bind(user_id)
-            .bind(email)
-            .bind(now)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected())
-        })?;
+            provider,
+            subject,
+            user_id,
+            email,
+            now,
+        )?;
         Ok(())
     }
 
@@ -86,19 +82,15 @@ impl Store {
         email: Option<&str>,
         now: i64,
     ) -> StoreResult<()> {
-        on_pool!(self, |pool| {
-            sqlx::query(
-                "update user_identities set last_used_at = $1, email = coalesce($2, email) \
+        execute!(
+            self,
+            "update user_identities set last_used_at = $1, email = coalesce($2, email) \
                  where provider = $3 and subject = $4",
-            )
-            .bind(now)
-            .bind(email)
-            .bind(provider)
-            .bind(subject)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected())
-        })?;
+            now,
+            email,
+            provider,
+            subject,
+        )?;
         Ok(())
     }
 
@@ -109,29 +101,23 @@ impl Store {
         provider: &str,
         subject: &str,
     ) -> StoreResult<bool> {
-        let removed = on_pool!(self, |pool| {
-            sqlx::query(
-                "delete from user_identities where user_id = $1 and provider = $2 and subject = $3",
-            )
-            .bind(user_id)
-            .bind(provider)
-            .bind(subject)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected())
-        })?;
+        let removed = execute!(
+            self,
+            "delete from user_identities where user_id = $1 and provider = $2 and subject = $3",
+            user_id,
+            provider,
+            subject,
+        )?;
         Ok(removed == 1)
     }
 
     /// Removes every link of a user; returns how many there were.
     pub async fn unlink_all_identities(&self, user_id: &str) -> StoreResult<u64> {
-        let removed = on_pool!(self, |pool| {
-            sqlx::query("delete from user_identities where user_id = $1")
-                .bind(user_id)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected())
-        })?;
+        let removed = execute!(
+            self,
+            "delete from user_identities where user_id = $1",
+            user_id,
+        )?;
         Ok(removed)
     }
 }

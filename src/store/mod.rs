@@ -1,17 +1,22 @@
 //! All SQL lives here. One set of portable queries runs on SQLite and Postgres: `$1`
 //! placeholders, text ids, unix seconds as integers computed in Rust, lower-cased lookup columns.
 
+mod account_changes;
 mod audit;
 mod clients;
 mod codes;
 mod consents;
 mod factors;
+mod holders;
 mod identities;
 mod keys;
+mod maintenance;
 mod refresh_tokens;
 mod revoked_tokens;
+mod roles;
 mod throttle;
 mod tokens;
+mod user_list;
 mod user_sessions;
 mod users;
 

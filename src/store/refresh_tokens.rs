@@ -245,25 +245,6 @@ impl Store {
         Ok(revoked > 0)
     }
 
-    /// Ends a person's refresh tokens for one client (when they take back consent).
-    pub async fn revoke_refresh_tokens_for(
-        &self,
-        user_id: &str,
-        client_id: &str,
-        now: i64,
-    ) -> StoreResult<()> {
-        execute!(
-            self,
-            "update refresh_tokens set revoked_at = $1 \
-             where user_id = $2 and client_id = $3 and revoked_at is null",
-            now,
-            user_id,
-            client_id,
-        )?;
-        self.security_changed();
-        Ok(())
-    }
-
     /// Forgets refresh tokens that expired before `before`. Their families' access tokens
     /// expired long before (`before` lies the longest access-token life back), so forgetting a
     /// revoked row cannot bring an access token back.

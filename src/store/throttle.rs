@@ -1,6 +1,6 @@
 //! Counters for throttling, kept in the database so they hold across restarts and nodes.
 
-use super::{Store, StoreResult, on_pool};
+use super::{Store, StoreResult, execute, on_pool};
 
 /// Counts an attempt while the key is under its limit, in one statement: a new key or an
 /// expired window starts a window of one; an open window under `$4` counts one more; a full
@@ -54,40 +54,32 @@ impl Store {
 
     /// Gives one attempt back under `key`.
     pub async fn release_throttle_attempt(&self, key: &str) -> StoreResult<()> {
-        on_pool!(self, |pool| {
-            sqlx::query(
-                "update throttle_counters set attempts = attempts - 1 \
+        execute!(
+            self,
+            "update throttle_counters set attempts = attempts - 1 \
                  where throttle_key = $1 and attempts > 0",
-            )
-            .bind(key)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected())
-        })?;
+            key,
+        )?;
         Ok(())
     }
 
     /// Forgets the attempts under `key`.
     pub async fn clear_throttle(&self, key: &str) -> StoreResult<()> {
-        on_pool!(self, |pool| {
-            sqlx::query("delete from throttle_counters where throttle_key = $1")
-                .bind(key)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected())
-        })?;
+        execute!(
+            self,
+            "delete from throttle_counters where throttle_key = $1",
+            key,
+        )?;
         Ok(())
     }
 
     /// Drops windows that began at or before `before`; run periodically.
     pub async fn prune_throttle_events(&self, before: i64) -> StoreResult<u64> {
-        let done = on_pool!(self, |pool| {
-            sqlx::query("delete from throttle_counters where window_start <= $1")
-                .bind(before)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected())
-        })?;
+        let done = execute!(
+            self,
+            "delete from throttle_counters where window_start <= $1",
+            before,
+        )?;
         Ok(done)
     }
 }

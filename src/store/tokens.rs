@@ -2,7 +2,7 @@
 
 use sqlx::FromRow;
 
-use super::{Store, StoreError, StoreResult, on_pool};
+use super::{Store, StoreError, StoreResult, execute, on_pool};
 
 /// Why a link could not be used, so the page can say what to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,20 +37,16 @@ impl Store {
         now: i64,
         expires_at: i64,
     ) -> StoreResult<()> {
-        on_pool!(self, |pool| {
-            sqlx::query(
-                "insert into email_tokens (token_hash, user_id, purpose, created_at, expires_at) \
+        execute!(
+            self,
+            "insert into email_tokens (token_hash, user_id, purpose, created_at, expires_at) \
                  values ($1, $2, $3, $4, $5)",
-            )
-            .bind(token_hash)
-            .bind(user_id)
-            .bind(purpose)
-            .bind(now)
-            .bind(expires_at)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected())
-        })?;
+            token_hash,
+            user_id,
+            purpose,
+            now,
+            expires_at,
+        )?;
         Ok(())
     }
 
@@ -118,18 +114,14 @@ impl Store {
         purpose: &str,
         now: i64,
     ) -> StoreResult<()> {
-        on_pool!(self, |pool| {
-            sqlx::query(
-                "update email_tokens set used_at = $1 \
+        execute!(
+            self,
+            "update email_tokens set used_at = $1 \
                  where user_id = $2 and purpose = $3 and used_at is null",
-            )
-            .bind(now)
-            .bind(user_id)
-            .bind(purpose)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected())
-        })?;
+            now,
+            user_id,
+            purpose,
+        )?;
         Ok(())
     }
 
@@ -180,29 +172,23 @@ impl Store {
     }
 
     pub async fn count_email_code_attempt(&self, user_id: &str, purpose: &str) -> StoreResult<()> {
-        on_pool!(self, |pool| {
-            sqlx::query(
-                "update email_codes set attempts = attempts + 1 where user_id = $1 and purpose = $2",
-            )
-            .bind(user_id)
-            .bind(purpose)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected())
-        })?;
+        execute!(
+            self,
+            "update email_codes set attempts = attempts + 1 where user_id = $1 and purpose = $2",
+            user_id,
+            purpose,
+        )?;
         Ok(())
     }
 
     /// Removes the code; true when this call removed it (so a code works once).
     pub async fn delete_email_code(&self, user_id: &str, purpose: &str) -> StoreResult<bool> {
-        let removed = on_pool!(self, |pool| {
-            sqlx::query("delete from email_codes where user_id = $1 and purpose = $2")
-                .bind(user_id)
-                .bind(purpose)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected())
-        })?;
+        let removed = execute!(
+            self,
+            "delete from email_codes where user_id = $1 and purpose = $2",
+            user_id,
+            purpose,
+        )?;
         Ok(removed > 0)
     }
 

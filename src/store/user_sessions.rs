@@ -3,7 +3,7 @@
 
 use sqlx::FromRow;
 
-use super::{Store, StoreResult, on_pool};
+use super::{Store, StoreResult, execute, on_pool};
 
 #[derive(Clone, Debug, FromRow, PartialEq)]
 pub struct UserSession {
@@ -19,47 +19,39 @@ pub struct UserSession {
 
 impl Store {
     pub async fn insert_user_session(&self, row: &UserSession) -> StoreResult<()> {
-        on_pool!(self, |pool| {
-            sqlx::query(
-                "insert into user_sessions (id, user_id, created_at, last_seen_at, ip, user_agent, \
+        execute!(
+            self,
+            "insert into user_sessions (id, user_id, created_at, last_seen_at, ip, user_agent, \
                  methods) values ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(&row.id)
-            .bind(&row.user_id)
-            .bind(row.created_at)
-            .bind(row.last_seen_at)
-            .bind(&row.ip)
-            .bind(&row.user_agent)
-            .bind(&row.methods)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected())
-        })?;
+            &row.id,
+            &row.user_id,
+            row.created_at,
+            row.last_seen_at,
+            &row.ip,
+            &row.user_agent,
+            &row.methods,
+        )?;
         Ok(())
     }
 
     pub async fn touch_user_session(&self, id: &str, now: i64) -> StoreResult<()> {
-        on_pool!(self, |pool| {
-            sqlx::query("update user_sessions set last_seen_at = $1 where id = $2")
-                .bind(now)
-                .bind(id)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected())
-        })?;
+        execute!(
+            self,
+            "update user_sessions set last_seen_at = $1 where id = $2",
+            now,
+            id,
+        )?;
         Ok(())
     }
 
     /// Ends one session of a user; false when the user has no such session.
     pub async fn delete_user_session(&self, user_id: &str, id: &str) -> StoreResult<bool> {
-        let removed = on_pool!(self, |pool| {
-            sqlx::query("delete from user_sessions where id = $1 and user_id = $2")
-                .bind(id)
-                .bind(user_id)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected())
-        })?;
+        let removed = execute!(
+            self,
+            "delete from user_sessions where id = $1 and user_id = $2",
+            id,
+            user_id,
+        )?;
         Ok(removed == 1)
     }
 
@@ -91,14 +83,12 @@ impl Store {
         seen_before: i64,
         started_before: i64,
     ) -> StoreResult<()> {
-        on_pool!(self, |pool| {
-            sqlx::query("delete from user_sessions where last_seen_at < $1 or created_at < $2")
-                .bind(seen_before)
-                .bind(started_before)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected())
-        })?;
+        execute!(
+            self,
+            "delete from user_sessions where last_seen_at < $1 or created_at < $2",
+            seen_before,
+            started_before,
+        )?;
         Ok(())
     }
 }

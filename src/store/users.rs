@@ -1,6 +1,6 @@
 use sqlx::FromRow;
 
-use super::{Db, Store, StoreError, StoreResult, on_pool};
+use super::{Store, StoreError, StoreResult, execute, on_pool};
 
 /// A person's account.
 #[derive(Clone, Debug, PartialEq)]
@@ -111,82 +111,13 @@ macro_rules! user_columns {
 }
 pub(super) use user_columns;
 
-/// A user's row with one yes/no fact about them (a token revoked, a session registered),
-/// read in one query.
-#[derive(FromRow)]
-struct HolderRow {
-    #[sqlx(flatten)]
-    user: UserRow,
-    flag: bool,
-}
-
 /// Emails are looked up through `email_lower`, the key that look-alike spellings of one
 /// address share (`input::email_lookup_key`).
 pub fn email_key(email: &str) -> String {
     crate::input::email_lookup_key(email)
 }
 
-/// The start-up task that rewrote addresses stored before they were normalised.
-const NORMALISE_EMAILS_TASK: &str = "normalise_emails_v1";
-
 impl Store {
-    /// Rewrites addresses (and their keys) stored before addresses were normalised, once. Two
-    /// accounts whose addresses turn out to be one are never merged: both are left as they
-    /// were and returned as `(id, key)` pairs for the operator, and the task runs again at the
-    /// next start until they are resolved.
-    pub async fn normalise_stored_emails(&self, now: i64) -> StoreResult<Vec<(String, String)>> {
-        let done = on_pool!(self, |pool| {
-            sqlx::query_scalar::<_, i64>("select count(*) from maintenance_done where task = $1")
-                .bind(NORMALISE_EMAILS_TASK)
-                .fetch_one(pool)
-                .await
-        })?;
-        if done > 0 {
-            return Ok(Vec::new());
-        }
-        let rows = on_pool!(self, |pool| {
-            sqlx::query_as::<_, (String, String, String)>(
-                "select id, email, email_lower from users order by id",
-            )
-            .fetch_all(pool)
-            .await
-        })?;
-        let mut collisions = Vec::new();
-        for (id, email, key) in rows {
-            let normal = crate::input::normalise_email(&email).unwrap_or_else(|| email.clone());
-            let new_key = email_key(&email);
-            if normal == email && new_key == key {
-                continue;
-            }
-            let updated: StoreResult<u64> = on_pool!(self, |pool| {
-                sqlx::query("update users set email = $1, email_lower = $2 where id = $3")
-                    .bind(&normal)
-                    .bind(&new_key)
-                    .bind(&id)
-                    .execute(pool)
-                    .await
-                    .map(|r| r.rows_affected())
-            })
-            .map_err(StoreError::from);
-            match updated {
-                Ok(_) => {}
-                Err(e) if e.is_unique_violation() => collisions.push((id, new_key)),
-                Err(e) => return Err(e),
-            }
-        }
-        if collisions.is_empty() {
-            on_pool!(self, |pool| {
-                sqlx::query("insert into maintenance_done (task, done_at) values ($1, $2)")
-                    .bind(NORMALISE_EMAILS_TASK)
-                    .bind(now)
-                    .execute(pool)
-                    .await
-                    .map(|r| r.rows_affected())
-            })?;
-        }
-        Ok(collisions)
-    }
-
     /// Creates a user and their roles in one transaction. A taken email gives a unique
     /// violation (`StoreError::is_unique_violation`).
     pub async fn create_user(&self, new: NewUser) -> StoreResult<User> {
@@ -280,136 +211,13 @@ impl Store {
         Ok(row.map(UserRow::into_user))
     }
 
-    /// One page of the admin's user list, ordered by email: the users after `after` (an
-    /// email_lower, for keyset pagination), only those whose email or name starts with `prefix`
-    /// when one is given. Both filters use indexes, so pages stay fast with many users.
-    pub async fn list_users(
-        &self,
-        prefix: Option<&str>,
-        after: &str,
-        limit: i64,
-    ) -> StoreResult<Vec<User>> {
-        let rows = match prefix
-            .map(|p| p.trim().to_lowercase())
-            .filter(|p| !p.is_empty())
-        {
-            None => {
-                let sql = concat!(
-                    "select ",
-                    user_columns!(),
-                    " from users where email_lower > $1 order by email_lower limit $2"
-                );
-                on_pool!(self, |pool| {
-                    sqlx::query_as::<_, UserRow>(sql)
-                        .bind(after)
-                        .bind(limit)
-                        .fetch_all(pool)
-                        .await
-                })?
-            }
-            // SQLite compares text bytewise: a prefix is a range up to the prefix followed by the
-            // highest code point. Postgres uses `like` on text_pattern_ops indexes.
-            Some(prefix) => match &self.db {
-                Db::Sqlite(pool) => {
-                    // Two range scans, each on its own index and cut at one page, merged:
-                    // an `or` would make SQLite walk the whole email index instead.
-                    let sql = concat!(
-                        "select * from (select ",
-                        user_columns!(),
-                        ", email_lower from users \
-                         where email_lower >= $1 and email_lower < $2 and email_lower > $3 \
-                         order by email_lower limit $4) \
-                         union \
-                         select * from (select ",
-                        user_columns!(),
-                        ", email_lower from users \
-                         where lower(display_name) >= $1 and lower(display_name) < $2 \
-                         and email_lower > $3 order by email_lower limit $4) \
-                         order by email_lower limit $4"
-                    );
-                    sqlx::query_as::<_, UserRow>(sql)
-                        .bind(&prefix)
-                        .bind(format!("{prefix}\u{10FFFF}"))
-                        .bind(after)
-                        .bind(limit)
-                        .fetch_all(pool)
-                        .await?
-                }
-                Db::Postgres(pool) => {
-                    let sql = concat!(
-                        "select ",
-                        user_columns!(),
-                        " from users where (email_lower like $1 or lower(display_name) like $1) \
-                         and email_lower > $2 order by email_lower limit $3"
-                    );
-                    sqlx::query_as::<_, UserRow>(sql)
-                        .bind(format!("{}%", escape_like(&prefix)))
-                        .bind(after)
-                        .bind(limit)
-                        .fetch_all(pool)
-                        .await?
-                }
-            },
-        };
-        Ok(rows.into_iter().map(UserRow::into_user).collect())
-    }
-
-    /// The holder of a person's access token and whether the token is still good, in one
-    /// query (bearer checks run on every API call): its `jti` was not revoked, its grant
-    /// (`family`, the refresh-token family) has not ended, and, when `consent_since` names a
-    /// client and the token's issue time, the person's consent to that client is still there
-    /// and no newer than the token.
-    pub async fn find_token_holder(
-        &self,
-        user_id: &str,
-        jti: &str,
-        family: Option<&str>,
-        consent_since: Option<(&str, i64)>,
-    ) -> StoreResult<Option<(User, bool)>> {
-        const SQL: &str = concat!(
-            "select ",
-            user_columns!(),
-            ", (not exists(select 1 from revoked_access_tokens where jti = $2) \
-             and not exists(select 1 from refresh_tokens where family_id = $3 \
-             and revoked_at is not null) \
-             and ($4 = '' or exists(select 1 from consents where user_id = $1 \
-             and client_id = $4 and granted_at <= $5))) as flag from users where id = $1"
-        );
-        let (client_id, issued_at) = consent_since.unwrap_or(("", 0));
-        let row = on_pool!(self, |pool| {
-            sqlx::query_as::<_, HolderRow>(SQL)
-                .bind(user_id)
-                .bind(jti)
-                .bind(family.unwrap_or(""))
-                .bind(client_id)
-                .bind(issued_at)
-                .fetch_optional(pool)
-                .await
-        })?;
-        Ok(row.map(|row| (row.user.into_user(), row.flag)))
-    }
-
-    pub async fn user_roles(&self, user_id: &str) -> StoreResult<Vec<String>> {
-        let roles = on_pool!(self, |pool| {
-            sqlx::query_scalar::<_, String>(
-                "select role from user_roles where user_id = $1 order by role",
-            )
-            .bind(user_id)
-            .fetch_all(pool)
-            .await
-        })?;
-        Ok(roles)
-    }
-
     pub async fn record_login(&self, user_id: &str, now: i64) -> StoreResult<()> {
-        on_pool!(self, |pool| {
-            sqlx::query("update users set last_login_at = $1 where id = $2")
-                .bind(now)
-                .bind(user_id)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected())
-        })?;
+        execute!(
+            self,
+            "update users set last_login_at = $1 where id = $2",
+            now,
+            user_id,
+        )?;
         Ok(())
     }
 
@@ -419,28 +227,24 @@ impl Store {
         disabled: bool,
         now: i64,
     ) -> StoreResult<()> {
-        on_pool!(self, |pool| {
-            sqlx::query("update users set disabled = $1, updated_at = $2 where id = $3")
-                .bind(disabled)
-                .bind(now)
-                .bind(user_id)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected())
-        })?;
+        execute!(
+            self,
+            "update users set disabled = $1, updated_at = $2 where id = $3",
+            disabled,
+            now,
+            user_id,
+        )?;
         self.security_changed();
         Ok(())
     }
 
     pub async fn set_email_verified(&self, user_id: &str, now: i64) -> StoreResult<()> {
-        on_pool!(self, |pool| {
-            sqlx::query("update users set email_verified = true, updated_at = $1 where id = $2")
-                .bind(now)
-                .bind(user_id)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected())
-        })?;
+        execute!(
+            self,
+            "update users set email_verified = true, updated_at = $1 where id = $2",
+            now,
+            user_id,
+        )?;
         Ok(())
     }
 
@@ -469,15 +273,13 @@ impl Store {
         enabled: bool,
         now: i64,
     ) -> StoreResult<()> {
-        on_pool!(self, |pool| {
-            sqlx::query("update users set email_otp_enabled = $1, updated_at = $2 where id = $3")
-                .bind(enabled)
-                .bind(now)
-                .bind(user_id)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected())
-        })?;
+        execute!(
+            self,
+            "update users set email_otp_enabled = $1, updated_at = $2 where id = $3",
+            enabled,
+            now,
+            user_id,
+        )?;
         // Cached token checks carry the user.
         self.security_changed();
         Ok(())
@@ -497,106 +299,32 @@ impl Store {
     /// "Sign out everywhere": ends every session and makes every token of the user inactive
     /// (they all carry the old epoch).
     pub async fn bump_session_epoch(&self, user_id: &str, now: i64) -> StoreResult<()> {
-        on_pool!(self, |pool| {
-            sqlx::query(
-                "update users set session_epoch = session_epoch + 1, updated_at = $1 where id = $2",
-            )
-            .bind(now)
-            .bind(user_id)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected())
-        })?;
+        execute!(
+            self,
+            "update users set session_epoch = session_epoch + 1, updated_at = $1 where id = $2",
+            now,
+            user_id,
+        )?;
         self.security_changed();
         self.forget_user_sessions(user_id).await
     }
 
     /// The epoch already ended the sessions; this clears them from the lists.
     async fn forget_user_sessions(&self, user_id: &str) -> StoreResult<()> {
-        on_pool!(self, |pool| {
-            sqlx::query("delete from user_sessions where user_id = $1")
-                .bind(user_id)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected())
-        })?;
+        execute!(
+            self,
+            "delete from user_sessions where user_id = $1",
+            user_id,
+        )?;
         Ok(())
     }
-
-    /// The user of a browser session and whether the session is still registered, in one
-    /// query: this runs on every signed-in page.
-    pub async fn find_session_holder(
-        &self,
-        user_id: &str,
-        session_id: &str,
-    ) -> StoreResult<Option<(User, bool)>> {
-        const SQL: &str = concat!(
-            "select ",
-            user_columns!(),
-            ", exists(select 1 from user_sessions where id = $2 and user_id = $1) as flag \
-             from users where id = $1"
-        );
-        let row = on_pool!(self, |pool| {
-            sqlx::query_as::<_, HolderRow>(SQL)
-                .bind(user_id)
-                .bind(session_id)
-                .fetch_optional(pool)
-                .await
-        })?;
-        Ok(row.map(|row| (row.user.into_user(), row.flag)))
-    }
-}
-
-/// Makes `%`, `_` and the backslash (Postgres' default `like` escape) match literally.
-fn escape_like(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            escaped.push('\\');
-        }
-        escaped.push(c);
-    }
-    escaped
 }
 
 impl Store {
-    /// Adds a role; true when the user did not have it.
-    pub async fn add_user_role(&self, user_id: &str, role: &str) -> StoreResult<bool> {
-        let added = on_pool!(self, |pool| {
-            sqlx::query(
-                "insert into user_roles (user_id, role) values ($1, $2) on conflict do nothing",
-            )
-            .bind(user_id)
-            .bind(role)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected())
-        })?;
-        Ok(added == 1)
-    }
-
-    pub async fn remove_user_role(&self, user_id: &str, role: &str) -> StoreResult<bool> {
-        let removed = on_pool!(self, |pool| {
-            sqlx::query("delete from user_roles where user_id = $1 and role = $2")
-                .bind(user_id)
-                .bind(role)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected())
-        })?;
-        Ok(removed == 1)
-    }
-
     /// Deletes the user; their roles, factors, links, consents and tokens go with them
     /// (foreign keys cascade).
     pub async fn delete_user(&self, user_id: &str) -> StoreResult<bool> {
-        let removed = on_pool!(self, |pool| {
-            sqlx::query("delete from users where id = $1")
-                .bind(user_id)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected())
-        })?;
+        let removed = execute!(self, "delete from users where id = $1", user_id)?;
         self.security_changed();
         Ok(removed == 1)
     }

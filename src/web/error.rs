@@ -17,8 +17,36 @@ pub enum AppError {
     Gone(&'static str),
     #[error("request body too large")]
     PayloadTooLarge,
+    /// A request refused with its own title and, when there is one, a way forward: a link
+    /// that does not work, an app that is not registered, an account that is disabled.
+    #[error("{title}: {message}")]
+    Page {
+        status: StatusCode,
+        title: &'static str,
+        message: String,
+        action: Option<(&'static str, &'static str)>,
+    },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+impl AppError {
+    pub fn page(status: StatusCode, title: &'static str, message: impl Into<String>) -> Self {
+        Self::Page {
+            status,
+            title,
+            message: message.into(),
+            action: None,
+        }
+    }
+
+    /// The link the page offers instead of the home page.
+    pub fn with_action(mut self, label: &'static str, href: &'static str) -> Self {
+        if let Self::Page { action, .. } = &mut self {
+            *action = Some((label, href));
+        }
+        self
+    }
 }
 
 impl From<crate::store::StoreError> for AppError {
@@ -41,7 +69,7 @@ impl From<tower_sessions::session::Error> for AppError {
 
 #[derive(Template)]
 #[template(path = "errors/error.html")]
-pub struct ErrorPage {
+struct ErrorPage {
     pub layout: Layout,
     pub status: u16,
     pub title: &'static str,
@@ -51,7 +79,7 @@ pub struct ErrorPage {
 }
 
 impl ErrorPage {
-    pub fn new(status: StatusCode, title: &'static str, message: impl Into<String>) -> Self {
+    fn new(status: StatusCode, title: &'static str, message: impl Into<String>) -> Self {
         Self {
             layout: Layout::anonymous(),
             status: status.as_u16(),
@@ -61,7 +89,7 @@ impl ErrorPage {
         }
     }
 
-    pub fn into_response_with(self, status: StatusCode) -> Response {
+    fn into_response_with(self, status: StatusCode) -> Response {
         match self.render() {
             Ok(html) => (status, Html(html)).into_response(),
             Err(e) => {
@@ -74,6 +102,7 @@ impl ErrorPage {
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
+        let mut forward = None;
         let (status, title, message) = match self {
             Self::NotFound => (
                 StatusCode::NOT_FOUND,
@@ -89,6 +118,15 @@ impl IntoResponse for AppError {
                 "That was too much data",
                 "The form you sent is larger than this server accepts.".to_string(),
             ),
+            Self::Page {
+                status,
+                title,
+                message,
+                action,
+            } => {
+                forward = action;
+                (status, title, message)
+            }
             Self::Internal(cause) => {
                 tracing::error!(error = ?cause, "request failed");
                 (
@@ -99,7 +137,9 @@ impl IntoResponse for AppError {
                 )
             }
         };
-        ErrorPage::new(status, title, message).into_response_with(status)
+        let mut page = ErrorPage::new(status, title, message);
+        page.action = forward;
+        page.into_response_with(status)
     }
 }
 

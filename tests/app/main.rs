@@ -5,6 +5,9 @@
 //! Redis sessions (`postgres_redis::…`) when `PORTCULLIS_TEST_POSTGRES_URL` and
 //! `PORTCULLIS_TEST_REDIS_URL` are set, as they are in CI.
 
+// A failed expectation in a test is a panic with a message: that is what tests are for.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 #[macro_use]
 mod helpers;
 

@@ -2,6 +2,15 @@
 //! variables (each layer overrides the one before). Invalid values stop start-up with a message
 //! that names the setting and says what to change.
 
+mod raw;
+mod secrets;
+mod upstreams;
+
+pub use raw::{RawConfig, RawUpstream, StringList};
+use secrets::load_secret_key;
+pub use secrets::{Secret, SecretKey, redact_url};
+use upstreams::upstreams;
+
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,136 +23,6 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use url::Url;
-
-/// The configuration as written by the operator, before validation.
-#[derive(Clone, Deserialize, Serialize)]
-#[serde(default)]
-pub struct RawConfig {
-    pub data_dir: PathBuf,
-    pub database_url: Option<String>,
-    pub public_url: String,
-    pub listen: String,
-    pub redis_url: Option<String>,
-    pub secret_key: Option<String>,
-    pub secret_key_file: Option<PathBuf>,
-    #[serde(with = "humantime_serde")]
-    pub session_idle_timeout: Duration,
-    #[serde(with = "humantime_serde")]
-    pub session_max_lifetime: Duration,
-    pub max_body_bytes: usize,
-    pub login_max_failures_per_account: u32,
-    pub login_max_failures_per_ip: u32,
-    #[serde(with = "humantime_serde")]
-    pub login_failure_window: Duration,
-    pub smtp_url: Option<String>,
-    pub mail_from: Option<String>,
-    pub require_verified_email: bool,
-    pub admin_require_second_factor: bool,
-    pub totp_issuer: String,
-    pub signing_alg: String,
-    /// "Sign in with Google": both set turn it on.
-    pub google_client_id: Option<String>,
-    pub google_client_secret: Option<String>,
-    /// Overridable so that any OpenID provider (or a test instance) can stand in for Google.
-    pub google_issuer: String,
-    /// More upstream OpenID providers, declared as `[[upstream]]` tables in the config file.
-    pub upstream: Vec<RawUpstream>,
-    /// Web origins whose pages may call `/api/v1` from the browser (CORS). Empty: CORS is off.
-    /// A list in the config file; a comma-separated string in the environment.
-    pub cors_allowed_origins: StringList,
-    /// New accounts per client address per hour, on the signup page and the API.
-    pub signup_max_per_ip: u32,
-    /// Reverse proxies (addresses or CIDR ranges) whose `X-Forwarded-For` names the client.
-    pub trusted_proxies: StringList,
-    /// How long audit events are kept.
-    #[serde(with = "humantime_serde")]
-    pub audit_retention: Duration,
-    /// Lifetimes of the first-party API's tokens.
-    #[serde(with = "humantime_serde")]
-    pub api_access_token_lifetime: Duration,
-    #[serde(with = "humantime_serde")]
-    pub api_refresh_token_lifetime: Duration,
-}
-
-/// A list in the config file, or a comma-separated string in an environment variable.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
-#[serde(untagged)]
-pub enum StringList {
-    #[default]
-    None,
-    List(Vec<String>),
-    Text(String),
-}
-
-impl StringList {
-    fn items(&self) -> Vec<String> {
-        let items: Vec<String> = match self {
-            Self::None => Vec::new(),
-            Self::List(list) => list.clone(),
-            Self::Text(text) => text.split(',').map(str::to_string).collect(),
-        };
-        items
-            .into_iter()
-            .map(|item| item.trim().to_string())
-            .filter(|item| !item.is_empty())
-            .collect()
-    }
-}
-
-impl From<Vec<&str>> for StringList {
-    fn from(list: Vec<&str>) -> Self {
-        Self::List(list.into_iter().map(str::to_string).collect())
-    }
-}
-
-/// One upstream OpenID provider people can sign in with.
-#[derive(Clone, Deserialize, Serialize)]
-pub struct RawUpstream {
-    /// Short name used in URLs: `/auth/oauth/{name}/callback`.
-    pub name: String,
-    /// The button text, like "Sign in with Example".
-    pub label: Option<String>,
-    pub issuer: String,
-    pub client_id: String,
-    pub client_secret: String,
-}
-
-impl Default for RawConfig {
-    fn default() -> Self {
-        Self {
-            data_dir: PathBuf::from("./data"),
-            database_url: None,
-            public_url: "http://localhost:8080".into(),
-            listen: "127.0.0.1:8080".into(),
-            google_client_id: None,
-            google_client_secret: None,
-            google_issuer: GOOGLE_ISSUER.into(),
-            upstream: Vec::new(),
-            redis_url: None,
-            secret_key: None,
-            secret_key_file: None,
-            // NIST SP 800-63B AAL2: 30 minutes idle, 12 hours at most.
-            session_idle_timeout: Duration::from_secs(30 * 60),
-            session_max_lifetime: Duration::from_secs(12 * 3600),
-            max_body_bytes: 64 * 1024,
-            login_max_failures_per_account: 5,
-            login_max_failures_per_ip: 50,
-            login_failure_window: Duration::from_secs(15 * 60),
-            smtp_url: None,
-            mail_from: None,
-            require_verified_email: false,
-            admin_require_second_factor: true,
-            totp_issuer: "Portcullis".into(),
-            signing_alg: "RS256".into(),
-            cors_allowed_origins: StringList::None,
-            signup_max_per_ip: 20,
-            trusted_proxies: StringList::None,
-            audit_retention: Duration::from_secs(365 * 24 * 3600),
-            api_access_token_lifetime: Duration::from_secs(15 * 60),
-            api_refresh_token_lifetime: Duration::from_secs(30 * 24 * 3600),
-        }
-    }
-}
 
 /// Which database the store opens.
 #[derive(Clone)]
@@ -158,54 +37,6 @@ impl fmt::Debug for DatabaseUrl {
             Self::Sqlite(url) => write!(f, "Sqlite({url})"),
             Self::Postgres(url) => write!(f, "Postgres({})", redact_url(url.expose())),
         }
-    }
-}
-
-/// A string that never shows in Debug output or logs.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-/// The 32-byte server key that encrypts secrets at rest (TOTP secrets, signing keys).
-#[derive(Clone)]
-pub struct SecretKey([u8; 32]);
-
-impl SecretKey {
-    pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self(bytes)
-    }
-
-    pub fn bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-
-    fn decode(text: &str) -> Option<Self> {
-        let text = text.trim();
-        let bytes = STANDARD
-            .decode(text)
-            .or_else(|_| URL_SAFE_NO_PAD.decode(text))
-            .ok()?;
-        Some(Self(bytes.try_into().ok()?))
-    }
-}
-
-impl fmt::Debug for SecretKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SecretKey([redacted])")
     }
 }
 
@@ -553,175 +384,6 @@ impl Config {
     }
 }
 
-const KEY_HELP: &str =
-    "32 random bytes in base64, for example the output of `openssl rand -base64 32`";
-
-/// The key comes from `PORTCULLIS_SECRET_KEY`, else from a key file (`secret_key_file`, or
-/// `secret.key` in the data directory), which is generated on first start.
-fn load_secret_key(raw: &RawConfig) -> Result<SecretKey, ConfigError> {
-    if let Some(text) = raw.secret_key.as_deref() {
-        return SecretKey::decode(text).ok_or_else(|| {
-            ConfigError(format!(
-                "PORTCULLIS_SECRET_KEY (secret_key) must be {KEY_HELP}"
-            ))
-        });
-    }
-    let path = raw
-        .secret_key_file
-        .clone()
-        .unwrap_or_else(|| raw.data_dir.join("secret.key"));
-    match std::fs::read_to_string(&path) {
-        Ok(text) => SecretKey::decode(&text).ok_or_else(|| {
-            ConfigError(format!(
-                "the key file {} must hold {KEY_HELP}",
-                path.display()
-            ))
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if raw.secret_key_file.is_some() {
-                return Err(ConfigError(format!(
-                    "PORTCULLIS_SECRET_KEY_FILE points to {}, which does not exist",
-                    path.display()
-                )));
-            }
-            let mut bytes = [0u8; 32];
-            rand::rng().fill_bytes(&mut bytes);
-            write_private_file(&path, STANDARD.encode(bytes).as_bytes()).map_err(|e| {
-                ConfigError(format!(
-                    "cannot write a new secret key to {} ({e}); make the data directory writable \
-                     or set PORTCULLIS_SECRET_KEY",
-                    path.display()
-                ))
-            })?;
-            tracing::warn!(
-                path = %path.display(),
-                "generated a new secret key; back it up with the database, it encrypts secrets at rest"
-            );
-            Ok(SecretKey(bytes))
-        }
-        Err(e) => Err(ConfigError(format!(
-            "cannot read the key file {} ({e})",
-            path.display()
-        ))),
-    }
-}
-
-/// Creates a file readable only by its owner, failing if it already exists.
-fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    file.write_all(contents)?;
-    file.sync_all()
-}
-
-/// Hides the password in a URL (`postgres://user:***@host/db`).
-pub fn redact_url(url: &str) -> String {
-    match Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        Ok(parsed) => parsed.to_string(),
-        Err(_) => "[unparseable URL]".into(),
-    }
-}
-
-/// The Google preset (from `PORTCULLIS_GOOGLE_*`) followed by the `[[upstream]]` tables.
-fn upstreams(raw: &RawConfig) -> Result<Vec<UpstreamConfig>, ConfigError> {
-    let mut list = Vec::new();
-    let set = |v: &Option<String>| {
-        v.as_deref()
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .map(str::to_string)
-    };
-    match (set(&raw.google_client_id), set(&raw.google_client_secret)) {
-        (Some(client_id), Some(secret)) => {
-            let issuer = parse_issuer(&raw.google_issuer).ok_or_else(|| {
-                ConfigError(format!(
-                    "PORTCULLIS_GOOGLE_ISSUER (google_issuer) must be an http:// or https:// URL \
-                     such as {GOOGLE_ISSUER}, got {:?}",
-                    raw.google_issuer
-                ))
-            })?;
-            list.push(UpstreamConfig {
-                name: "google".into(),
-                label: "Sign in with Google".into(),
-                issuer,
-                client_id,
-                client_secret: Secret::new(secret),
-            });
-        }
-        (None, None) => {}
-        _ => {
-            return Err(ConfigError(
-                "set both PORTCULLIS_GOOGLE_CLIENT_ID and PORTCULLIS_GOOGLE_CLIENT_SECRET to turn \
-                 on \"Sign in with Google\", or neither"
-                    .into(),
-            ));
-        }
-    }
-    for upstream in &raw.upstream {
-        let name = upstream.name.trim().to_string();
-        let valid_name = !name.is_empty()
-            && name.len() <= 32
-            && name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-        if !valid_name {
-            return Err(ConfigError(format!(
-                "upstream name {name:?} must be 1 to 32 lowercase letters, digits or '-' \
-                 (it appears in the callback URL)"
-            )));
-        }
-        if list.iter().any(|u: &UpstreamConfig| u.name == name) {
-            return Err(ConfigError(format!(
-                "upstream {name:?} is declared twice (\"google\" comes from PORTCULLIS_GOOGLE_*)"
-            )));
-        }
-        let issuer = parse_issuer(&upstream.issuer).ok_or_else(|| {
-            ConfigError(format!(
-                "upstream {name:?}: issuer must be an http:// or https:// URL, got {:?}",
-                upstream.issuer
-            ))
-        })?;
-        if upstream.client_id.trim().is_empty() || upstream.client_secret.trim().is_empty() {
-            return Err(ConfigError(format!(
-                "upstream {name:?}: client_id and client_secret are both required"
-            )));
-        }
-        let label = upstream
-            .label
-            .as_deref()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map_or_else(|| format!("Sign in with {name}"), str::to_string);
-        list.push(UpstreamConfig {
-            name,
-            label,
-            issuer,
-            client_id: upstream.client_id.trim().to_string(),
-            client_secret: Secret::new(upstream.client_secret.trim()),
-        });
-    }
-    Ok(list)
-}
-
-fn parse_issuer(value: &str) -> Option<String> {
-    let value = value.trim();
-    Url::parse(value)
-        .ok()
-        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-        .map(|_| value.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -732,7 +394,7 @@ mod tests {
         let shown = format!(
             "{db:?} {:?} {:?}",
             Secret::new("s3cret"),
-            SecretKey([7; 32])
+            SecretKey::from_bytes([7; 32])
         );
         assert!(
             !shown.contains("hunter2") && !shown.contains("s3cret"),

@@ -1,6 +1,10 @@
 //! Relying-app clients: who may ask for tokens, where codes may be sent, what they may get.
 
-use url::Url;
+mod cache;
+mod rules;
+
+pub use cache::{CACHE_SECS, ClientCache};
+pub use rules::{check_redirect_uri, check_resource_uri, valid_scope_token};
 
 use crate::config::SecretKey;
 use crate::crypto;
@@ -123,55 +127,6 @@ pub async fn find(store: &Store, id: &str) -> Result<Option<Client>, StoreError>
     Ok(store.find_client(id).await?.map(Client::from))
 }
 
-/// How long a looked-up client (or its absence) is reused: changes made with the CLI or on
-/// another node reach this one within this time, and the token endpoint is spared a query
-/// per request.
-pub const CACHE_SECS: i64 = 5;
-
-/// When a client was looked up, and what was found.
-type CacheEntries = std::collections::HashMap<String, (i64, Option<Client>)>;
-
-/// Clients by id, each remembered for `CACHE_SECS`.
-#[derive(Clone, Debug, Default)]
-pub struct ClientCache {
-    entries: std::sync::Arc<std::sync::RwLock<CacheEntries>>,
-}
-
-impl ClientCache {
-    /// Forgets a client changed on this node, so the change applies here at once.
-    pub fn forget(&self, id: &str) {
-        if let Ok(mut entries) = self.entries.write() {
-            entries.remove(id);
-        }
-    }
-
-    pub async fn get(
-        &self,
-        store: &Store,
-        id: &str,
-        now: i64,
-    ) -> Result<Option<Client>, StoreError> {
-        if let Ok(entries) = self.entries.read()
-            && let Some((at, client)) = entries.get(id)
-            && (0..CACHE_SECS).contains(&(now - at))
-        {
-            return Ok(client.clone());
-        }
-        let client = find(store, id).await?;
-        if let Ok(mut entries) = self.entries.write() {
-            // Bounded: unknown ids sent in bulk cannot grow it without limit.
-            if entries.len() > 10_000 {
-                entries.retain(|_, (at, _)| now - *at < CACHE_SECS);
-                if entries.len() > 10_000 {
-                    entries.clear();
-                }
-            }
-            entries.insert(id.to_string(), (now, client.clone()));
-        }
-        Ok(client)
-    }
-}
-
 /// What an operator asks for with `portcullis client create`.
 #[derive(Clone, Debug)]
 pub struct NewClient {
@@ -183,66 +138,6 @@ pub struct NewClient {
     pub scopes: Vec<String>,
     pub resources: Vec<String>,
     pub skip_consent: bool,
-}
-
-/// Schemes that run code or read local data in the browser instead of reaching an app
-/// (RFC 9700 §4.1.3, RFC 8252 §8.4): never a place to send a code.
-const DANGEROUS_SCHEMES: [&str; 7] = [
-    "javascript",
-    "data",
-    "vbscript",
-    "file",
-    "blob",
-    "about",
-    "filesystem",
-];
-
-/// Exact-match redirect URIs (RFC 9700 §4.1.3): absolute, no fragment; plain http only to this
-/// machine (RFC 8252 §7.3), custom schemes allowed for native apps (RFC 8252 §7.1) unless they
-/// are among the dangerous ones.
-pub fn check_redirect_uri(uri: &str) -> Result<(), String> {
-    let url = Url::parse(uri).map_err(|_| format!("{uri:?} is not an absolute URL"))?;
-    if url.fragment().is_some() {
-        return Err(format!("{uri:?} must not contain a fragment (#…)"));
-    }
-    let local = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
-    match url.scheme() {
-        "https" if url.host_str().is_some() => Ok(()),
-        "http" if local => Ok(()),
-        "http" | "https" => Err(format!(
-            "{uri:?} must use https with a host (plain http is allowed only for localhost)"
-        )),
-        scheme if DANGEROUS_SCHEMES.contains(&scheme) => Err(format!(
-            "{uri:?} uses the {scheme}: scheme, which cannot be a return address"
-        )),
-        _ => Ok(()),
-    }
-}
-
-/// RFC 8707 §2: a resource is an absolute URI without a fragment; https, or http to this
-/// machine.
-pub fn check_resource_uri(uri: &str) -> Result<(), String> {
-    let url =
-        Url::parse(uri).map_err(|_| format!("the resource {uri:?} is not an absolute URI"))?;
-    if url.fragment().is_some() {
-        return Err(format!("the resource {uri:?} must not contain a fragment"));
-    }
-    let local = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
-    match url.scheme() {
-        "https" if url.host_str().is_some() => Ok(()),
-        "http" if local => Ok(()),
-        _ => Err(format!(
-            "the resource {uri:?} must be an https URL (plain http only for localhost)"
-        )),
-    }
-}
-
-/// RFC 6749 §3.3: scope tokens are printable ASCII without spaces, quotes or backslashes.
-pub fn valid_scope_token(scope: &str) -> bool {
-    !scope.is_empty()
-        && scope
-            .bytes()
-            .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
 }
 
 impl NewClient {
@@ -402,35 +297,4 @@ pub async fn rotate_secret(
         .set_client_secret_hash(id, &crypto::keyed_hash(key, &secret), now)
         .await?;
     Ok(changed.then_some(secret))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn redirect_uris_must_be_exact_https_or_local() {
-        assert!(check_redirect_uri("https://app.example.com/callback").is_ok());
-        assert!(check_redirect_uri("http://127.0.0.1:3000/cb").is_ok());
-        assert!(check_redirect_uri("com.example.app:/oauth").is_ok());
-        assert!(check_redirect_uri("http://app.example.com/cb").is_err());
-        assert!(check_redirect_uri("https://app.example.com/cb#x").is_err());
-        assert!(check_redirect_uri("/relative").is_err());
-        for dangerous in [
-            "javascript:alert(1)",
-            "JavaScript://example.com/%0Aalert(1)",
-            "data:text/html,<script>alert(1)</script>",
-            "vbscript:msgbox(1)",
-            "file:///etc/passwd",
-            "blob:https://example.com/x",
-        ] {
-            assert!(check_redirect_uri(dangerous).is_err(), "{dangerous}");
-        }
-    }
-
-    #[test]
-    fn scope_tokens() {
-        assert!(valid_scope_token("read:orders"));
-        assert!(!valid_scope_token("a b") && !valid_scope_token("a\"b") && !valid_scope_token(""));
-    }
 }

@@ -1,0 +1,134 @@
+//! The configuration as read, before it is checked: every setting with its default.
+
+#[allow(unused_imports)]
+use super::*;
+
+/// The configuration as written by the operator, before validation.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RawConfig {
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub public_url: String,
+    pub listen: String,
+    pub redis_url: Option<String>,
+    pub secret_key: Option<String>,
+    pub secret_key_file: Option<PathBuf>,
+    #[serde(with = "humantime_serde")]
+    pub session_idle_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub session_max_lifetime: Duration,
+    pub max_body_bytes: usize,
+    pub login_max_failures_per_account: u32,
+    pub login_max_failures_per_ip: u32,
+    #[serde(with = "humantime_serde")]
+    pub login_failure_window: Duration,
+    pub smtp_url: Option<String>,
+    pub mail_from: Option<String>,
+    pub require_verified_email: bool,
+    pub admin_require_second_factor: bool,
+    pub totp_issuer: String,
+    pub signing_alg: String,
+    /// "Sign in with Google": both set turn it on.
+    pub google_client_id: Option<String>,
+    pub google_client_secret: Option<String>,
+    /// Overridable so that any OpenID provider (or a test instance) can stand in for Google.
+    pub google_issuer: String,
+    /// More upstream OpenID providers, declared as `[[upstream]]` tables in the config file.
+    pub upstream: Vec<RawUpstream>,
+    /// Web origins whose pages may call `/api/v1` from the browser (CORS). Empty: CORS is off.
+    /// A list in the config file; a comma-separated string in the environment.
+    pub cors_allowed_origins: StringList,
+    /// New accounts per client address per hour, on the signup page and the API.
+    pub signup_max_per_ip: u32,
+    /// Reverse proxies (addresses or CIDR ranges) whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: StringList,
+    /// How long audit events are kept.
+    #[serde(with = "humantime_serde")]
+    pub audit_retention: Duration,
+    /// Lifetimes of the first-party API's tokens.
+    #[serde(with = "humantime_serde")]
+    pub api_access_token_lifetime: Duration,
+    #[serde(with = "humantime_serde")]
+    pub api_refresh_token_lifetime: Duration,
+}
+
+/// A list in the config file, or a comma-separated string in an environment variable.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum StringList {
+    #[default]
+    None,
+    List(Vec<String>),
+    Text(String),
+}
+
+impl StringList {
+    pub(super) fn items(&self) -> Vec<String> {
+        let items: Vec<String> = match self {
+            Self::None => Vec::new(),
+            Self::List(list) => list.clone(),
+            Self::Text(text) => text.split(',').map(str::to_string).collect(),
+        };
+        items
+            .into_iter()
+            .map(|item| item.trim().to_string())
+            .filter(|item| !item.is_empty())
+            .collect()
+    }
+}
+
+impl From<Vec<&str>> for StringList {
+    fn from(list: Vec<&str>) -> Self {
+        Self::List(list.into_iter().map(str::to_string).collect())
+    }
+}
+
+/// One upstream OpenID provider people can sign in with.
+#[derive(Clone, Deserialize, Serialize)]
+pub struct RawUpstream {
+    /// Short name used in URLs: `/auth/oauth/{name}/callback`.
+    pub name: String,
+    /// The button text, like "Sign in with Example".
+    pub label: Option<String>,
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            public_url: "http://localhost:8080".into(),
+            listen: "127.0.0.1:8080".into(),
+            google_client_id: None,
+            google_client_secret: None,
+            google_issuer: GOOGLE_ISSUER.into(),
+            upstream: Vec::new(),
+            redis_url: None,
+            secret_key: None,
+            secret_key_file: None,
+            // NIST SP 800-63B AAL2: 30 minutes idle, 12 hours at most.
+            session_idle_timeout: Duration::from_secs(30 * 60),
+            session_max_lifetime: Duration::from_secs(12 * 3600),
+            max_body_bytes: 64 * 1024,
+            login_max_failures_per_account: 5,
+            login_max_failures_per_ip: 50,
+            login_failure_window: Duration::from_secs(15 * 60),
+            smtp_url: None,
+            mail_from: None,
+            require_verified_email: false,
+            admin_require_second_factor: true,
+            totp_issuer: "Portcullis".into(),
+            signing_alg: "RS256".into(),
+            cors_allowed_origins: StringList::None,
+            signup_max_per_ip: 20,
+            trusted_proxies: StringList::None,
+            audit_retention: Duration::from_secs(365 * 24 * 3600),
+            api_access_token_lifetime: Duration::from_secs(15 * 60),
+            api_refresh_token_lifetime: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
