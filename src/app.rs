@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
@@ -27,8 +27,9 @@ use crate::web::AppError;
 use crate::web::error::not_found;
 use crate::web::{headers, static_files};
 
-/// Everything a handler may need, cheap to clone.
-#[derive(Clone)]
+/// Everything a handler may need, cheap to clone. Each part is also its own sub-state
+/// (`FromRef`): a handler that needs only the token service takes `State<TokenService>`.
+#[derive(Clone, FromRef)]
 pub struct AppState {
     pub config: Arc<Config>,
     pub store: Store,

@@ -75,7 +75,7 @@ pub async fn logout(
         audit::record(&state, &meta, Event::own("signed_out", &user_id)).await;
     }
     if let Some(token) = bearer(&headers)
-        && let Some(caller) = api_user(&state, token).await?
+        && let Some(caller) = api_user(&state.tokens, token).await?
     {
         state.tokens.revoke_access_token(&caller.token).await?;
     }

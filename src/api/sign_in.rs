@@ -233,7 +233,7 @@ pub async fn verify(
 ) -> Result<Response, ApiError> {
     let Some(mfa_token) = body.mfa_token.as_deref().filter(|t| !t.is_empty()) else {
         let token = bearer(&headers).ok_or_else(ApiError::invalid_token)?;
-        let caller = api_user(&state, token)
+        let caller = api_user(&state.tokens, token)
             .await?
             .ok_or_else(ApiError::invalid_token)?;
         return super::two_factor::confirm(&state, &meta, &caller.user, &body.code)

@@ -9,6 +9,25 @@ use super::OAuthError;
 use super::params::Params;
 use crate::app::AppState;
 use crate::clients::Client;
+use crate::config::Config;
+use crate::tokens::TokenService;
+
+/// What client authentication needs: the clients (through the token service) and the key
+/// their secrets are hashed with.
+#[derive(Clone)]
+pub struct ClientAuth {
+    pub tokens: TokenService,
+    pub config: std::sync::Arc<Config>,
+}
+
+impl axum::extract::FromRef<AppState> for ClientAuth {
+    fn from_ref(state: &AppState) -> Self {
+        Self {
+            tokens: state.tokens.clone(),
+            config: state.config.clone(),
+        }
+    }
+}
 
 /// HTTP Basic credentials (RFC 6749 §2.3.1: both parts are form-urlencoded first).
 fn basic_credentials(headers: &HeaderMap) -> Option<Result<(String, String), OAuthError>> {
@@ -40,7 +59,7 @@ pub struct Authenticated {
 
 /// The client of a request (§2.3, §3.2.1).
 pub async fn authenticate_client(
-    state: &AppState,
+    clients: &ClientAuth,
     headers: &HeaderMap,
     params: &Params,
 ) -> Result<Authenticated, OAuthError> {
@@ -71,9 +90,9 @@ pub async fn authenticate_client(
         },
     };
     let unknown = || OAuthError::invalid_client("unknown client or wrong secret", via_basic);
-    let client = state.tokens.client(&id).await?.ok_or_else(unknown)?;
+    let client = clients.tokens.client(&id).await?.ok_or_else(unknown)?;
     match secret {
-        Some(secret) if client.secret_matches(&state.config.secret_key, &secret) => {
+        Some(secret) if client.secret_matches(&clients.config.secret_key, &secret) => {
             Ok(Authenticated {
                 client,
                 confidential: true,

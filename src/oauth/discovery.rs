@@ -11,7 +11,7 @@ use super::{
     AUTHORIZE_PATH, INTROSPECT_PATH, JWKS_PATH, LOGOUT_PATH, REVOKE_PATH, TOKEN_PATH, USERINFO_PATH,
 };
 use crate::app::AppState;
-use crate::clients::MAX_ACCESS_TTL;
+use crate::tokens::TokenService;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -19,9 +19,9 @@ pub fn router() -> Router<AppState> {
         .route(JWKS_PATH, get(jwks))
 }
 
-async fn configuration(State(state): State<AppState>) -> Response {
-    let issuer = state.tokens.issuer();
-    let alg = state.config.signing_alg.name();
+async fn configuration(State(tokens): State<TokenService>) -> Response {
+    let issuer = tokens.issuer();
+    let alg = tokens.signing_alg().name();
     let document = json!({
         "issuer": issuer,
         "authorization_endpoint": format!("{issuer}{AUTHORIZE_PATH}"),
@@ -58,18 +58,13 @@ async fn configuration(State(state): State<AppState>) -> Response {
 }
 
 /// Cached by clients for 5 minutes; new keys are published before they sign anything.
-async fn jwks(State(state): State<AppState>) -> Response {
-    let body = state
-        .tokens
-        .keys()
-        .snapshot()
-        .jwks_body(state.clock.now(), MAX_ACCESS_TTL);
+async fn jwks(State(tokens): State<TokenService>) -> Response {
     (
         [
             (header::CACHE_CONTROL, "public, max-age=300"),
             (header::CONTENT_TYPE, "application/json"),
         ],
-        body,
+        tokens.jwks_body(),
     )
         .into_response()
 }

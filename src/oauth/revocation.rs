@@ -9,7 +9,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::json;
 
-use super::client_auth::authenticate_client;
+use super::client_auth::{ClientAuth, authenticate_client};
 use super::params::Params;
 use super::{INTROSPECT_PATH, OAuthError, REVOKE_PATH};
 use crate::app::AppState;
@@ -23,25 +23,25 @@ pub fn router() -> Router<AppState> {
 
 /// §2.2: the answer is 200 whether or not the token was known, so nothing leaks.
 async fn revoke(
-    State(state): State<AppState>,
+    State(clients): State<ClientAuth>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, OAuthError> {
     let params = Params::parse(&headers, body)?;
-    let auth = authenticate_client(&state, &headers, &params).await?;
+    let auth = authenticate_client(&clients, &headers, &params).await?;
     let token = params.require("token")?;
-    state.tokens.revoke(&auth.client.id, token).await?;
+    clients.tokens.revoke(&auth.client.id, token).await?;
     Ok(Json(json!({})).into_response())
 }
 
 /// §2.2: `active: false` for anything not active *for the asking client*; details otherwise.
 async fn introspect(
-    State(state): State<AppState>,
+    State(clients): State<ClientAuth>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, OAuthError> {
     let params = Params::parse(&headers, body)?;
-    let auth = authenticate_client(&state, &headers, &params).await?;
+    let auth = authenticate_client(&clients, &headers, &params).await?;
     if !auth.confidential {
         return Err(OAuthError::invalid_client(
             "introspection needs client authentication",
@@ -49,7 +49,7 @@ async fn introspect(
         ));
     }
     let token = params.require("token")?;
-    let body = match state.tokens.inspect(token).await? {
+    let body = match clients.tokens.inspect(token).await? {
         Some(details) if details["client_id"].as_str() == Some(auth.client.id.as_str()) => details,
         _ => json!({ "active": false }),
     };

@@ -9,7 +9,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::post;
 
-use super::client_auth::{Authenticated, authenticate_client};
+use super::client_auth::{Authenticated, ClientAuth, authenticate_client};
 use super::params::Params;
 use super::{OAuthError, TOKEN_PATH};
 use crate::app::AppState;
@@ -19,6 +19,7 @@ use crate::clients::{
 };
 use crate::tokens::{Narrowing, Redemption, TokenSet};
 use crate::web::no_store_json;
+use axum::extract::FromRef;
 
 pub fn router() -> Router<AppState> {
     Router::new().route(TOKEN_PATH, post(token))
@@ -41,7 +42,7 @@ async fn token(
             "the grant type {grant} is not supported"
         )));
     }
-    let auth = authenticate_client(&state, &headers, &params).await?;
+    let auth = authenticate_client(&ClientAuth::from_ref(&state), &headers, &params).await?;
     let tokens = match grant {
         GRANT_AUTHORIZATION_CODE => authorization_code(&state, &meta, auth, &params).await?,
         GRANT_REFRESH_TOKEN => refresh(&state, &meta, auth, &params).await?,

@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::USERINFO_PATH;
 use crate::app::AppState;
+use crate::tokens::TokenService;
 use crate::tokens::claims::add_user_claims;
 use crate::web::bearer;
 
@@ -32,7 +33,7 @@ fn invalid_token(description: &str) -> Response {
     response
 }
 
-async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Response {
+async fn userinfo(State(tokens): State<TokenService>, headers: HeaderMap) -> Response {
     let Some(token) = bearer(&headers) else {
         let mut response = StatusCode::UNAUTHORIZED.into_response();
         response
@@ -40,13 +41,13 @@ async fn userinfo(State(state): State<AppState>, headers: HeaderMap) -> Response
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return response;
     };
-    let active = match state.tokens.check(token).await {
+    let active = match tokens.check(token).await {
         Ok(active) => active,
         Err(e) => return super::OAuthError::server_error(e).into_response(),
     };
     // RFC 9068 §4: userinfo is a resource of the issuer; a token for another resource
     // (RFC 8707) is not for it.
-    let Some(active) = active.filter(|a| a.is_for(state.tokens.issuer())) else {
+    let Some(active) = active.filter(|a| a.is_for(tokens.issuer())) else {
         return invalid_token("the access token is not active, or not for this server");
     };
     let Some(user) = &active.user else {

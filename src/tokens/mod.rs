@@ -139,6 +139,18 @@ impl TokenService {
         &self.keys
     }
 
+    /// The algorithm new tokens are signed with.
+    pub fn signing_alg(&self) -> SigningAlg {
+        self.alg
+    }
+
+    /// The published keys (RFC 7517), with retired ones until every token they signed expired.
+    pub fn jwks_body(&self) -> axum::body::Bytes {
+        self.keys
+            .snapshot()
+            .jwks_body(self.clock.now(), crate::clients::MAX_ACCESS_TTL)
+    }
+
     /// Registered clients, each looked up at most every few seconds.
     pub fn clients(&self) -> &ClientCache {
         &self.clients
