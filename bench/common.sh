@@ -11,8 +11,11 @@ if ! command -v wrk >/dev/null; then
   if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq wrk >/dev/null
   else sudo apt-get update -qq && sudo apt-get install -y -qq wrk >/dev/null; fi
 fi
-cargo build --release --quiet
-BIN="$PWD/target/release/portcullis"
+# BIN=/path/to/portcullis measures another binary (the previous release, to compare).
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet
+  BIN="$PWD/target/release/portcullis"
+fi
 
 WORK="$(mktemp -d)"
 SERVER_PID=""

@@ -24,11 +24,11 @@ pub mod mail;
 pub mod password;
 /// Browser session store: SQL (SQLite/Postgres) or Redis behind one enum.
 pub mod sessions;
-/// All SQL: the `Store` enum over SQLite and Postgres pools.
+/// All SQL, as static strings: the `Store` over a SQLite or Postgres pool, one file per table.
 pub mod store;
 /// Rate limits kept in the database.
 pub mod throttle;
-/// Token signing keys and JWS.
+/// The token service: issues, checks, rotates and revokes tokens; signing keys and JWS; no HTTP.
 pub mod tokens;
 /// Shared web plumbing: errors, CSRF, security headers, the signed-in user, page layout.
 pub mod web;
@@ -47,7 +47,8 @@ pub mod home;
 pub mod login;
 /// `/account/security`: authenticator app, email codes, recovery codes.
 pub mod mfa;
-/// The OAuth 2.0 / OpenID Connect provider: discovery, JWKS, token endpoint.
+/// The OAuth 2.0 / OpenID Connect provider: the protocol adapter over the token service
+/// (authorize and consent, token, userinfo, revocation, introspection, discovery, logout).
 pub mod oauth;
 /// `/health` and `/ready`.
 pub mod ops;

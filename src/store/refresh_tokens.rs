@@ -46,7 +46,22 @@ pub struct TokenFamily {
     pub user_agent: Option<String>,
 }
 
+/// The columns of a token; `rotated_at` also when only its successor says so (a rotation is the
+/// successor's insert).
 macro_rules! refresh_columns {
+    () => {
+        "rt.token_hash, rt.family_id, rt.client_id, rt.user_id, rt.scope, rt.resources, \
+         rt.auth_time, rt.amr, rt.session_epoch as rt_session_epoch, rt.code_hash, \
+         rt.created_at as rt_created_at, rt.expires_at, \
+         coalesce(rt.rotated_at, (select c.created_at from refresh_tokens c \
+         where c.parent_hash = rt.token_hash)) as rotated_at, rt.revoked_at, rt.ip, \
+         rt.user_agent, rt.family_created_at"
+    };
+}
+
+/// The same without looking for a successor: the refresh grant's own rotation finds one (the
+/// successor's insert is refused), so it need not read it first.
+macro_rules! refresh_columns_for_rotation {
     () => {
         "rt.token_hash, rt.family_id, rt.client_id, rt.user_id, rt.scope, rt.resources, \
          rt.auth_time, rt.amr, rt.session_epoch as rt_session_epoch, rt.code_hash, \
@@ -55,7 +70,7 @@ macro_rules! refresh_columns {
     };
 }
 
-/// `$12` is the parent a rotation's successor names (empty for a family's first token).
+/// `$13` is the parent a rotation's successor names (empty for a family's first token).
 const INSERT_REFRESH_TOKEN: &str = "insert into refresh_tokens (token_hash, family_id, client_id, \
      user_id, scope, resources, auth_time, amr, session_epoch, code_hash, created_at, expires_at, \
      parent_hash, ip, user_agent, family_created_at) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
@@ -119,7 +134,8 @@ impl Store {
         })?)
     }
 
-    /// A refresh token with its holder, in one query: the refresh grant needs both.
+    /// A refresh token with its holder, in one query: the refresh grant needs both. A token
+    /// rotated by its successor's insert reads as not rotated here; the rotation finds it.
     pub async fn find_refresh_token_and_holder(
         &self,
         token_hash: &str,
@@ -127,7 +143,7 @@ impl Store {
         let row = on_pool!(self, |pool| {
             sqlx::query_as::<_, RefreshHolderRow>(concat!(
                 "select ",
-                refresh_columns!(),
+                refresh_columns_for_rotation!(),
                 ", ",
                 user_columns!(),
                 " from refresh_tokens rt join users on users.id = rt.user_id \
@@ -140,38 +156,46 @@ impl Store {
         Ok(row.map(|row| (row.token, row.user.into_user())))
     }
 
-    /// Rotates a refresh token in one transaction: marks `old_hash` rotated and stores its
-    /// successor `next` (when the grant gives one). False, with nothing stored, when the old
-    /// token was already rotated or revoked (a reuse, or a lost race between two refreshes):
-    /// the update takes the row's write lock, so of two racing rotations one changes it.
+    /// Rotates a refresh token: stores its successor `next`, which names it as its parent. One
+    /// statement, the same on both backends: the successor is stored only while the parent is
+    /// live, and the unique index on `parent_hash` lets only one successor name a parent, so
+    /// of two racing rotations one wins. A token with a successor counts as rotated (see
+    /// `refresh_columns!`). False, with nothing stored, when the old token was already rotated
+    /// or revoked (a reuse, or a lost race between two refreshes).
     pub async fn rotate_refresh_token(
         &self,
         old_hash: &str,
         now: i64,
         next: Option<&RefreshTokenRow>,
     ) -> StoreResult<bool> {
-        on_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
-            let rotated = sqlx::query(
+        let Some(row) = next else {
+            let rotated = execute!(
+                self,
                 "update refresh_tokens set rotated_at = $1 \
                  where token_hash = $2 and rotated_at is null and revoked_at is null",
-            )
-            .bind(now)
-            .bind(old_hash)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if rotated != 1 {
-                return Ok(false);
-            }
-            if let Some(row) = next {
-                bind_refresh_row!(sqlx::query(INSERT_REFRESH_TOKEN), row, Some(old_hash))
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await?;
-            Ok::<_, StoreError>(true)
+                now,
+                old_hash,
+            )?;
+            return Ok(rotated == 1);
+        };
+        const ROTATE: &str = "insert into refresh_tokens (token_hash, family_id, client_id, \
+             user_id, scope, resources, auth_time, amr, session_epoch, code_hash, created_at, \
+             expires_at, parent_hash, ip, user_agent, family_created_at) \
+             select $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16 \
+             where exists (select 1 from refresh_tokens where token_hash = $13 \
+             and rotated_at is null and revoked_at is null)";
+        let inserted = on_pool!(self, |pool| {
+            bind_refresh_row!(sqlx::query(ROTATE), row, Some(old_hash))
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected())
         })
+        .map_err(StoreError::from);
+        match inserted {
+            Ok(count) => Ok(count == 1),
+            Err(e) if e.is_unique_violation() => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Ends a family: its refresh tokens and the access tokens issued with them.
@@ -217,7 +241,8 @@ impl Store {
                  rt.created_at as last_used_at, rt.ip, rt.user_agent \
                  from refresh_tokens rt left join oauth_clients o on o.id = rt.client_id \
                  where rt.user_id = $1 and rt.rotated_at is null and rt.revoked_at is null \
-                 and rt.expires_at > $2 order by rt.created_at desc",
+                 and rt.expires_at > $2 and not exists (select 1 from refresh_tokens c \
+                 where c.parent_hash = rt.token_hash) order by rt.created_at desc",
             )
             .bind(user_id)
             .bind(now)
