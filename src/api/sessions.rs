@@ -44,7 +44,7 @@ pub async fn refresh(
     if let Err(error) = &result {
         audit::record_refresh_failure(&state, &meta, error).await;
     }
-    Ok(no_store_json(result?.to_json()))
+    Ok(no_store_json(result?.into_json()))
 }
 
 #[derive(Deserialize, ToSchema)]

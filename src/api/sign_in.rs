@@ -158,7 +158,7 @@ async fn sign_in_tokens(
     let detail = format!("api {}", methods.join(" "));
     audit::record(state, meta, Event::own("sign_in", &user.id).detail(detail)).await;
     tracing::info!(user_id = %user.id, "signed in through the API");
-    Ok(no_store_json(tokens.to_json()))
+    Ok(no_store_json(tokens.into_json()))
 }
 
 /// The user a live `mfa_token` stands for.

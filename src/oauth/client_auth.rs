@@ -9,7 +9,7 @@ use super::OAuthError;
 use super::params::Params;
 use crate::app::AppState;
 use crate::clients::Client;
-use crate::config::Config;
+use crate::config::{Config, SecretKey};
 use crate::tokens::TokenService;
 
 /// What client authentication needs: the clients (through the token service) and the key
@@ -59,7 +59,8 @@ pub struct Authenticated {
 
 /// The client of a request (§2.3, §3.2.1).
 pub async fn authenticate_client(
-    clients: &ClientAuth,
+    tokens: &TokenService,
+    secret_key: &SecretKey,
     headers: &HeaderMap,
     params: &Params,
 ) -> Result<Authenticated, OAuthError> {
@@ -90,14 +91,12 @@ pub async fn authenticate_client(
         },
     };
     let unknown = || OAuthError::invalid_client("unknown client or wrong secret", via_basic);
-    let client = clients.tokens.client(&id).await?.ok_or_else(unknown)?;
+    let client = tokens.client(&id).await?.ok_or_else(unknown)?;
     match secret {
-        Some(secret) if client.secret_matches(&clients.config.secret_key, &secret) => {
-            Ok(Authenticated {
-                client,
-                confidential: true,
-            })
-        }
+        Some(secret) if client.secret_matches(secret_key, &secret) => Ok(Authenticated {
+            client,
+            confidential: true,
+        }),
         Some(_) => Err(unknown()),
         None if client.is_public() => Ok(Authenticated {
             client,

@@ -28,7 +28,13 @@ async fn revoke(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, OAuthError> {
     let params = Params::parse(&headers, body)?;
-    let auth = authenticate_client(&clients, &headers, &params).await?;
+    let auth = authenticate_client(
+        &clients.tokens,
+        &clients.config.secret_key,
+        &headers,
+        &params,
+    )
+    .await?;
     let token = params.require("token")?;
     clients.tokens.revoke(&auth.client.id, token).await?;
     Ok(Json(json!({})).into_response())
@@ -41,7 +47,13 @@ async fn introspect(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, OAuthError> {
     let params = Params::parse(&headers, body)?;
-    let auth = authenticate_client(&clients, &headers, &params).await?;
+    let auth = authenticate_client(
+        &clients.tokens,
+        &clients.config.secret_key,
+        &headers,
+        &params,
+    )
+    .await?;
     if !auth.confidential {
         return Err(OAuthError::invalid_client(
             "introspection needs client authentication",

@@ -9,7 +9,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::post;
 
-use super::client_auth::{Authenticated, ClientAuth, authenticate_client};
+use super::client_auth::{Authenticated, authenticate_client};
 use super::params::Params;
 use super::{OAuthError, TOKEN_PATH};
 use crate::app::AppState;
@@ -19,7 +19,6 @@ use crate::clients::{
 };
 use crate::tokens::{Narrowing, Redemption, TokenSet};
 use crate::web::no_store_json;
-use axum::extract::FromRef;
 
 pub fn router() -> Router<AppState> {
     Router::new().route(TOKEN_PATH, post(token))
@@ -42,13 +41,14 @@ async fn token(
             "the grant type {grant} is not supported"
         )));
     }
-    let auth = authenticate_client(&ClientAuth::from_ref(&state), &headers, &params).await?;
+    let auth =
+        authenticate_client(&state.tokens, &state.config.secret_key, &headers, &params).await?;
     let tokens = match grant {
         GRANT_AUTHORIZATION_CODE => authorization_code(&state, &meta, auth, &params).await?,
         GRANT_REFRESH_TOKEN => refresh(&state, &meta, auth, &params).await?,
         _ => client_credentials(&state, auth, &params)?,
     };
-    Ok(token_response(&tokens))
+    Ok(token_response(tokens))
 }
 
 /// RFC 6749 §4.1.3 with PKCE (RFC 7636 §4.6).
@@ -154,6 +154,6 @@ fn client_credentials(
 }
 
 /// Token responses are never cached (RFC 6749 §5.1).
-pub fn token_response(tokens: &TokenSet) -> Response {
-    no_store_json(tokens.to_json())
+pub fn token_response(tokens: TokenSet) -> Response {
+    no_store_json(tokens.into_json())
 }

@@ -463,6 +463,46 @@ async fn dangerous_redirect_schemes_are_refused_when_a_client_is_registered(app:
     assert_eq!(answer.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let html = answer.text().await.unwrap_or_default();
     assert!(html.contains("cannot be a return address"), "{html}");
+
+    // The same form gives a client its resources (RFC 8707), checked like redirect URIs.
+    for (resources, accepted) in [
+        ("photos.example.com/api", false),
+        (
+            "https://photos.example.com/api\nhttps://billing.example.com/api",
+            true,
+        ),
+    ] {
+        let answer = app
+            .post_form(
+                "/admin/clients",
+                &[
+                    ("csrf_token", &csrf),
+                    ("name", "Photo Album"),
+                    ("redirect_uris", REDIRECT),
+                    ("grant_authorization_code", "on"),
+                    ("scopes", "openid"),
+                    ("resources", resources),
+                    ("access_token_ttl", "900"),
+                    ("refresh_token_ttl", "86400"),
+                ],
+            )
+            .await;
+        let expected = if accepted {
+            StatusCode::OK
+        } else {
+            StatusCode::UNPROCESSABLE_ENTITY
+        };
+        assert_eq!(answer.status(), expected, "{resources}");
+    }
+    let clients = app.store.list_clients().await.expect("clients");
+    let saved = clients
+        .iter()
+        .find(|c| c.name == "Photo Album")
+        .expect("the client with resources");
+    assert_eq!(
+        saved.resources,
+        "https://photos.example.com/api https://billing.example.com/api"
+    );
 }
 
 async fn tokens_for_two_resources_each_name_only_their_own(app: TestApp) {
