@@ -31,6 +31,13 @@ wrk.headers["Authorization"] = "Basic $3"
 LUA
 }
 
+# The physical limit of RS256 grants on this machine, measured in this run: RSA-2048
+# signatures a second on one core (OpenSSL; our aws-lc signs at a similar rate) × cores.
+if command -v openssl >/dev/null; then
+  SIGNS="$(openssl speed -seconds 2 rsa2048 2>/dev/null | awk '/^rsa 2048 bits/ { print $6 }')"
+  [ -n "$SIGNS" ] && echo "bench: RSA-2048 ceiling $(python3 -c "print(round($SIGNS * $(nproc)))") signatures/s ($SIGNS on one core × $(nproc))"
+fi
+
 start_server
 # Refresh tokens (one per request wrk will make) and an access token for userinfo, made by
 # running the code flow as a browser would: sign in, then authorize and exchange, in four
