@@ -685,6 +685,28 @@ pub async fn code_tokens(app: &TestApp, rp: &Rp, email: &str, scopes: &[&str]) -
     (response.json().await.expect("json"), code)
 }
 
+/// Exchanges `code` (RFC 6749 §4.1.3 with the PKCE verifier) as the confidential `rp`.
+pub async fn exchange_code(
+    app: &TestApp,
+    rp: &Rp,
+    code: &str,
+    verifier: &PkceCodeVerifier,
+) -> (StatusCode, Value) {
+    let secret = rp.secret.clone().expect("a confidential client");
+    token_call(
+        app,
+        &rp.id,
+        &secret,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", verifier.secret()),
+        ],
+    )
+    .await
+}
+
 pub async fn token_call(
     app: &TestApp,
     id: &str,
@@ -1005,18 +1027,7 @@ async fn consent_can_be_taken_back_and_sign_out_everywhere_ends_tokens(app: Test
     let consent = browse(&app, &started.path, &email).await;
     let params = callback(&allow(&app, consent, "allow").await);
     let secret = rp.secret.clone().expect("secret");
-    let (_, tokens) = token_call(
-        &app,
-        &rp.id,
-        &secret,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &params["code"]),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", started.verifier.secret()),
-        ],
-    )
-    .await;
+    let (_, tokens) = exchange_code(&app, &rp, &params["code"], &started.verifier).await;
     let refresh = tokens["refresh_token"]
         .as_str()
         .expect("refresh")

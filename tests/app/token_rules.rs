@@ -13,7 +13,8 @@ use tokio::sync::Barrier;
 
 use crate::helpers::{TestApp, hidden_value, location, signed_up};
 use crate::oidc_flow::{
-    REDIRECT, Rp, allow, browse, callback, code_tokens, http, relying_party, start, token_call,
+    REDIRECT, Rp, allow, browse, callback, code_tokens, exchange_code, http, relying_party, start,
+    token_call,
 };
 
 const PHOTOS_API: &str = "https://photos.example.com/api";
@@ -179,19 +180,7 @@ async fn taking_consent_back_ends_the_apps_access_tokens(app: TestApp) {
     let started = start(&app, &rp, &["email"]);
     let consent = browse(&app, &started.path, &email).await;
     let params = callback(&allow(&app, consent, "allow").await);
-    let secret = rp.secret.clone().expect("secret");
-    let (_, tokens) = token_call(
-        &app,
-        &rp.id,
-        &secret,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &params["code"]),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", started.verifier.secret()),
-        ],
-    )
-    .await;
+    let (_, tokens) = exchange_code(&app, &rp, &params["code"], &started.verifier).await;
     let access = tokens["access_token"].as_str().expect("access").to_string();
     assert_eq!(introspect(&app, &rp, &access).await["active"], true);
     assert_eq!(userinfo_status(&app, &access).await, StatusCode::OK);
@@ -213,18 +202,7 @@ async fn taking_consent_back_ends_the_apps_access_tokens(app: TestApp) {
     let again = start(&app, &rp, &["email"]);
     let consent = browse(&app, &again.path, &email).await;
     let params = callback(&allow(&app, consent, "allow").await);
-    let (status, _) = token_call(
-        &app,
-        &rp.id,
-        &secret,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &params["code"]),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", again.verifier.secret()),
-        ],
-    )
-    .await;
+    let (status, _) = exchange_code(&app, &rp, &params["code"], &again.verifier).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(introspect(&app, &rp, &access).await["active"], false);
 }
