@@ -1,6 +1,7 @@
 //! Issuing tokens: a person's (code exchange, API sign-in, refresh rotation) and a client's own.
 
 use super::claims::{self, AccessClaims, Holder, IdClaims};
+use super::keys::SigningKey;
 use super::{Internal, TokenService, TokenSet, jwt};
 use crate::audit::RequestMeta;
 use crate::clients::{Client, GRANT_REFRESH_TOKEN};
@@ -63,13 +64,13 @@ impl TokenService {
         }
     }
 
-    fn sign(&self, typ: &str, claims: &serde_json::Value) -> Result<String, Internal> {
-        let key = self
+    /// The key that signs new tokens now.
+    fn signing_key(&self) -> Result<std::sync::Arc<SigningKey>, Internal> {
+        Ok(self
             .keys
             .snapshot()
             .active(self.alg, self.clock.now())
-            .ok_or_else(|| anyhow::anyhow!("no active signing key"))?;
-        Ok(jwt::sign(&key, typ, claims)?)
+            .ok_or_else(|| anyhow::anyhow!("no active signing key"))?)
     }
 
     /// Access token, ID token (with `openid`, on a code exchange) and refresh token (with
@@ -109,16 +110,12 @@ impl TokenService {
                 family: &family_id,
             },
         );
-        let access_token = self.sign("at+jwt", &access)?;
+        let key = self.signing_key()?;
+        let access_token = jwt::sign(&key, "at+jwt", &access)?;
         // OIDC Core §12.2: a refresh response "might not contain an id_token". We leave it out:
         // it would repeat the sign-in facts of the first one and double the signing cost.
         let id_token = match lineage {
             Lineage::Code { .. } if grant.scope.iter().any(|s| s == "openid") => {
-                let key = self
-                    .keys
-                    .snapshot()
-                    .active(self.alg, now)
-                    .ok_or_else(|| anyhow::anyhow!("no active signing key"))?;
                 let id = claims::id_token(
                     &IdClaims {
                         issuer: &self.issuer,
@@ -252,7 +249,7 @@ impl TokenService {
             &Holder::Client,
         );
         Ok(TokenSet {
-            access_token: self.sign("at+jwt", &claims)?,
+            access_token: jwt::sign(&*self.signing_key()?, "at+jwt", &claims)?,
             expires_in: client.access_token_ttl,
             scope: (!scope.is_empty()).then(|| scope.to_string()),
             id_token: None,
