@@ -2,7 +2,7 @@
 
 use sqlx::FromRow;
 
-use super::{Store, StoreResult, execute, on_pool};
+use super::{Db, Store, StoreResult, execute, on_pool};
 
 #[derive(Clone, Debug, FromRow)]
 pub struct SigningKeyRow {
@@ -39,6 +39,45 @@ impl Store {
             key.retired_at,
         )?;
         Ok(())
+    }
+
+    /// Stores `key` only when its algorithm has no key yet; true when it was stored. SQLite runs
+    /// the statement under its one write lock; Postgres takes a transaction-scoped advisory lock
+    /// first, so of nodes starting together exactly one key is stored.
+    pub async fn insert_first_signing_key(&self, key: &SigningKeyRow) -> StoreResult<bool> {
+        const INSERT_IF_NONE: &str = "insert into signing_keys (kid, alg, private_key_enc, \
+             created_at, activates_at, retired_at) select $1, $2, $3, $4, $5, $6 \
+             where not exists (select 1 from signing_keys where alg = $2)";
+        const LOCK: &str = "select pg_advisory_xact_lock(hashtext('portcullis:signing_keys'))";
+        let inserted = match &self.db {
+            Db::Sqlite(pool) => sqlx::query(INSERT_IF_NONE)
+                .bind(&key.kid)
+                .bind(&key.alg)
+                .bind(&key.private_key_enc)
+                .bind(key.created_at)
+                .bind(key.activates_at)
+                .bind(key.retired_at)
+                .execute(pool)
+                .await?
+                .rows_affected(),
+            Db::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query(LOCK).execute(&mut *tx).await?;
+                let inserted = sqlx::query(INSERT_IF_NONE)
+                    .bind(&key.kid)
+                    .bind(&key.alg)
+                    .bind(&key.private_key_enc)
+                    .bind(key.created_at)
+                    .bind(key.activates_at)
+                    .bind(key.retired_at)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                tx.commit().await?;
+                inserted
+            }
+        };
+        Ok(inserted == 1)
     }
 
     /// Marks every older key of `alg` as retired from `at` (they stay published until the

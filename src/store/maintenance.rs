@@ -52,7 +52,8 @@ impl Store {
         if collisions.is_empty() {
             execute!(
                 self,
-                "insert into maintenance_done (task, done_at) values ($1, $2)",
+                "insert into maintenance_done (task, done_at) values ($1, $2) \
+                 on conflict (task) do nothing",
                 NORMALISE_EMAILS_TASK,
                 now,
             )?;

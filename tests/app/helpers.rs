@@ -41,14 +41,15 @@ macro_rules! backend_tests {
 pub const PASSWORD: &str = "tangerine-lamp-42";
 
 /// A fresh Postgres database for one test, dropped when the test ends.
-struct PgDatabase {
+/// A fresh Postgres database, dropped with this value.
+pub struct PgDatabase {
     admin_url: String,
     name: String,
-    url: String,
+    pub url: String,
 }
 
 impl PgDatabase {
-    async fn create(admin_url: &str) -> Self {
+    pub async fn create(admin_url: &str) -> Self {
         let name = format!("portcullis_test_{}", uuid::Uuid::new_v4().simple());
         let mut conn = sqlx::PgConnection::connect(admin_url)
             .await

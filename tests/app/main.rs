@@ -16,6 +16,7 @@ mod admin;
 mod api;
 mod browser;
 mod cli;
+mod cluster;
 mod email;
 mod login;
 mod oauth;
