@@ -46,27 +46,34 @@ pub struct TokenFamily {
     pub user_agent: Option<String>,
 }
 
-/// The columns of a token; `rotated_at` also when only its successor says so (a rotation is the
-/// successor's insert).
-macro_rules! refresh_columns {
-    () => {
-        "rt.token_hash, rt.family_id, rt.client_id, rt.user_id, rt.scope, rt.resources, \
-         rt.auth_time, rt.amr, rt.session_epoch as rt_session_epoch, rt.code_hash, \
-         rt.created_at as rt_created_at, rt.expires_at, \
-         coalesce(rt.rotated_at, (select c.created_at from refresh_tokens c \
-         where c.parent_hash = rt.token_hash)) as rotated_at, rt.revoked_at, rt.ip, \
-         rt.user_agent, rt.family_created_at"
+/// The columns of a token, with `rotated_at` read as `$rotated_at`.
+macro_rules! refresh_columns_with {
+    ($rotated_at:literal) => {
+        concat!(
+            "rt.token_hash, rt.family_id, rt.client_id, rt.user_id, rt.scope, rt.resources, \
+             rt.auth_time, rt.amr, rt.session_epoch as rt_session_epoch, rt.code_hash, \
+             rt.created_at as rt_created_at, rt.expires_at, ",
+            $rotated_at,
+            " as rotated_at, rt.revoked_at, rt.ip, rt.user_agent, rt.family_created_at"
+        )
     };
 }
 
-/// The same without looking for a successor: the refresh grant's own rotation finds one (the
+/// `rotated_at` also when only its successor says so (a rotation is the successor's insert).
+macro_rules! refresh_columns {
+    () => {
+        refresh_columns_with!(
+            "coalesce(rt.rotated_at, (select c.created_at from refresh_tokens c \
+             where c.parent_hash = rt.token_hash))"
+        )
+    };
+}
+
+/// Without looking for a successor: the refresh grant's own rotation finds one (the
 /// successor's insert is refused), so it need not read it first.
 macro_rules! refresh_columns_for_rotation {
     () => {
-        "rt.token_hash, rt.family_id, rt.client_id, rt.user_id, rt.scope, rt.resources, \
-         rt.auth_time, rt.amr, rt.session_epoch as rt_session_epoch, rt.code_hash, \
-         rt.created_at as rt_created_at, rt.expires_at, rt.rotated_at, rt.revoked_at, rt.ip, \
-         rt.user_agent, rt.family_created_at"
+        refresh_columns_with!("rt.rotated_at")
     };
 }
 

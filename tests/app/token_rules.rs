@@ -55,6 +55,21 @@ async fn introspect(app: &TestApp, rp: &Rp, token: &str) -> Value {
         .expect("json")
 }
 
+/// The refresh grant for `rp`, with a narrower `scope` when given.
+async fn refresh_as(
+    app: &TestApp,
+    rp: &Rp,
+    token: &str,
+    scope: Option<&str>,
+) -> (StatusCode, Value) {
+    let secret = rp.secret.clone().expect("a confidential client");
+    let mut form = vec![("grant_type", "refresh_token"), ("refresh_token", token)];
+    if let Some(scope) = scope {
+        form.push(("scope", scope));
+    }
+    token_call(app, &rp.id, &secret, &form).await
+}
+
 async fn userinfo_status(app: &TestApp, access: &str) -> StatusCode {
     app.client
         .get(app.at("/oauth/userinfo"))
@@ -161,13 +176,7 @@ async fn racing_redemptions_of_one_code_leave_none_of_its_tokens_active(app: Tes
             let refresh = tokens["refresh_token"].as_str().expect("refresh");
             assert_eq!(introspect(&app, &rp, access).await["active"], false);
             assert_eq!(introspect(&app, &rp, refresh).await["active"], false);
-            let (status, _) = token_call(
-                &app,
-                &rp.id,
-                &secret,
-                &[("grant_type", "refresh_token"), ("refresh_token", refresh)],
-            )
-            .await;
+            let (status, _) = refresh_as(&app, &rp, refresh, None).await;
             assert_eq!(status, StatusCode::BAD_REQUEST, "round {round}");
         }
     }
@@ -210,34 +219,15 @@ async fn taking_consent_back_ends_the_apps_access_tokens(app: TestApp) {
 async fn a_reused_refresh_token_ends_the_access_tokens_of_its_family(app: TestApp) {
     let email = signed_up(&app).await;
     let rp = relying_party(&app, &["--skip-consent"]).await;
-    let secret = rp.secret.clone().expect("secret");
     let (first, _) = code_tokens(&app, &rp, &email, &["openid", "offline_access"]).await;
     let first_refresh = first["refresh_token"].as_str().expect("refresh");
-    let (status, second) = token_call(
-        &app,
-        &rp.id,
-        &secret,
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", first_refresh),
-        ],
-    )
-    .await;
+    let (status, second) = refresh_as(&app, &rp, first_refresh, None).await;
     assert_eq!(status, StatusCode::OK);
     let first_access = first["access_token"].as_str().expect("access");
     let second_access = second["access_token"].as_str().expect("access");
     assert_eq!(introspect(&app, &rp, second_access).await["active"], true);
 
-    let (status, body) = token_call(
-        &app,
-        &rp.id,
-        &secret,
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", first_refresh),
-        ],
-    )
-    .await;
+    let (status, body) = refresh_as(&app, &rp, first_refresh, None).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (StatusCode::BAD_REQUEST, Some("invalid_grant"))
@@ -254,20 +244,12 @@ async fn a_reused_refresh_token_ends_the_access_tokens_of_its_family(app: TestAp
 async fn a_narrower_refresh_keeps_the_grant(app: TestApp) {
     let email = signed_up(&app).await;
     let rp = relying_party(&app, &["--skip-consent"]).await;
-    let secret = rp.secret.clone().expect("secret");
     let (tokens, _) = code_tokens(&app, &rp, &email, &["email", "offline_access"]).await;
-    let (status, narrow) = token_call(
+    let (status, narrow) = refresh_as(
         &app,
-        &rp.id,
-        &secret,
-        &[
-            ("grant_type", "refresh_token"),
-            (
-                "refresh_token",
-                tokens["refresh_token"].as_str().expect("refresh"),
-            ),
-            ("scope", "openid"),
-        ],
+        &rp,
+        tokens["refresh_token"].as_str().expect("refresh"),
+        Some("openid"),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{narrow}");
@@ -280,27 +262,14 @@ async fn a_narrower_refresh_keeps_the_grant(app: TestApp) {
     let next = narrow["refresh_token"]
         .as_str()
         .expect("the grant goes on: a new refresh token");
-    let (status, full) = token_call(
-        &app,
-        &rp.id,
-        &secret,
-        &[("grant_type", "refresh_token"), ("refresh_token", next)],
-    )
-    .await;
+    let (status, full) = refresh_as(&app, &rp, next, None).await;
     assert_eq!(status, StatusCode::OK, "{full}");
     assert_eq!(full["scope"], "openid email offline_access");
-    let (status, wider) = token_call(
+    let (status, wider) = refresh_as(
         &app,
-        &rp.id,
-        &secret,
-        &[
-            ("grant_type", "refresh_token"),
-            (
-                "refresh_token",
-                full["refresh_token"].as_str().expect("refresh"),
-            ),
-            ("scope", "openid profile"),
-        ],
+        &rp,
+        full["refresh_token"].as_str().expect("refresh"),
+        Some("openid profile"),
     )
     .await;
     assert_eq!(
