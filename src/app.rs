@@ -16,7 +16,9 @@ use tower_http::trace::TraceLayer;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 
+use crate::bus;
 use crate::clock::Clock;
+use crate::cluster::Node;
 use crate::config::Config;
 use crate::mail::Mailer;
 use crate::password::PasswordHasher;
@@ -41,21 +43,28 @@ pub struct AppState {
     /// The session store, for the readiness check (the router's layer holds its own handle).
     pub sessions: SessionBackend,
     pub clock: Clock,
+    /// This node's name and whether it is shutting down.
+    pub node: Node,
 }
 
 /// The running parts: state plus the session backend the router was built with.
 pub struct App {
     pub state: AppState,
     pub sessions: SessionBackend,
+    /// How this node hears of other nodes' changes (for the start-up log).
+    pub bus: &'static str,
 }
 
 impl App {
     /// Connects the database, runs migrations and prepares the session store.
     pub async fn start(config: Config, clock: Clock) -> anyhow::Result<Self> {
-        let store = Store::connect(&config.database)
+        let store = Store::connect(&config.database, config.database_max_connections)
             .await
             .context("cannot open the database; check PORTCULLIS_DATABASE_URL")?;
         store.migrate().await?;
+        let deployment =
+            crate::cluster::check_secret_key(&store, &config.secret_key, clock.now()).await?;
+        crate::cluster::warn_about_configuration(&config);
         for (user_id, key) in store.normalise_stored_emails(clock.now()).await? {
             tracing::warn!(
                 %user_id,
@@ -65,6 +74,14 @@ impl App {
             );
         }
         let sessions = SessionBackend::connect(&store, config.redis_url.as_ref()).await?;
+        let bus = bus::connect(
+            &store,
+            config.redis_url.as_ref(),
+            &deployment,
+            bus::Role::Server,
+        )
+        .await
+        .context("cannot connect the change bus (Redis, else Postgres)")?;
         let mailer = Mailer::from_config(&config)?;
         keys::ensure_keys(
             &store,
@@ -82,6 +99,7 @@ impl App {
         let upstreams = crate::upstream::Upstreams::from_config(&config)?;
         let tokens = TokenService::new(&config, store.clone(), token_keys, clock.clone());
         let state = AppState {
+            node: Node::new(&config.node_name),
             upstreams,
             config: Arc::new(config),
             store,
@@ -91,7 +109,11 @@ impl App {
             sessions: sessions.clone(),
             clock,
         };
-        Ok(Self { state, sessions })
+        Ok(Self {
+            state,
+            sessions,
+            bus,
+        })
     }
 
     pub fn router(&self) -> Router {
@@ -149,6 +171,11 @@ impl App {
             .layer(CatchPanicLayer::custom(|_| {
                 AppError::Internal(anyhow::anyhow!("a request handler panicked")).into_response()
             }))
+            // A draining node asks clients to open their next connection elsewhere.
+            .layer(axum::middleware::from_fn_with_state(
+                self.state.node.clone(),
+                crate::ops::close_when_draining,
+            ))
             .layer(TraceLayer::new_for_http())
             // Behind trusted proxies, the client's address comes from X-Forwarded-For.
             .layer(axum::middleware::from_fn_with_state(
@@ -162,83 +189,118 @@ impl App {
             ))
     }
 
-    /// Background upkeep: expired sessions and old login failures are deleted.
+    /// Reads the signing keys again when they change (here, on another node or with the CLI),
+    /// and every few seconds in case a change message was lost.
+    fn spawn_key_reader(&self) -> tokio::task::JoinHandle<()> {
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            let changes = state.store.changes().clone();
+            loop {
+                tokio::select! {
+                    () = changes.keys_changed() => {}
+                    () = tokio::time::sleep(keys::READ_EVERY) => {}
+                }
+                let keys = state.tokens.keys();
+                if let Err(e) = keys.reload(&state.store, &state.config.secret_key).await {
+                    tracing::warn!(error = %e, "could not reload the signing keys");
+                }
+            }
+        })
+    }
+
+    /// Background upkeep: the periodic pruning, on one node of a cluster at a time.
     pub fn spawn_housekeeping(&self) {
-        self.sessions
-            .spawn_expired_deletion(Duration::from_secs(15 * 60));
         let state = self.state.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(5 * 60));
             loop {
                 tick.tick().await;
-                // Keep a day of events: the longest rate-limit window is an hour (mails).
-                let window = (state.config.login_failure_window.as_secs() as i64).max(24 * 3600);
-                if let Err(e) = state
-                    .store
-                    .prune_throttle_events(state.clock.now() - window)
-                    .await
-                {
-                    tracing::warn!(error = %e, "could not prune old throttle events");
-                }
-                let now = state.clock.now();
-                let idle = state.config.session_idle_timeout.as_secs() as i64;
-                let lifetime = state.config.session_max_lifetime.as_secs() as i64;
-                if let Err(e) = state
-                    .store
-                    .prune_user_sessions(now - idle, now - lifetime)
-                    .await
-                {
-                    tracing::warn!(error = %e, "could not prune ended sessions");
-                }
-                let retention = state.config.audit_retention.as_secs() as i64;
-                match state.store.prune_audit_events(now - retention).await {
-                    Ok(0) => {}
-                    Ok(pruned) => tracing::info!(pruned, "forgot audit events past retention"),
-                    Err(e) => tracing::warn!(error = %e, "could not prune old audit events"),
-                }
-                // Expired codes, revoked-token rows and refresh tokens: a day past the longest
-                // access-token life, so nothing they could still end is alive.
-                let horizon = now - crate::clients::MAX_ACCESS_TTL - 24 * 3600;
-                let pruned = async {
-                    let codes = state.store.prune_auth_codes(horizon).await?;
-                    let revoked = state.store.prune_revoked_access_tokens(now).await?;
-                    let refresh = state.store.prune_refresh_tokens(horizon).await?;
-                    let one_time = state.store.prune_email_tokens(horizon).await?;
-                    Ok::<_, crate::store::StoreError>(codes + revoked + refresh + one_time)
-                };
-                match pruned.await {
-                    Ok(0) => {}
-                    Ok(pruned) => tracing::debug!(pruned, "forgot expired codes and tokens"),
-                    Err(e) => tracing::warn!(error = %e, "could not prune expired tokens"),
-                }
-                // Keys rotated by another node or the CLI reach this one within minutes.
-                if let Err(e) = state
-                    .tokens
-                    .keys()
-                    .reload(&state.store, &state.config.secret_key)
-                    .await
-                {
-                    tracing::warn!(error = %e, "could not reload the signing keys");
+                match state.store.try_lease_job("housekeeping").await {
+                    Ok(Some(lease)) => {
+                        prune(&state).await;
+                        lease.release().await;
+                    }
+                    Ok(None) => tracing::debug!("another node is pruning this round"),
+                    Err(e) => tracing::warn!(error = %e, "could not take the housekeeping lock"),
                 }
             }
         });
     }
 
-    /// Serves until `shutdown` completes, then finishes the requests in flight.
+    /// Serves until `shutdown` completes; then answers `/ready` with 503 for the grace period
+    /// (the load balancer takes the node out), stops accepting, and finishes the requests in
+    /// flight.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let router = self.router();
+        let key_reader = self.spawn_key_reader();
+        let node = self.state.node.clone();
+        let grace = self.state.config.shutdown_grace;
+        let drain = async move {
+            shutdown.await;
+            node.start_draining();
+            if !grace.is_zero() {
+                tracing::info!(?grace, "draining: /ready answers 503 before the node stops");
+                tokio::time::sleep(grace).await;
+            }
+            tracing::info!("finishing the requests in flight");
+        };
         axum::serve(
             listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(drain)
         .await?;
+        key_reader.abort();
         self.state.store.close().await;
         Ok(())
+    }
+}
+
+/// Deletes what has expired: sessions, throttle events, ended sign-ins, old audit events, codes
+/// and tokens.
+async fn prune(state: &AppState) {
+    if let Err(e) = state.sessions.delete_expired().await {
+        tracing::warn!(error = %e, "could not delete expired sessions");
+    }
+    // Keep a day of events: the longest rate-limit window is an hour (mails).
+    let now = state.clock.now();
+    let window = (state.config.login_failure_window.as_secs() as i64).max(24 * 3600);
+    if let Err(e) = state.store.prune_throttle_events(now - window).await {
+        tracing::warn!(error = %e, "could not prune old throttle events");
+    }
+    let idle = state.config.session_idle_timeout.as_secs() as i64;
+    let lifetime = state.config.session_max_lifetime.as_secs() as i64;
+    if let Err(e) = state
+        .store
+        .prune_user_sessions(now - idle, now - lifetime)
+        .await
+    {
+        tracing::warn!(error = %e, "could not prune ended sessions");
+    }
+    let retention = state.config.audit_retention.as_secs() as i64;
+    match state.store.prune_audit_events(now - retention).await {
+        Ok(0) => {}
+        Ok(pruned) => tracing::info!(pruned, "forgot audit events past retention"),
+        Err(e) => tracing::warn!(error = %e, "could not prune old audit events"),
+    }
+    // Expired codes, revoked-token rows and refresh tokens: a day past the longest
+    // access-token life, so nothing they could still end is alive.
+    let horizon = now - crate::clients::MAX_ACCESS_TTL - 24 * 3600;
+    let pruned = async {
+        let codes = state.store.prune_auth_codes(horizon).await?;
+        let revoked = state.store.prune_revoked_access_tokens(now).await?;
+        let refresh = state.store.prune_refresh_tokens(horizon).await?;
+        let one_time = state.store.prune_email_tokens(horizon).await?;
+        Ok::<_, crate::store::StoreError>(codes + revoked + refresh + one_time)
+    };
+    match pruned.await {
+        Ok(0) => {}
+        Ok(pruned) => tracing::debug!(pruned, "forgot expired codes and tokens"),
+        Err(e) => tracing::warn!(error = %e, "could not prune expired tokens"),
     }
 }
 
@@ -268,5 +330,5 @@ pub async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = terminate => {},
     }
-    tracing::info!("shutting down: finishing requests in flight");
+    tracing::info!("shutting down");
 }

@@ -107,7 +107,8 @@ pub enum KeysCommand {
     /// Add a new signing key that starts signing after --delay; older keys stay published until
     /// the tokens they signed have expired.
     Rotate {
-        /// How long running servers publish the new key before it signs (they reload every 5 minutes).
+        /// How long servers publish the new key before it signs: relying apps that cache the
+        /// JWKS need it there first. At least 10s (the time a key takes to reach every node).
         #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
         delay: std::time::Duration,
         /// RS256, ES256 or EdDSA (default: the configured signing algorithm).
@@ -143,7 +144,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await,
         Command::Migrate => {
-            let store = Store::connect(&config.database).await?;
+            let store = Store::connect(&config.database, config.database_max_connections).await?;
             store.migrate().await?;
             eprintln!("migrations applied ({})", store.backend_name());
             Ok(())
@@ -163,8 +164,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     })?;
     app.spawn_housekeeping();
     tracing::info!(
+        node = app.state.node.name(),
         database = app.state.store.backend_name(),
         sessions = app.sessions.name(),
+        change_bus = app.bus,
         mail = %app.state.mailer.describe(),
         "Portcullis is listening on http://{listen} (public URL {public_url})"
     );
@@ -177,7 +180,7 @@ async fn create_user(config: Config, args: CreateUser) -> anyhow::Result<()> {
     if let Err(why) = password::check_policy(&password, email.as_str()) {
         bail!("password refused: {why}");
     }
-    let store = Store::connect(&config.database).await?;
+    let store = Store::connect(&config.database, config.database_max_connections).await?;
     store.migrate().await?;
     let hash = PasswordHasher::new(1).hash(password).await?;
     let roles = if args.admin {
@@ -233,10 +236,26 @@ fn read_password(from_stdin: bool) -> anyhow::Result<String> {
     Ok(first)
 }
 
+/// The store, with the change bus connected so running servers hear of what the command
+/// changes (close it with `close_store`, which sends what is queued).
 async fn open_store(config: &Config) -> anyhow::Result<Store> {
-    let store = Store::connect(&config.database).await?;
+    let store = Store::connect(&config.database, config.database_max_connections).await?;
     store.migrate().await?;
+    let deployment =
+        crate::cluster::check_secret_key(&store, &config.secret_key, Clock::system().now()).await?;
+    crate::bus::connect(
+        &store,
+        config.redis_url.as_ref(),
+        &deployment,
+        crate::bus::Role::Cli,
+    )
+    .await?;
     Ok(store)
+}
+
+async fn close_store(store: Store) {
+    store.changes().flush().await;
+    store.close().await;
 }
 
 async fn client_command(config: Config, command: ClientCommand) -> anyhow::Result<()> {
@@ -309,7 +328,7 @@ async fn client_command(config: Config, command: ClientCommand) -> anyhow::Resul
             }
         }
     }
-    store.close().await;
+    close_store(store).await;
     Ok(())
 }
 
@@ -340,11 +359,18 @@ async fn rotate_keys(
             .ok_or_else(|| anyhow::anyhow!("--alg must be RS256, ES256 or EdDSA"))?,
         None => config.signing_alg,
     };
+    if delay < keys::MIN_ROTATION_DELAY {
+        bail!(
+            "--delay must be at least {}: every running node must publish the new key before \
+             any signs with it",
+            humantime::format_duration(keys::MIN_ROTATION_DELAY)
+        );
+    }
     let store = open_store(&config).await?;
     let now = Clock::system().now();
     let activates_at = now + delay.as_secs() as i64;
     let kid = keys::create_key(&store, &config.secret_key, alg, now, activates_at).await?;
-    store.close().await;
+    close_store(store).await;
     println!(
         "{}",
         serde_json::json!({ "kid": kid, "alg": alg.name(), "activates_at": activates_at })

@@ -6,12 +6,14 @@
 pub mod app;
 /// The sign-in service: password checks, what follows a first factor, step-up; no HTTP.
 pub mod auth;
+pub mod bus;
 /// Command-line interface: `serve`, `migrate`, `user create`.
 pub mod cli;
 /// Relying-app clients: registration rules, secrets, the short client cache.
 pub mod clients;
 /// Wall-clock time as unix seconds, replaceable in tests.
 pub mod clock;
+pub mod cluster;
 /// Layered configuration: defaults, TOML file, `PORTCULLIS_*` environment.
 pub mod config;
 /// Random tokens, hashes for storing them, encryption of secrets at rest.

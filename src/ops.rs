@@ -2,13 +2,17 @@
 
 use std::time::Duration;
 
+use axum::extract::Request;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use crate::app::AppState;
+use crate::cluster::Node;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -22,11 +26,23 @@ async fn health() -> Json<Value> {
 }
 
 /// The database and the session store (Redis, when configured) answer; 503 otherwise, so a load
-/// balancer stops sending traffic here.
+/// balancer stops sending traffic here. A node shutting down answers 503 too.
 async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let (status, Json(mut body)) = readiness(&state).await;
+    body["node"] = json!(state.node.name());
+    (status, Json(body))
+}
+
+async fn readiness(state: &AppState) -> (StatusCode, Json<Value>) {
+    if state.node.is_draining() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "draining", "reason": "shutting down" })),
+        );
+    }
     let ping = tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await;
     match ping {
-        Ok(Ok(())) => sessions_ready(&state).await,
+        Ok(Ok(())) => sessions_ready(state).await,
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness check: database unreachable");
             (
@@ -59,4 +75,20 @@ async fn sessions_ready(state: &AppState) -> (StatusCode, Json<Value>) {
         }
         Err(_) => unavailable("session store timed out"),
     }
+}
+
+/// While draining, every response asks the client to close the connection (RFC 9112 §9.6), so
+/// keep-alive clients and proxies open their next one to another node.
+pub async fn close_when_draining(
+    State(node): State<Node>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let mut response = next.run(request).await;
+    if node.is_draining() {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }

@@ -1,8 +1,6 @@
 //! Where browser sessions live: the database by default, Redis when `PORTCULLIS_REDIS_URL` is
 //! set (so several nodes behind a load balancer share them). A closed set, so an enum.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
@@ -67,15 +65,11 @@ impl SessionBackend {
     }
 
     /// SQL stores keep expired rows until deleted; Redis expires keys by itself.
-    pub fn spawn_expired_deletion(&self, period: Duration) {
-        match self.clone() {
-            Self::Sqlite(store) => {
-                tokio::spawn(store.continuously_delete_expired(period));
-            }
-            Self::Postgres(store) => {
-                tokio::spawn(store.continuously_delete_expired(period));
-            }
-            Self::Redis(_) => {}
+    pub async fn delete_expired(&self) -> session_store::Result<()> {
+        match self {
+            Self::Sqlite(store) => store.delete_expired().await,
+            Self::Postgres(store) => store.delete_expired().await,
+            Self::Redis(_) => Ok(()),
         }
     }
 }

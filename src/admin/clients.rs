@@ -292,7 +292,6 @@ async fn update(
         }
     };
     clients::update(&state.store, &client.id, &changes, state.clock.now()).await?;
-    state.tokens.clients().forget(&client.id);
     action
         .done(
             "admin.client_updated",
@@ -332,7 +331,6 @@ async fn rotate(
             "A public client has no secret to rotate.".into(),
         ));
     };
-    state.tokens.clients().forget(&client.id);
     action
         .record(
             "admin.client_secret_rotated",
@@ -360,7 +358,6 @@ async fn delete(
         .store
         .delete_client(&client.id, state.clock.now())
         .await?;
-    state.tokens.clients().forget(&client.id);
     action
         .done(
             "admin.client_deleted",

@@ -45,6 +45,9 @@ impl fmt::Debug for DatabaseUrl {
 pub struct Config {
     pub data_dir: PathBuf,
     pub database: DatabaseUrl,
+    pub database_max_connections: u32,
+    pub node_name: String,
+    pub shutdown_grace: Duration,
     pub public_url: Url,
     pub listen: SocketAddr,
     pub redis_url: Option<Secret>,
@@ -102,6 +105,16 @@ fn parse_origin(text: &str) -> Result<String, ConfigError> {
         return Err(problem());
     }
     Ok(url.origin().ascii_serialization())
+}
+
+/// The machine's host name (a container's is its id or pod name), `node` when unknown.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "node".into())
 }
 
 /// An address (`10.0.0.5`) or a range (`10.0.0.0/8`, `fd00::/8`).
@@ -341,12 +354,38 @@ impl Config {
                 ))
             })?;
 
-        let secret_key = load_secret_key(&raw)?;
+        let secret_key = load_secret_key(&raw, matches!(database, DatabaseUrl::Postgres(_)))?;
+        if !(1..=1000).contains(&raw.database_max_connections) {
+            return Err(ConfigError(format!(
+                "PORTCULLIS_DATABASE_MAX_CONNECTIONS must be between 1 and 1000, got {}",
+                raw.database_max_connections
+            )));
+        }
+        let node_name = match raw.node_name.as_deref().map(str::trim) {
+            None | Some("") => host_name(),
+            Some(name) if name.len() <= 64 && !name.chars().any(char::is_control) => {
+                name.to_string()
+            }
+            Some(_) => {
+                return Err(ConfigError(
+                    "PORTCULLIS_NODE_NAME must be at most 64 characters, without control \
+                     characters"
+                        .into(),
+                ));
+            }
+        };
+        let shutdown_grace = raw.shutdown_grace.unwrap_or(match database {
+            DatabaseUrl::Postgres(_) => Duration::from_secs(5),
+            DatabaseUrl::Sqlite(_) => Duration::ZERO,
+        });
         let upstreams = upstreams(&raw)?;
 
         Ok(Self {
             data_dir: raw.data_dir,
             database,
+            database_max_connections: raw.database_max_connections,
+            node_name,
+            shutdown_grace,
             public_url,
             listen,
             redis_url,

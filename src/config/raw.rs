@@ -9,6 +9,14 @@ use super::*;
 pub struct RawConfig {
     pub data_dir: PathBuf,
     pub database_url: Option<String>,
+    /// Connections this node opens to the database at most.
+    pub database_max_connections: u32,
+    /// This node's name in logs and `/ready`; the host name when unset.
+    pub node_name: Option<String>,
+    /// After SIGTERM, how long `/ready` answers 503 before the node stops taking requests, so
+    /// the load balancer takes it out first. Unset: 5 s on Postgres, none on SQLite.
+    #[serde(with = "humantime_serde::option")]
+    pub shutdown_grace: Option<Duration>,
     pub public_url: String,
     pub listen: String,
     pub redis_url: Option<String>,
@@ -101,6 +109,9 @@ impl Default for RawConfig {
         Self {
             data_dir: PathBuf::from("./data"),
             database_url: None,
+            database_max_connections: 10,
+            node_name: None,
+            shutdown_grace: None,
             public_url: "http://localhost:8080".into(),
             listen: "127.0.0.1:8080".into(),
             google_client_id: None,

@@ -56,8 +56,10 @@ const KEY_HELP: &str =
     "32 random bytes in base64, for example the output of `openssl rand -base64 32`";
 
 /// The key comes from `PORTCULLIS_SECRET_KEY`, else from a key file (`secret_key_file`, or
-/// `secret.key` in the data directory), which is generated on first start.
-pub(super) fn load_secret_key(raw: &RawConfig) -> Result<SecretKey, ConfigError> {
+/// `secret.key` in the data directory), which is generated on first start — but not on a
+/// shared database (`shared`: Postgres), where every node needs the same key and a generated
+/// one would be this node's alone.
+pub(super) fn load_secret_key(raw: &RawConfig, shared: bool) -> Result<SecretKey, ConfigError> {
     if let Some(text) = raw.secret_key.as_deref() {
         return SecretKey::decode(text).ok_or_else(|| {
             ConfigError(format!(
@@ -81,6 +83,12 @@ pub(super) fn load_secret_key(raw: &RawConfig) -> Result<SecretKey, ConfigError>
                 return Err(ConfigError(format!(
                     "PORTCULLIS_SECRET_KEY_FILE points to {}, which does not exist",
                     path.display()
+                )));
+            }
+            if shared {
+                return Err(ConfigError(format!(
+                    "on Postgres every node must be given the same secret key: set \
+                     PORTCULLIS_SECRET_KEY (or PORTCULLIS_SECRET_KEY_FILE) to {KEY_HELP}"
                 )));
             }
             let mut bytes = [0u8; 32];

@@ -81,7 +81,10 @@ async fn logout(
     };
     // An expired ID token is still a fine hint: its signature, type and issuer matter here.
     // An access token is not an ID token, and is refused as one.
-    let hint = param("id_token_hint").and_then(|token| state.tokens.id_token_hint(token));
+    let hint = match param("id_token_hint") {
+        Some(token) => state.tokens.id_token_hint(token).await,
+        None => None,
+    };
     if param("id_token_hint").is_some() && hint.is_none() {
         return Ok(bad_request(
             "The app sent a sign-in token that this server did not issue.",

@@ -52,6 +52,7 @@ impl Store {
             client.created_at,
             client.updated_at,
         )?;
+        self.clients_changed();
         Ok(())
     }
 
@@ -96,6 +97,7 @@ impl Store {
             tx.commit().await?;
             Ok::<_, StoreError>(deleted == 1)
         })?;
+        self.clients_changed();
         self.security_changed();
         Ok(deleted)
     }
@@ -120,6 +122,7 @@ impl Store {
             row.updated_at,
             &row.id,
         )?;
+        self.clients_changed();
         // Turning consent on ends tokens that rest on no consent.
         self.security_changed();
         Ok(updated == 1)
@@ -140,6 +143,7 @@ impl Store {
             now,
             id,
         )?;
+        self.clients_changed();
         Ok(updated == 1)
     }
 }

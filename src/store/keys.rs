@@ -38,6 +38,7 @@ impl Store {
             key.activates_at,
             key.retired_at,
         )?;
+        self.keys_changed();
         Ok(())
     }
 
@@ -77,6 +78,9 @@ impl Store {
                 inserted
             }
         };
+        if inserted == 1 {
+            self.keys_changed();
+        }
         Ok(inserted == 1)
     }
 
@@ -96,6 +100,7 @@ impl Store {
             alg,
             except_kid,
         )?;
+        self.keys_changed();
         Ok(())
     }
 }

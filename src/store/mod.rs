@@ -3,6 +3,7 @@
 
 mod account_changes;
 mod audit;
+mod canary;
 mod clients;
 mod codes;
 mod consents;
@@ -27,10 +28,11 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+use crate::bus::{Change, Changes};
 use crate::config::DatabaseUrl;
-use crate::tokens::Revocations;
 
 pub use audit::{AuditEvent, AuditFilter};
+pub use canary::JobLease;
 pub use clients::ClientRow;
 pub use codes::AuthCodeRow;
 pub use factors::TotpFactor;
@@ -48,11 +50,11 @@ pub enum Db {
     Postgres(PgPool),
 }
 
-/// The database and the revocation handle its writes move (see `tokens::Revocations`).
+/// The database and the change generations its writes move (see `bus::Changes`).
 #[derive(Clone, Debug)]
 pub struct Store {
     pub db: Db,
-    revocations: Revocations,
+    changes: Changes,
 }
 
 /// Runs the same sqlx expression on whichever pool the store holds.
@@ -101,23 +103,32 @@ impl Store {
     pub fn new(db: Db) -> Self {
         Self {
             db,
-            revocations: Revocations::default(),
+            changes: Changes::default(),
         }
     }
 
-    /// Moved by every write that can end an access token; the token service's check cache
-    /// reads it.
-    pub fn revocations(&self) -> &Revocations {
-        &self.revocations
+    /// Moved by this store's writes and by the same writes on other nodes (the change bus);
+    /// the token, client and key caches compare them.
+    pub fn changes(&self) -> &Changes {
+        &self.changes
     }
 
+    /// A write that can end an access token or a session.
     fn security_changed(&self) {
-        self.revocations.changed();
+        self.changes.publish(Change::Tokens);
+    }
+
+    fn clients_changed(&self) {
+        self.changes.publish(Change::Clients);
+    }
+
+    fn keys_changed(&self) {
+        self.changes.publish(Change::Keys);
     }
 
     /// Opens the database. SQLite files are created on first use and run in WAL mode with a
     /// busy timeout, so the CLI can write while the server runs.
-    pub async fn connect(database: &DatabaseUrl) -> StoreResult<Self> {
+    pub async fn connect(database: &DatabaseUrl, max_connections: u32) -> StoreResult<Self> {
         match database {
             DatabaseUrl::Sqlite(url) => {
                 let options = SqliteConnectOptions::from_str(url)?
@@ -127,7 +138,7 @@ impl Store {
                     .busy_timeout(Duration::from_secs(5))
                     .foreign_keys(true);
                 let pool = SqlitePoolOptions::new()
-                    .max_connections(8)
+                    .max_connections(max_connections)
                     .min_connections(1)
                     .connect_with(options)
                     .await?;
@@ -136,7 +147,7 @@ impl Store {
             DatabaseUrl::Postgres(url) => {
                 let options = PgConnectOptions::from_str(url.expose())?;
                 let pool = PgPoolOptions::new()
-                    .max_connections(16)
+                    .max_connections(max_connections)
                     .acquire_timeout(Duration::from_secs(5))
                     .connect_with(options)
                     .await?;

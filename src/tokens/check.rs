@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{TokenService, jwt};
+use super::TokenService;
+use crate::bus::Change;
 use crate::input::space_list;
 use crate::store::{StoreError, User};
 
@@ -56,7 +57,7 @@ impl TokenService {
     /// everywhere since, its grant (token family) has not ended and the consent it rests on
     /// has not been taken back.
     pub async fn check(&self, token: &str) -> Result<Option<ActiveToken>, StoreError> {
-        let Some((header, claims)) = jwt::verify(&self.keys.snapshot(), token) else {
+        let Some((header, claims)) = self.verify(token).await else {
             return Ok(None);
         };
         let now = self.clock.now();
@@ -66,7 +67,7 @@ impl TokenService {
         let Some(jti) = claims["jti"].as_str().filter(|_| valid) else {
             return Ok(None);
         };
-        let generation = self.store.revocations().generation();
+        let generation = self.store.changes().generation(Change::Tokens);
         let standing = match self.checks.get(jti, generation) {
             Some(standing) => standing,
             None => {
@@ -120,9 +121,9 @@ impl TokenService {
 const CHECK_TTL: Duration = Duration::from_secs(1);
 const CHECK_MAX_ENTRIES: usize = 50_000;
 
-/// Token checks by `jti`, each reused for `CHECK_TTL`. A write through this node's store that
-/// can end tokens moves its `Revocations` generation, which drops every entry at once; the same
-/// write on another node is seen here within `CHECK_TTL`.
+/// Token checks by `jti`, each reused for `CHECK_TTL`. A write that can end tokens, here or on
+/// another node (the change bus), moves the `Tokens` generation, which drops every entry at
+/// once; `CHECK_TTL` bounds the rest (a lost bus message).
 #[derive(Clone, Default)]
 pub(super) struct CheckCache(Arc<RwLock<HashMap<String, Checked>>>);
 

@@ -18,6 +18,16 @@ pub fn sign(key: &SigningKey, typ: &str, claims: &Value) -> Result<String, KeyEr
     Ok(token)
 }
 
+/// The `kid` a token's header names, before anything is verified.
+pub fn unverified_kid(token: &str) -> Option<String> {
+    let header_b64 = token.split('.').next()?;
+    if header_b64.len() > 2048 {
+        return None;
+    }
+    let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header_b64).ok()?).ok()?;
+    Some(header.get("kid")?.as_str()?.to_string())
+}
+
 /// The header and claims of a token signed by one of our keys, if its signature holds.
 /// Expiry and the other claims are for the caller to check.
 pub fn verify(keys: &KeySet, token: &str) -> Option<(Value, Value)> {

@@ -205,6 +205,8 @@ fn generate_pkcs8(alg: SigningAlg) -> Result<Vec<u8>, KeyError> {
 #[derive(Debug, Default)]
 pub struct KeySet {
     keys: Vec<Arc<SigningKey>>,
+    /// What the rows said when this set was read, so a reload that finds no change keeps it.
+    read_from: Vec<(String, i64, Option<i64>)>,
     /// The serialised JWKS and when it was made: rebuilt at most once a minute.
     jwks_cache: std::sync::Mutex<Option<(i64, axum::body::Bytes)>>,
 }
@@ -256,7 +258,22 @@ impl KeySet {
 #[derive(Clone, Debug, Default)]
 pub struct Keys {
     current: Arc<RwLock<Arc<KeySet>>>,
+    /// When a token's unknown `kid` last made this node read the keys; held while reading,
+    /// so requests that arrive meanwhile wait for that read instead of starting their own.
+    unknown_kid_read: Arc<tokio::sync::Mutex<Option<std::time::Instant>>>,
 }
+
+/// How often every node reads the keys even without a change message (one lost on the bus).
+pub const READ_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The shortest `keys rotate --delay`: a new key must be in every node's JWKS before any node
+/// signs with it. The bus brings it at once; a node that lost the message reads it within
+/// `READ_EVERY`; twice that leaves room for a slow read.
+pub const MIN_ROTATION_DELAY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// At most one read of the keys a second for tokens whose `kid` this node does not know:
+/// made-up kids cannot turn into a query each.
+const UNKNOWN_KID_READ_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Keys {
     pub fn snapshot(&self) -> Arc<KeySet> {
@@ -266,9 +283,17 @@ impl Keys {
         }
     }
 
-    /// Re-reads the keys from the database (picks up `keys rotate` from another process).
+    /// Re-reads the keys from the database (picks up `keys rotate` from another process); the
+    /// keys are parsed again only when the rows changed.
     pub async fn reload(&self, store: &Store, secret: &SecretKey) -> Result<(), KeyError> {
         let rows = store.signing_keys().await?;
+        let read_from: Vec<_> = rows
+            .iter()
+            .map(|row| (row.kid.clone(), row.activates_at, row.retired_at))
+            .collect();
+        if self.snapshot().read_from == read_from {
+            return Ok(());
+        }
         let mut keys = Vec::with_capacity(rows.len());
         for row in rows {
             let Some(alg) = SigningAlg::parse(&row.alg) else {
@@ -285,6 +310,7 @@ impl Keys {
         }
         let set = Arc::new(KeySet {
             keys,
+            read_from,
             jwks_cache: Default::default(),
         });
         match self.current.write() {
@@ -292,6 +318,24 @@ impl Keys {
             Err(poisoned) => *poisoned.into_inner() = set,
         }
         Ok(())
+    }
+}
+
+impl Keys {
+    /// A token names `kid`, which this node does not know: it may be a key made a moment ago by
+    /// another node or the CLI, so the keys are read again, at most once a second.
+    pub async fn reload_for_unknown(&self, kid: &str, store: &Store, secret: &SecretKey) {
+        let mut last_read = self.unknown_kid_read.lock().await;
+        if self.snapshot().by_kid(kid).is_some() {
+            return; // read meanwhile by the request that held the lock
+        }
+        if last_read.is_some_and(|at| at.elapsed() < UNKNOWN_KID_READ_EVERY) {
+            return;
+        }
+        *last_read = Some(std::time::Instant::now());
+        if let Err(e) = self.reload(store, secret).await {
+            tracing::warn!(error = %e, "could not read the signing keys for an unknown kid");
+        }
     }
 }
 

@@ -13,7 +13,6 @@ mod refresh;
 mod revoke;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Value, json};
 
@@ -24,25 +23,8 @@ pub use refresh::{Narrowing, RefreshError};
 
 use crate::clients::{Client, ClientCache};
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, SecretKey};
 use crate::store::Store;
-
-/// Counts the writes through one store that can make an access token inactive (a revoked token
-/// or family, a disabled or deleted user, a new session epoch, a consent taken back). The check
-/// cache compares it to drop every cached answer after such a write. One per store, so two
-/// servers in one process (the tests) do not share it.
-#[derive(Clone, Debug, Default)]
-pub struct Revocations(Arc<AtomicU64>);
-
-impl Revocations {
-    pub fn generation(&self) -> u64 {
-        self.0.load(Ordering::Acquire)
-    }
-
-    pub fn changed(&self) {
-        self.0.fetch_add(1, Ordering::AcqRel);
-    }
-}
 
 /// What the service needs; one `Arc`, so a handler's copy costs one counter, not ten.
 #[derive(Clone)]
@@ -57,6 +39,8 @@ pub struct Parts {
     issuer: Arc<str>,
     alg: SigningAlg,
     first_party: Arc<Client>,
+    /// Opens the sealed signing keys when they are read again.
+    secret: SecretKey,
 }
 
 /// A token response's contents (RFC 6749 §5.1), before an adapter writes it out.
@@ -124,6 +108,7 @@ impl TokenService {
             issuer: issuer_of(config).into(),
             alg: config.signing_alg,
             first_party: Arc::new(Client::first_party(config)),
+            secret: config.secret_key.clone(),
             store,
             clock,
         }))
@@ -161,9 +146,21 @@ impl TokenService {
             .jwks_body(self.clock.now(), crate::clients::MAX_ACCESS_TTL)
     }
 
-    /// Registered clients, each looked up at most every few seconds.
-    pub fn clients(&self) -> &ClientCache {
-        &self.clients
+    /// The header and claims of a token one of our keys signed. A `kid` this node does not
+    /// know yet (a key made a moment ago elsewhere) makes it read the keys before refusing.
+    async fn verify(&self, token: &str) -> Option<(Value, Value)> {
+        let keys = self.keys.snapshot();
+        if let Some(verified) = jwt::verify(&keys, token) {
+            return Some(verified);
+        }
+        let kid = jwt::unverified_kid(token)?;
+        if keys.by_kid(&kid).is_some() {
+            return None;
+        }
+        self.keys
+            .reload_for_unknown(&kid, &self.store, &self.secret)
+            .await;
+        jwt::verify(&self.keys.snapshot(), token)
     }
 
     pub async fn client(&self, id: &str) -> Result<Option<Client>, crate::store::StoreError> {
@@ -172,8 +169,8 @@ impl TokenService {
 
     /// The claims of an ID token we issued, whatever its age (a logout hint may be expired):
     /// signature, type and issuer hold. Access tokens are refused: they are not hints.
-    pub fn id_token_hint(&self, token: &str) -> Option<Value> {
-        let (header, claims) = jwt::verify(&self.keys.snapshot(), token)?;
+    pub async fn id_token_hint(&self, token: &str) -> Option<Value> {
+        let (header, claims) = self.verify(token).await?;
         (header["typ"] == "JWT" && claims["iss"] == *self.issuer && claims["aud"].is_string())
             .then_some(claims)
     }

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::{ActiveToken, TokenService, jwt};
+use super::{ActiveToken, TokenService};
 use crate::crypto;
 use crate::input::space_list;
 use crate::store::{RefreshTokenRow, StoreError};
@@ -19,7 +19,7 @@ impl TokenService {
                     .revoke_refresh_family(&row.family_id, now)
                     .await?;
             }
-        } else if let Some((_, claims)) = jwt::verify(&self.keys.snapshot(), token)
+        } else if let Some((_, claims)) = self.verify(token).await
             && claims["client_id"].as_str() == Some(client_id)
             && let (Some(jti), Some(exp)) = (claims["jti"].as_str(), claims["exp"].as_i64())
         {

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use base64::Engine;
 use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::process::{Child, Command};
@@ -101,7 +100,7 @@ async fn nodes_started_together_on_one_database_sign_with_one_key() {
         return;
     };
     let database = PgDatabase::create(&pg).await;
-    let secret = base64::engine::general_purpose::STANDARD.encode(rand_bytes());
+    let secret = crate::helpers::random_secret_key();
     let nodes = start_nodes(&database.url, &redis, &secret).await;
     let client = reqwest::Client::new();
 
@@ -198,17 +197,4 @@ async fn nodes_started_together_on_one_database_sign_with_one_key() {
             );
         }
     }
-}
-
-fn rand_bytes() -> [u8; 32] {
-    let mut bytes = [0u8; 32];
-    for (i, chunk) in uuid::Uuid::new_v4()
-        .as_bytes()
-        .iter()
-        .chain(uuid::Uuid::new_v4().as_bytes())
-        .enumerate()
-    {
-        bytes[i] = *chunk;
-    }
-    bytes
 }

@@ -164,6 +164,8 @@ impl TestApp {
             public_url: url.clone(),
             listen: addr.to_string(),
             redis_url: redis_url.clone(),
+            // On Postgres the key must be given; one per test database.
+            secret_key: pg.as_ref().map(|_| random_secret_key()),
             ..RawConfig::default()
         };
         change(&mut raw);
@@ -395,6 +397,12 @@ impl TestApp {
         if let Some(url) = &self.database_url {
             command.env("PORTCULLIS_DATABASE_URL", url);
         }
+        if let Some(key) = &self.raw.secret_key {
+            command.env("PORTCULLIS_SECRET_KEY", key);
+        }
+        if let Some(url) = &self.raw.redis_url {
+            command.env("PORTCULLIS_REDIS_URL", url);
+        }
         command
     }
 
@@ -521,4 +529,14 @@ pub async fn make_admin(app: &TestApp, email: &str) -> portcullis::store::User {
         .await
         .expect("grant admin");
     user
+}
+
+/// A fresh `PORTCULLIS_SECRET_KEY`: 32 random bytes in base64.
+pub fn random_secret_key() -> String {
+    use base64::Engine;
+    let bytes: Vec<u8> = [uuid::Uuid::new_v4(), uuid::Uuid::new_v4()]
+        .iter()
+        .flat_map(|id| *id.as_bytes())
+        .collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
