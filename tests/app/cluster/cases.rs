@@ -1,0 +1,333 @@
+//! What a cluster shares: one signing key, sessions, tokens, throttling, and changes that every
+//! node applies at once.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::json;
+use tokio::sync::Barrier;
+
+use super::proxy::SERVED_BY;
+use super::{Cluster, PASSWORD, time_until};
+
+/// Within this, another node must refuse what one node ended. The token-check cache keeps an
+/// answer for 1 s and the client cache for 5 s, so passing these bounds takes the change bus.
+const TOKEN_CHANGE_SEEN_WITHIN: Duration = Duration::from_millis(600);
+const CLIENT_CHANGE_SEEN_WITHIN: Duration = Duration::from_secs(2);
+
+#[tokio::test]
+async fn three_nodes_behind_a_balancer_act_as_one_server() {
+    let Some(cluster) = Cluster::start(3).await else {
+        return;
+    };
+    one_signing_key_for_the_cluster(&cluster).await;
+    a_browser_session_holds_on_every_node(&cluster).await;
+    tokens_from_any_node_verify_at_every_node(&cluster).await;
+    a_revocation_on_one_node_is_refused_at_once_on_the_others(&cluster).await;
+    a_sign_out_on_one_node_ends_the_family_on_the_others(&cluster).await;
+    a_client_deleted_on_one_node_is_refused_on_all(&cluster).await;
+    wrong_passwords_spread_over_the_nodes_share_one_limit(&cluster).await;
+}
+
+async fn one_signing_key_for_the_cluster(cluster: &Cluster) {
+    let mut published = Vec::new();
+    for i in 0..cluster.nodes.len() {
+        published.push(cluster.published_kids(i).await);
+    }
+    assert_eq!(published[0].len(), 1, "one key: {published:?}");
+    assert!(
+        published.iter().all(|kids| *kids == published[0]),
+        "every node publishes the same key: {published:?}"
+    );
+}
+
+async fn a_browser_session_holds_on_every_node(cluster: &Cluster) {
+    let email = cluster.sign_up().await;
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("browser");
+    let base = &cluster.proxy.url;
+    let page = browser
+        .get(format!("{base}/login"))
+        .send()
+        .await
+        .expect("GET /login")
+        .text()
+        .await
+        .expect("page");
+    let csrf = crate::helpers::hidden_value(&page, "csrf_token").expect("csrf field");
+    let signed_in = browser
+        .post(format!("{base}/login"))
+        .header(reqwest::header::ORIGIN, base)
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("email", email.as_str()),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .expect("POST /login");
+    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+
+    let mut served_by = BTreeSet::new();
+    for _ in 0..(2 * cluster.nodes.len()) {
+        let account = browser
+            .get(format!("{base}/account"))
+            .send()
+            .await
+            .expect("GET /account");
+        served_by.insert(
+            account.headers()[SERVED_BY]
+                .to_str()
+                .unwrap_or("")
+                .to_string(),
+        );
+        assert_eq!(account.status(), StatusCode::OK, "signed in on every node");
+        assert!(account.text().await.expect("page").contains(&email));
+    }
+    assert_eq!(served_by.len(), cluster.nodes.len(), "{served_by:?}");
+}
+
+async fn tokens_from_any_node_verify_at_every_node(cluster: &Cluster) {
+    let (id, secret) = cluster.machine_client().await;
+    let email = cluster.sign_up().await;
+    let kids = cluster.published_kids(0).await;
+    for signer in &cluster.nodes {
+        let client_token = cluster.client_token(&signer.url, &id, &secret).await;
+        let (person_token, _) = cluster.api_sign_in(&signer.url, &email).await;
+        for (token, what) in [(&client_token, "client"), (&person_token, "person")] {
+            let kid = jsonwebtoken::decode_header(token).expect("header").kid;
+            assert!(
+                kids.contains(&kid.unwrap_or_default()),
+                "{what} token's kid"
+            );
+        }
+        for checker in &cluster.nodes {
+            assert!(
+                cluster
+                    .active_at(&checker.url, &id, &secret, &client_token)
+                    .await,
+                "a client token from {} at {}",
+                signer.url,
+                checker.url
+            );
+            assert_eq!(
+                cluster.whoami(&checker.url, &person_token).await,
+                StatusCode::OK,
+                "a person's token from {} at {}",
+                signer.url,
+                checker.url
+            );
+        }
+    }
+}
+
+async fn a_revocation_on_one_node_is_refused_at_once_on_the_others(cluster: &Cluster) {
+    let (id, secret) = cluster.machine_client().await;
+    let [writer, others @ ..] = cluster.nodes.as_slice() else {
+        unreachable!("a cluster has nodes");
+    };
+    let token = cluster.client_token(&writer.url, &id, &secret).await;
+    // The other nodes have just checked it: their caches hold "active".
+    for other in others {
+        assert!(cluster.active_at(&other.url, &id, &secret, &token).await);
+    }
+    let since = Instant::now();
+    let revoked = cluster
+        .http
+        .post(format!("{}/oauth/revoke", writer.url))
+        .basic_auth(&id, Some(&secret))
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .expect("POST revoke");
+    assert_eq!(revoked.status(), StatusCode::OK);
+    for other in others {
+        let seen = time_until(since, TOKEN_CHANGE_SEEN_WITHIN, || async {
+            !cluster.active_at(&other.url, &id, &secret, &token).await
+        })
+        .await;
+        assert!(seen.is_some(), "{} refuses the revoked token", other.url);
+    }
+}
+
+async fn a_sign_out_on_one_node_ends_the_family_on_the_others(cluster: &Cluster) {
+    let email = cluster.sign_up().await;
+    let [writer, others @ ..] = cluster.nodes.as_slice() else {
+        unreachable!("a cluster has nodes");
+    };
+    let (access, refresh) = cluster.api_sign_in(&writer.url, &email).await;
+    for other in others {
+        assert_eq!(cluster.whoami(&other.url, &access).await, StatusCode::OK);
+    }
+    let since = Instant::now();
+    let signed_out = cluster
+        .http
+        .post(format!("{}/api/v1/logout", writer.url))
+        .json(&json!({ "refresh_token": refresh }))
+        .send()
+        .await
+        .expect("POST logout");
+    assert!(signed_out.status().is_success(), "{}", signed_out.status());
+    for other in others {
+        let seen = time_until(since, TOKEN_CHANGE_SEEN_WITHIN, || async {
+            cluster.whoami(&other.url, &access).await == StatusCode::UNAUTHORIZED
+        })
+        .await;
+        assert!(seen.is_some(), "{} refuses the signed-out token", other.url);
+    }
+}
+
+async fn a_client_deleted_on_one_node_is_refused_on_all(cluster: &Cluster) {
+    let (id, secret) = cluster.machine_client().await;
+    // Every node has looked the client up (and caches it).
+    for node in &cluster.nodes {
+        cluster.client_token(&node.url, &id, &secret).await;
+    }
+    let since = Instant::now();
+    cluster.cli(&["client", "delete", &id]).await;
+    for node in &cluster.nodes {
+        let seen = time_until(since, CLIENT_CHANGE_SEEN_WITHIN, || async {
+            cluster
+                .http
+                .post(format!("{}/oauth/token", node.url))
+                .basic_auth(&id, Some(&secret))
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await
+                .expect("POST token")
+                .status()
+                == StatusCode::UNAUTHORIZED
+        })
+        .await;
+        assert!(seen.is_some(), "{} refuses the deleted client", node.url);
+    }
+}
+
+async fn wrong_passwords_spread_over_the_nodes_share_one_limit(cluster: &Cluster) {
+    const PARALLEL: usize = 24;
+    let email = cluster.sign_up().await;
+    let barrier = Arc::new(Barrier::new(PARALLEL));
+    let mut tasks = Vec::new();
+    for _ in 0..PARALLEL {
+        let (barrier, http, email) = (barrier.clone(), cluster.http.clone(), email.clone());
+        let url = format!("{}/api/v1/login", cluster.proxy.url);
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let answer = http
+                .post(url)
+                .json(&json!({ "email": email, "password": "wrong-password-123" }))
+                .send()
+                .await
+                .expect("POST login");
+            (
+                answer.status(),
+                answer.headers()[SERVED_BY]
+                    .to_str()
+                    .unwrap_or("")
+                    .to_string(),
+            )
+        }));
+    }
+    let mut statuses = Vec::new();
+    let mut served_by = BTreeSet::new();
+    for task in tasks {
+        let (status, node) = task.await.expect("task");
+        statuses.push(status);
+        served_by.insert(node);
+    }
+    assert_eq!(
+        served_by.len(),
+        cluster.nodes.len(),
+        "spread over every node"
+    );
+    let evaluated = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    assert_eq!(
+        evaluated, 5,
+        "the account limit, once for the cluster: {statuses:?}"
+    );
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == StatusCode::UNAUTHORIZED || *s == StatusCode::TOO_MANY_REQUESTS)
+    );
+    // The right password is refused on every node while the account is paused.
+    for node in &cluster.nodes {
+        let answer = cluster
+            .http
+            .post(format!("{}/api/v1/login", node.url))
+            .json(&json!({ "email": email, "password": PASSWORD }))
+            .send()
+            .await
+            .expect("POST login");
+        assert_eq!(answer.status(), StatusCode::TOO_MANY_REQUESTS);
+    }
+}
+
+#[tokio::test]
+async fn keys_rotated_with_the_cli_reach_every_running_node() {
+    let Some(cluster) = Cluster::start(3).await else {
+        return;
+    };
+    let (id, secret) = cluster.machine_client().await;
+    let old_kids = cluster.published_kids(0).await;
+    let mut old_tokens = Vec::new();
+    for node in &cluster.nodes {
+        old_tokens.push(cluster.client_token(&node.url, &id, &secret).await);
+    }
+
+    let since = Instant::now();
+    let rotated = cluster.cli(&["keys", "rotate", "--delay", "10s"]).await;
+    let cli_took = since.elapsed();
+    let new_kid = rotated["kid"].as_str().expect("kid").to_string();
+    let activates_at = rotated["activates_at"].as_i64().expect("activates_at");
+    for i in 0..cluster.nodes.len() {
+        let seen = time_until(since, Duration::from_secs(2), || async {
+            cluster.published_kids(i).await.contains(&new_kid)
+        })
+        .await;
+        let seen = seen.unwrap_or_else(|| panic!("node {i} publishes the new key within 2 s"));
+        eprintln!(
+            "node {i} published the new key {} ms after `keys rotate` started ({} ms after it \
+             exited)",
+            seen.as_millis(),
+            seen.saturating_sub(cli_took).as_millis()
+        );
+    }
+
+    // Once active, every node signs with the new key, and every token verifies everywhere.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    tokio::time::sleep(Duration::from_secs((activates_at - now + 1).max(0) as u64)).await;
+    let mut new_tokens = Vec::new();
+    for node in &cluster.nodes {
+        let token = cluster.client_token(&node.url, &id, &secret).await;
+        let kid = jsonwebtoken::decode_header(&token).expect("header").kid;
+        assert_eq!(
+            kid.as_deref(),
+            Some(new_kid.as_str()),
+            "{} signs with it",
+            node.url
+        );
+        new_tokens.push(token);
+    }
+    for (i, checker) in cluster.nodes.iter().enumerate() {
+        let kids = cluster.published_kids(i).await;
+        assert!(
+            old_kids.iter().all(|kid| kids.contains(kid)),
+            "the old key stays published"
+        );
+        for token in old_tokens.iter().chain(&new_tokens) {
+            assert!(cluster.active_at(&checker.url, &id, &secret, token).await);
+        }
+    }
+}

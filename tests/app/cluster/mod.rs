@@ -1,0 +1,372 @@
+//! Several nodes of the real binary on one Postgres database and one Redis, behind a
+//! round-robin balancer, as an operator runs them. CI runs these on Postgres + Redis; elsewhere
+//! they are skipped without those services.
+
+mod cases;
+mod proxy;
+mod under_load;
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::process::{Child, Command};
+
+use crate::helpers::PgDatabase;
+use proxy::Proxy;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// The Postgres and Redis the cluster tests need; `None` (skipped with a notice) outside CI.
+fn services() -> Option<(String, String)> {
+    match (
+        std::env::var("PORTCULLIS_TEST_POSTGRES_URL"),
+        std::env::var("PORTCULLIS_TEST_REDIS_URL"),
+    ) {
+        (Ok(pg), Ok(redis)) => Some((pg, redis)),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("CI must set PORTCULLIS_TEST_POSTGRES_URL and PORTCULLIS_TEST_REDIS_URL")
+        }
+        _ => {
+            eprintln!("skipped: the cluster tests need Postgres and Redis");
+            None
+        }
+    }
+}
+
+/// One `portcullis serve` process with its own port and data directory.
+pub struct Node {
+    pub url: String,
+    port: u16,
+    process: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl Node {
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("node.log")).unwrap_or_default()
+    }
+}
+
+/// Nodes on one fresh database, one Redis and one secret key, behind a `Proxy` whose URL is
+/// the public URL (the issuer) of every node.
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    pub proxy: Proxy,
+    pub http: reqwest::Client,
+    database: PgDatabase,
+    redis: String,
+    secret: String,
+}
+
+impl Cluster {
+    /// `None` when the services are missing outside CI.
+    pub async fn start(nodes: usize) -> Option<Self> {
+        let (pg, redis) = services()?;
+        let database = PgDatabase::create(&pg).await;
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let ports: Vec<u16> = (0..nodes).map(|_| free_port()).collect();
+        let proxy = Proxy::start(
+            listener,
+            ports
+                .iter()
+                .map(|port| format!("http://127.0.0.1:{port}"))
+                .collect(),
+        );
+        let mut cluster = Self {
+            nodes: Vec::new(),
+            proxy,
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            database,
+            redis,
+            secret: crate::helpers::random_secret_key(),
+        };
+        // Started together, as an orchestrator starts them.
+        for port in ports {
+            let node = Node {
+                url: format!("http://127.0.0.1:{port}"),
+                port,
+                process: None,
+                dir: tempfile::tempdir().expect("temp dir"),
+            };
+            cluster.nodes.push(node);
+        }
+        for i in 0..nodes {
+            cluster.spawn(i);
+        }
+        for i in 0..nodes {
+            cluster.wait_ready(i).await;
+        }
+        Some(cluster)
+    }
+
+    /// The environment every node and the CLI share.
+    fn command(&self, data_dir: &std::path::Path) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+        command
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("PORTCULLIS_DATABASE_URL", &self.database.url)
+            .env("PORTCULLIS_REDIS_URL", &self.redis)
+            .env("PORTCULLIS_SECRET_KEY", &self.secret)
+            .env("PORTCULLIS_PUBLIC_URL", &self.proxy.url)
+            .env("PORTCULLIS_DATA_DIR", data_dir)
+            .env("RUST_LOG", "warn,portcullis=info");
+        command
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let node = &self.nodes[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(node.dir.path().join("node.log"))
+            .expect("log file");
+        let mut command = self.command(node.dir.path());
+        command
+            .env("PORTCULLIS_LISTEN", format!("127.0.0.1:{}", node.port))
+            .env("PORTCULLIS_NODE_NAME", format!("node-{i}"))
+            .env("PORTCULLIS_TRUSTED_PROXIES", "127.0.0.1")
+            .env("PORTCULLIS_SHUTDOWN_GRACE", "1s")
+            // The load tests sign many people up from the balancer's one address.
+            .env("PORTCULLIS_SIGNUP_MAX_PER_IP", "100000")
+            .arg("serve")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true);
+        let process = command.spawn().expect("start a node");
+        self.nodes[i].process = Some(process);
+    }
+
+    /// Waits until node `i` answers `/ready` and the balancer sends it requests.
+    async fn wait_ready(&self, i: usize) {
+        let node = &self.nodes[i];
+        for _ in 0..600 {
+            let ready = self
+                .http
+                .get(format!("{}/ready", node.url))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == StatusCode::OK);
+            if ready && self.proxy.is_ready(i) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("node {i} did not become ready: {}", node.log());
+    }
+
+    /// Ends node `i` with SIGKILL, as a crash would.
+    pub async fn kill(&mut self, i: usize) {
+        if let Some(mut process) = self.nodes[i].process.take() {
+            process.kill().await.expect("kill -9");
+        }
+    }
+
+    /// SIGTERM, as an orchestrator stops a node; waits for it to exit and returns whether it
+    /// exited cleanly.
+    pub async fn terminate(&mut self, i: usize) -> bool {
+        let Some(mut process) = self.nodes[i].process.take() else {
+            return false;
+        };
+        let pid = process.id().expect("a running node has a pid");
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success());
+        let status = tokio::time::timeout(Duration::from_secs(30), process.wait())
+            .await
+            .expect("the node exits after SIGTERM")
+            .expect("wait");
+        status.success()
+    }
+
+    /// Starts node `i` again on its port and waits until it is ready.
+    pub async fn restart(&mut self, i: usize) {
+        self.spawn(i);
+        self.wait_ready(i).await;
+    }
+
+    /// Runs `portcullis ARGS…` against the cluster's database; its stdout as JSON.
+    pub async fn cli(&self, args: &[&str]) -> Value {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let out = self
+            .command(dir.path())
+            .args(args)
+            .output()
+            .await
+            .expect("run portcullis");
+        assert!(
+            out.status.success(),
+            "portcullis {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    }
+
+    /// A confidential client for `client_credentials`; its id and secret.
+    pub async fn machine_client(&self) -> (String, String) {
+        let created = self
+            .cli(&[
+                "client",
+                "create",
+                "--name",
+                "Reports",
+                "--grant-types",
+                "client_credentials",
+                "--scopes",
+                "reports",
+            ])
+            .await;
+        (
+            created["client_id"].as_str().expect("id").to_string(),
+            created["client_secret"]
+                .as_str()
+                .expect("secret")
+                .to_string(),
+        )
+    }
+
+    /// A `client_credentials` access token from `base` (a node or the balancer).
+    pub async fn client_token(&self, base: &str, id: &str, secret: &str) -> String {
+        let answer: Value = self
+            .http
+            .post(format!("{base}/oauth/token"))
+            .basic_auth(id, Some(secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .expect("POST token")
+            .json()
+            .await
+            .expect("json");
+        answer["access_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("a token from {base}: {answer}"))
+            .to_string()
+    }
+
+    /// RFC 7662 introspection at `base`: whether the token is active there.
+    pub async fn active_at(&self, base: &str, id: &str, secret: &str, token: &str) -> bool {
+        let answer: Value = self
+            .http
+            .post(format!("{base}/oauth/introspect"))
+            .basic_auth(id, Some(secret))
+            .form(&[("token", token)])
+            .send()
+            .await
+            .expect("POST introspect")
+            .json()
+            .await
+            .expect("json");
+        answer["active"] == true
+    }
+
+    /// The kids node `i` publishes.
+    pub async fn published_kids(&self, i: usize) -> Vec<String> {
+        let jwks: Value = self
+            .http
+            .get(format!("{}/oauth/jwks", self.nodes[i].url))
+            .send()
+            .await
+            .expect("GET jwks")
+            .json()
+            .await
+            .expect("json");
+        jwks["keys"]
+            .as_array()
+            .expect("keys")
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    /// A person signed up through the balancer; their email.
+    pub async fn sign_up(&self) -> String {
+        let email = crate::helpers::unique_email();
+        let answer = self
+            .http
+            .post(format!("{}/api/v1/signup", self.proxy.url))
+            .json(&json!({ "email": email, "password": PASSWORD }))
+            .send()
+            .await
+            .expect("POST signup");
+        assert_eq!(answer.status(), StatusCode::CREATED);
+        email
+    }
+
+    /// The first-party API's tokens for `email`, signed in at `base`.
+    pub async fn api_sign_in(&self, base: &str, email: &str) -> (String, String) {
+        let answer: Value = self
+            .http
+            .post(format!("{base}/api/v1/login"))
+            .json(&json!({ "email": email, "password": PASSWORD }))
+            .send()
+            .await
+            .expect("POST login")
+            .json()
+            .await
+            .expect("json");
+        (
+            answer["access_token"]
+                .as_str()
+                .unwrap_or_else(|| panic!("tokens: {answer}"))
+                .to_string(),
+            answer["refresh_token"]
+                .as_str()
+                .unwrap_or_else(|| panic!("tokens: {answer}"))
+                .to_string(),
+        )
+    }
+
+    /// `GET /api/v1/whoami` at `base` with `token`: its status.
+    pub async fn whoami(&self, base: &str, token: &str) -> StatusCode {
+        self.http
+            .get(format!("{base}/api/v1/whoami"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("GET whoami")
+            .status()
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Asks `refused` every 2 ms until it says yes or `within` has passed since `since`; how long
+/// after `since` it first did.
+pub async fn time_until<F, Fut>(
+    since: Instant,
+    within: Duration,
+    mut refused: F,
+) -> Option<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    loop {
+        if refused().await {
+            return Some(since.elapsed());
+        }
+        if since.elapsed() > within {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// The `q` quantile of sorted `samples`.
+pub fn quantile(samples: &[Duration], q: f64) -> Duration {
+    let index = ((samples.len() as f64 - 1.0) * q).round() as usize;
+    samples[index.min(samples.len() - 1)]
+}
