@@ -10,7 +10,7 @@ use serde_json::json;
 use tokio::sync::Barrier;
 
 use super::proxy::SERVED_BY;
-use super::{Cluster, PASSWORD, time_until};
+use super::{Cluster, PASSWORD, Shared, time_until};
 
 /// Within this, another node must refuse what one node ended. The token-check cache keeps an
 /// answer for 1 s and the client cache for 5 s, so passing these bounds takes the change bus.
@@ -269,6 +269,19 @@ async fn wrong_passwords_spread_over_the_nodes_share_one_limit(cluster: &Cluster
             .expect("POST login");
         assert_eq!(answer.status(), StatusCode::TOO_MANY_REQUESTS);
     }
+}
+
+/// Without Redis, Postgres `LISTEN/NOTIFY` carries the changes and holds the sessions.
+#[tokio::test]
+async fn without_redis_postgres_carries_the_changes() {
+    let Some(cluster) = Cluster::start_on(2, Shared::PostgresOnly).await else {
+        return;
+    };
+    one_signing_key_for_the_cluster(&cluster).await;
+    a_browser_session_holds_on_every_node(&cluster).await;
+    a_revocation_on_one_node_is_refused_at_once_on_the_others(&cluster).await;
+    a_sign_out_on_one_node_ends_the_family_on_the_others(&cluster).await;
+    a_client_deleted_on_one_node_is_refused_on_all(&cluster).await;
 }
 
 #[tokio::test]

@@ -56,14 +56,27 @@ pub struct Cluster {
     pub proxy: Proxy,
     pub http: reqwest::Client,
     database: PgDatabase,
-    redis: String,
+    /// `None`: sessions in Postgres and changes over `LISTEN/NOTIFY`.
+    redis: Option<String>,
     secret: String,
+}
+
+/// Where the nodes keep sessions and send changes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Shared {
+    PostgresAndRedis,
+    PostgresOnly,
 }
 
 impl Cluster {
     /// `None` when the services are missing outside CI.
     pub async fn start(nodes: usize) -> Option<Self> {
+        Self::start_on(nodes, Shared::PostgresAndRedis).await
+    }
+
+    pub async fn start_on(nodes: usize, shared: Shared) -> Option<Self> {
         let (pg, redis) = services()?;
+        let redis = (shared == Shared::PostgresAndRedis).then_some(redis);
         let database = PgDatabase::create(&pg).await;
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let ports: Vec<u16> = (0..nodes).map(|_| free_port()).collect();
@@ -111,11 +124,13 @@ impl Cluster {
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("PORTCULLIS_DATABASE_URL", &self.database.url)
-            .env("PORTCULLIS_REDIS_URL", &self.redis)
             .env("PORTCULLIS_SECRET_KEY", &self.secret)
             .env("PORTCULLIS_PUBLIC_URL", &self.proxy.url)
             .env("PORTCULLIS_DATA_DIR", data_dir)
             .env("RUST_LOG", "warn,portcullis=info");
+        if let Some(redis) = &self.redis {
+            command.env("PORTCULLIS_REDIS_URL", redis);
+        }
         command
     }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use super::{Cluster, PASSWORD, quantile, time_until};
+use super::{Cluster, PASSWORD, Shared, quantile, time_until};
 
 /// Requests in flight at once: a bounded load the 2-core CI machine carries beside the tests.
 const WORKERS: usize = 4;
@@ -143,7 +143,11 @@ async fn a_rolling_restart_under_load_fails_no_request() {
 #[tokio::test]
 #[ignore = "a measurement; bench/cluster.sh runs it"]
 async fn measure_cross_node_invalidation() {
-    let Some(cluster) = Cluster::start(2).await else {
+    let shared = match std::env::var("BUS").as_deref() {
+        Ok("postgres") => Shared::PostgresOnly,
+        _ => Shared::PostgresAndRedis,
+    };
+    let Some(cluster) = Cluster::start_on(2, shared).await else {
         return;
     };
     let rounds: usize = std::env::var("ROUNDS")
@@ -174,8 +178,12 @@ async fn measure_cross_node_invalidation() {
     }
     samples.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let bus = match shared {
+        Shared::PostgresOnly => "Postgres LISTEN/NOTIFY",
+        Shared::PostgresAndRedis => "Redis pub/sub",
+    };
     println!(
-        "cross-node invalidation over {rounds} revocations (from sending the revocation on \
+        "{bus}: cross-node invalidation over {rounds} revocations (from sending the revocation on \
          node A to the first refusal at node B, polled every 2 ms): p50 {:.1} ms, p90 {:.1} ms, \
          p99 {:.1} ms, max {:.1} ms",
         ms(quantile(&samples, 0.5)),
