@@ -7,6 +7,7 @@ use tokio::process::Command;
 use crate::helpers::{PASSWORD, TestApp, location, unique_email};
 
 backend_tests!(
+    a_node_given_another_secret_key_refuses_to_start,
     user_create_works_while_the_server_runs_and_that_user_can_sign_in,
     user_create_refuses_a_taken_email_and_a_weak_password,
 );
@@ -149,4 +150,44 @@ async fn the_secret_key_is_generated_once_and_never_logged() {
         dir.path().join("portcullis.db").exists(),
         "the database file is created on first start"
     );
+}
+
+/// A node with a key other than the one the database was sealed with would fail on every sealed
+/// secret (or seal new ones the other nodes cannot open): it refuses to start, and says why. On
+/// Postgres a node given no key refuses too, rather than generate one of its own.
+async fn a_node_given_another_secret_key_refuses_to_start(app: TestApp) {
+    let serve = |key: Option<String>| {
+        let mut command = app.command();
+        command
+            .env("PORTCULLIS_LISTEN", "127.0.0.1:0")
+            .env_remove("PORTCULLIS_SECRET_KEY")
+            .arg("serve");
+        if let Some(key) = key {
+            command.env("PORTCULLIS_SECRET_KEY", key);
+        }
+        async move {
+            tokio::time::timeout(std::time::Duration::from_secs(60), command.output())
+                .await
+                .expect("the node stops by itself")
+                .expect("run portcullis")
+        }
+    };
+    let refused = serve(Some(crate::helpers::random_secret_key())).await;
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("is not the key this database's secrets were sealed with"),
+        "{stderr}"
+    );
+    if app.database_url.is_some() {
+        let refused = serve(None).await;
+        assert!(!refused.status.success());
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            stderr.contains("on Postgres every node must be given the same secret key"),
+            "{stderr}"
+        );
+    }
+    // The server with the right key still works.
+    assert_eq!(app.get("/ready").await.status(), StatusCode::OK);
 }

@@ -383,6 +383,11 @@ impl Drop for TestApp {
 }
 
 impl TestApp {
+    /// The configuration the server runs with.
+    pub fn config(&self) -> Config {
+        Config::from_raw(self.raw.clone()).expect("test config is valid")
+    }
+
     /// The `portcullis` binary, set up for this app's data directory and database.
     pub fn command(&self) -> tokio::process::Command {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"));

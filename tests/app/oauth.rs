@@ -17,6 +17,7 @@ backend_tests!(
     malformed_requests_get_the_rfc_error_never_a_500,
     clients_created_rotated_and_deleted_from_the_cli_take_effect_at_once,
     after_a_key_rotation_old_tokens_still_verify,
+    a_token_signed_with_a_key_made_elsewhere_is_checked_after_reading_the_keys,
     es256_and_eddsa_keys_can_be_chosen,
 );
 
@@ -464,6 +465,83 @@ async fn after_a_key_rotation_old_tokens_still_verify(app: TestApp) {
     );
     verify_with_jwks(&app, &old_token).await;
     verify_with_jwks(&app, &new_token).await;
+}
+
+/// Another node (here: another store on the same database, with no bus) made a key and signed
+/// with it before this server read it: the unknown `kid` makes the server read the keys.
+async fn a_token_signed_with_a_key_made_elsewhere_is_checked_after_reading_the_keys(app: TestApp) {
+    use portcullis::tokens::{Keys, SigningAlg, TokenService, keys};
+    let (id, secret) = create_machine_client(&app, "reports").await;
+    let config = app.config();
+    let elsewhere = portcullis::store::Store::connect(&config.database, 2)
+        .await
+        .expect("a second connection");
+    let now = app.clock.now();
+    let kid = keys::create_key(&elsewhere, &config.secret_key, SigningAlg::Rs256, now, now)
+        .await
+        .expect("a new key");
+    let their_keys = Keys::default();
+    their_keys
+        .reload(&elsewhere, &config.secret_key)
+        .await
+        .expect("read keys");
+    let their_node = TokenService::new(&config, elsewhere, their_keys, app.clock.clone());
+    let client = their_node.client(&id).await.expect("q").expect("client");
+    let token = their_node
+        .client_token(&client, "reports", &[])
+        .expect("token")
+        .access_token;
+    let header = jsonwebtoken::decode_header(&token).expect("header");
+    assert_eq!(header.kid.as_deref(), Some(kid.as_str()));
+
+    let published = |jwks: Value| {
+        jwks["keys"]
+            .as_array()
+            .expect("keys")
+            .iter()
+            .any(|k| k["kid"] == kid.as_str())
+    };
+    let before: Value = app.get("/oauth/jwks").await.json().await.expect("json");
+    assert!(
+        !published(before),
+        "this server has not read the new key yet"
+    );
+    let answer: Value = app
+        .client
+        .post(app.at("/oauth/introspect"))
+        .basic_auth(&id, Some(&secret))
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .expect("POST introspect")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(answer["active"], true, "{answer}");
+    let after: Value = app.get("/oauth/jwks").await.json().await.expect("json");
+    assert!(published(after), "it read the keys for the unknown kid");
+
+    // Made-up kids are refused (and cost at most one read of the keys a second).
+    let forged = format!(
+        "{}.{}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            r#"{"alg":"RS256","typ":"at+jwt","kid":"made-up"}"#
+        ),
+        token.split_once('.').map_or("", |(_, rest)| rest)
+    );
+    let answer: Value = app
+        .client
+        .post(app.at("/oauth/introspect"))
+        .basic_auth(&id, Some(&secret))
+        .form(&[("token", forged.as_str())])
+        .send()
+        .await
+        .expect("POST introspect")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(answer["active"], false);
 }
 
 async fn es256_and_eddsa_keys_can_be_chosen(mut app: TestApp) {

@@ -33,8 +33,18 @@ async fn three_nodes_behind_a_balancer_act_as_one_server() {
 
 async fn one_signing_key_for_the_cluster(cluster: &Cluster) {
     let mut published = Vec::new();
-    for i in 0..cluster.nodes.len() {
+    for (i, node) in cluster.nodes.iter().enumerate() {
         published.push(cluster.published_kids(i).await);
+        let ready: serde_json::Value = cluster
+            .http
+            .get(format!("{}/ready", node.url))
+            .send()
+            .await
+            .expect("GET /ready")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(ready["node"], format!("node-{i}"), "{ready}");
     }
     assert_eq!(published[0].len(), 1, "one key: {published:?}");
     assert!(

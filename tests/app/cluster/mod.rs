@@ -182,8 +182,8 @@ impl Cluster {
         }
     }
 
-    /// SIGTERM, as an orchestrator stops a node; waits for it to exit and returns whether it
-    /// exited cleanly.
+    /// SIGTERM, as an orchestrator stops a node: checks that it first answers `/ready` with
+    /// 503 `draining` while still serving, then waits for it to exit; whether it exited cleanly.
     pub async fn terminate(&mut self, i: usize) -> bool {
         let Some(mut process) = self.nodes[i].process.take() else {
             return false;
@@ -194,6 +194,19 @@ impl Cluster {
             .status()
             .expect("run kill");
         assert!(sent.success());
+        let ready_url = format!("{}/ready", self.nodes[i].url);
+        let mut draining = None;
+        for _ in 0..100 {
+            let answer = self.http.get(&ready_url).send().await.expect("GET /ready");
+            if answer.status() == StatusCode::SERVICE_UNAVAILABLE {
+                draining = Some(answer.json::<Value>().await.expect("json"));
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let draining = draining.expect("/ready answers 503 after SIGTERM");
+        assert_eq!(draining["status"], "draining");
+        assert_eq!(draining["node"], format!("node-{i}"));
         let status = tokio::time::timeout(Duration::from_secs(30), process.wait())
             .await
             .expect("the node exits after SIGTERM")
