@@ -51,8 +51,8 @@ pub struct AppState {
 pub struct App {
     pub state: AppState,
     pub sessions: SessionBackend,
-    /// How this node hears of other nodes' changes (for the start-up log).
-    pub bus: &'static str,
+    /// How this node hears of other nodes' changes.
+    pub bus: bus::Connection,
 }
 
 impl App {
@@ -255,6 +255,7 @@ impl App {
         .with_graceful_shutdown(drain)
         .await?;
         key_reader.abort();
+        self.bus.stop();
         self.state.store.close().await;
         Ok(())
     }

@@ -167,7 +167,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         node = app.state.node.name(),
         database = app.state.store.backend_name(),
         sessions = app.sessions.name(),
-        change_bus = app.bus,
+        change_bus = app.bus.name,
         mail = %app.state.mailer.describe(),
         "Portcullis is listening on http://{listen} (public URL {public_url})"
     );

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use crate::config::Secret;
 use crate::store::{Db, Store};
@@ -153,22 +153,49 @@ pub enum Role {
     Cli,
 }
 
+/// A connected bus: its transport's name (for the logs), and the way to end its tasks.
+pub struct Connection {
+    pub name: &'static str,
+    stop: watch::Sender<bool>,
+}
+
+impl Connection {
+    /// Ends the bus's tasks and closes their connections (a server that stopped serving; the
+    /// tests start many in one process).
+    pub fn stop(&self) {
+        self.stop.send_replace(true);
+    }
+}
+
+/// Completes once `stop` is called; never when the `Connection` is dropped without it (the
+/// CLI drops it and keeps publishing until it exits).
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    if stop.wait_for(|stopped| *stopped).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 /// Connects the store's changes to the other nodes of `deployment` (an id the nodes of one
 /// database share): Redis when configured, else Postgres; nothing on SQLite without Redis (one
-/// process). Returns the transport's name for the logs.
+/// process).
 pub async fn connect(
     store: &Store,
     redis_url: Option<&Secret>,
     deployment: &str,
     role: Role,
-) -> anyhow::Result<&'static str> {
+) -> anyhow::Result<Connection> {
     let channel = channel(deployment);
     let transport = match (redis_url, &store.db) {
         (Some(url), _) => Transport::Redis(redis::Bus::connect(url.expose(), channel).await?),
         (None, Db::Postgres(pool)) => {
             Transport::Postgres(postgres::Bus::new(pool.clone(), channel))
         }
-        (None, Db::Sqlite(_)) => return Ok("none (one process)"),
+        (None, Db::Sqlite(_)) => {
+            return Ok(Connection {
+                name: "none (one process)",
+                stop: watch::Sender::new(false),
+            });
+        }
     };
     let changes = store.changes().clone();
     let (outbox, queue) = mpsc::unbounded_channel();
@@ -179,28 +206,39 @@ pub async fn connect(
         Transport::Redis(_) => "redis",
         Transport::Postgres(_) => "postgres",
     };
+    let stop = watch::Sender::new(false);
     if role == Role::Server {
+        let (changes, until) = (changes.clone(), stopped(stop.subscribe()));
         match &transport {
-            Transport::Redis(bus) => bus.subscribe(changes.clone()).await?,
-            Transport::Postgres(bus) => bus.subscribe(changes.clone()).await?,
+            Transport::Redis(bus) => bus.subscribe(changes, until).await?,
+            Transport::Postgres(bus) => bus.subscribe(changes, until).await?,
         }
     }
-    tokio::spawn(send_all(transport, changes, queue));
-    Ok(name)
+    let until = stopped(stop.subscribe());
+    tokio::spawn(async move {
+        tokio::select! {
+            () = send_all(&transport, &changes, queue) => {}
+            () = until => {}
+        }
+        if let Transport::Redis(bus) = &transport {
+            bus.close().await;
+        }
+    });
+    Ok(Connection { name, stop })
 }
 
 /// Publishes queued changes in order. A failed publish is logged: the caches' lifetimes bound
 /// how long the other nodes keep the old answer.
 async fn send_all(
-    transport: Transport,
-    changes: Changes,
+    transport: &Transport,
+    changes: &Changes,
     mut queue: mpsc::UnboundedReceiver<Outgoing>,
 ) {
     while let Some(outgoing) = queue.recv().await {
         match outgoing {
             Outgoing::Publish(change) => {
                 let message = changes.message(change);
-                let sent = match &transport {
+                let sent = match transport {
                     Transport::Redis(bus) => bus.publish(&message).await,
                     Transport::Postgres(bus) => bus.publish(&message).await.map_err(Into::into),
                 };

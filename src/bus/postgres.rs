@@ -29,10 +29,14 @@ impl Bus {
 
     /// Listens on a connection of its own; when it is lost, reconnects and treats everything
     /// as changed (notifications sent meanwhile are gone).
-    pub async fn subscribe(&self, changes: Changes) -> anyhow::Result<()> {
+    pub async fn subscribe(
+        &self,
+        changes: Changes,
+        until: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(&self.channel).await?;
-        tokio::spawn(async move {
+        let listen = async move {
             loop {
                 match listener.try_recv().await {
                     Ok(Some(notification)) => changes.receive(notification.payload()),
@@ -47,6 +51,13 @@ impl Bus {
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                 }
+            }
+        };
+        // Dropping the listener closes its connection.
+        tokio::spawn(async move {
+            tokio::select! {
+                () = listen => {}
+                () = until => {}
             }
         });
         Ok(())

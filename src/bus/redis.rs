@@ -40,14 +40,19 @@ impl Bus {
 
     /// Subscribes, and again after every reconnect, treating everything as changed then
     /// (messages published meanwhile are gone).
-    pub async fn subscribe(&self, changes: Changes) -> anyhow::Result<()> {
+    pub async fn subscribe(
+        &self,
+        changes: Changes,
+        until: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let subscriber = client(&self.url)?;
         let channel = self.channel.clone();
         let mut messages = subscriber.message_rx();
         let mut reconnects = subscriber.reconnect_rx();
         subscriber.init().await?;
         subscriber.subscribe(&channel).await?;
-        tokio::spawn(async move {
+        let receiver = subscriber.clone();
+        let listen = async move {
             loop {
                 tokio::select! {
                     message = messages.recv() => match message {
@@ -64,14 +69,26 @@ impl Bus {
                             break;
                         }
                         tracing::warn!("change bus: reconnected to Redis");
-                        if let Err(e) = subscriber.subscribe(&channel).await {
+                        if let Err(e) = receiver.subscribe(&channel).await {
                             tracing::warn!(error = %e, "change bus: cannot subscribe on Redis");
                         }
                         changes.apply_all();
                     }
                 }
             }
+        };
+        tokio::spawn(async move {
+            tokio::select! {
+                () = listen => {}
+                () = until => {}
+            }
+            let _ = subscriber.quit().await;
         });
         Ok(())
+    }
+
+    /// Closes the publishing connection.
+    pub async fn close(&self) {
+        let _ = self.publisher.quit().await;
     }
 }
