@@ -176,7 +176,19 @@ impl App {
                 self.state.node.clone(),
                 crate::ops::close_when_draining,
             ))
-            .layer(TraceLayer::new_for_http())
+            // Every log line of a request names the node, the method and the path (never the
+            // query string, which can hold one-time tokens).
+            .layer(TraceLayer::new_for_http().make_span_with({
+                let node = self.state.node.clone();
+                move |request: &axum::extract::Request| {
+                    tracing::info_span!(
+                        "request",
+                        node = node.name(),
+                        method = %request.method(),
+                        path = request.uri().path(),
+                    )
+                }
+            }))
             // Behind trusted proxies, the client's address comes from X-Forwarded-For.
             .layer(axum::middleware::from_fn_with_state(
                 Arc::new(config.trusted_proxies.clone()),

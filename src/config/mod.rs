@@ -355,9 +355,10 @@ impl Config {
             })?;
 
         let secret_key = load_secret_key(&raw, matches!(database, DatabaseUrl::Postgres(_)))?;
-        if !(1..=1000).contains(&raw.database_max_connections) {
+        // Two at least: the periodic jobs' lock holds one while the jobs use another.
+        if !(2..=1000).contains(&raw.database_max_connections) {
             return Err(ConfigError(format!(
-                "PORTCULLIS_DATABASE_MAX_CONNECTIONS must be between 1 and 1000, got {}",
+                "PORTCULLIS_DATABASE_MAX_CONNECTIONS must be between 2 and 1000, got {}",
                 raw.database_max_connections
             )));
         }
@@ -442,6 +443,50 @@ mod tests {
         assert!(
             shown.contains("postgres://app:***@db/portcullis"),
             "{shown}"
+        );
+    }
+
+    #[test]
+    fn cluster_settings_have_defaults_by_backend_and_bounds() {
+        let base = || RawConfig {
+            data_dir: tempfile_dir(),
+            secret_key: Some(URL_SAFE_NO_PAD.encode([1u8; 32])),
+            ..RawConfig::default()
+        };
+        let sqlite = Config::validate(base()).map_err(|e| e.to_string());
+        let sqlite = sqlite
+            .as_ref()
+            .map(|c| (c.shutdown_grace, c.database_max_connections));
+        assert_eq!(sqlite, Ok((Duration::ZERO, 10)));
+        let postgres = Config::validate(RawConfig {
+            database_url: Some("postgres://db/portcullis".into()),
+            node_name: Some("eu-1".into()),
+            ..base()
+        })
+        .map_err(|e| e.to_string());
+        let postgres = postgres
+            .as_ref()
+            .map(|c| (c.shutdown_grace, c.node_name.as_str()));
+        assert_eq!(postgres, Ok((Duration::from_secs(5), "eu-1")));
+        let one = Config::validate(RawConfig {
+            database_max_connections: 1,
+            ..base()
+        })
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(one.contains("PORTCULLIS_DATABASE_MAX_CONNECTIONS"), "{one}");
+        let keyless = Config::validate(RawConfig {
+            database_url: Some("postgres://db/portcullis".into()),
+            secret_key: None,
+            ..base()
+        })
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(
+            keyless.contains("must be given the same secret key"),
+            "{keyless}"
         );
     }
 

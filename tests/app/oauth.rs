@@ -506,17 +506,7 @@ async fn a_token_signed_with_a_key_made_elsewhere_is_checked_after_reading_the_k
         !published(before),
         "this server has not read the new key yet"
     );
-    let answer: Value = app
-        .client
-        .post(app.at("/oauth/introspect"))
-        .basic_auth(&id, Some(&secret))
-        .form(&[("token", token.as_str())])
-        .send()
-        .await
-        .expect("POST introspect")
-        .json()
-        .await
-        .expect("json");
+    let answer = introspect(&app, &id, &secret, &token).await;
     assert_eq!(answer["active"], true, "{answer}");
     let after: Value = app.get("/oauth/jwks").await.json().await.expect("json");
     assert!(published(after), "it read the keys for the unknown kid");
@@ -530,18 +520,21 @@ async fn a_token_signed_with_a_key_made_elsewhere_is_checked_after_reading_the_k
         ),
         token.split_once('.').map_or("", |(_, rest)| rest)
     );
-    let answer: Value = app
-        .client
+    let answer = introspect(&app, &id, &secret, &forged).await;
+    assert_eq!(answer["active"], false, "{answer}");
+}
+
+async fn introspect(app: &TestApp, id: &str, secret: &str, token: &str) -> Value {
+    app.client
         .post(app.at("/oauth/introspect"))
-        .basic_auth(&id, Some(&secret))
-        .form(&[("token", forged.as_str())])
+        .basic_auth(id, Some(secret))
+        .form(&[("token", token)])
         .send()
         .await
         .expect("POST introspect")
         .json()
         .await
-        .expect("json");
-    assert_eq!(answer["active"], false);
+        .expect("json")
 }
 
 async fn es256_and_eddsa_keys_can_be_chosen(mut app: TestApp) {
