@@ -314,6 +314,31 @@ impl Cluster {
             .collect()
     }
 
+    /// Verifies `token`'s signature with node `i`'s JWKS, as a resource server that fetched
+    /// the JWKS from whichever node answered.
+    pub async fn verify_with_jwks_of(&self, i: usize, token: &str) {
+        let jwks: jsonwebtoken::jwk::JwkSet = self
+            .http
+            .get(format!("{}/oauth/jwks", self.nodes[i].url))
+            .send()
+            .await
+            .expect("GET jwks")
+            .json()
+            .await
+            .expect("jwks");
+        let header = jsonwebtoken::decode_header(token).expect("header");
+        let jwk = jwks
+            .find(header.kid.as_deref().unwrap_or_default())
+            .unwrap_or_else(|| panic!("node {i} publishes the signing key"));
+        let key = jsonwebtoken::DecodingKey::from_jwk(jwk).expect("usable jwk");
+        let mut validation = jsonwebtoken::Validation::new(header.alg);
+        validation.set_issuer(&[self.proxy.url.as_str()]);
+        validation.validate_aud = false;
+        if let Err(e) = jsonwebtoken::decode::<Value>(token, &key, &validation) {
+            panic!("the signature verifies with node {i}'s JWKS: {e}");
+        }
+    }
+
     /// A person signed up through the balancer; their email.
     pub async fn sign_up(&self) -> String {
         let email = crate::helpers::unique_email();
