@@ -6,13 +6,15 @@
 pub mod app;
 /// The sign-in service: password checks, what follows a first factor, step-up; no HTTP.
 pub mod auth;
+/// The change bus: token, client and key changes reach every node's caches at once.
 pub mod bus;
-/// Command-line interface: `serve`, `migrate`, `user create`.
+/// Command-line interface: `serve`, `migrate`, `user create`, `client …`, `keys rotate`.
 pub mod cli;
 /// Relying-app clients: registration rules, secrets, the short client cache.
 pub mod clients;
 /// Wall-clock time as unix seconds, replaceable in tests.
 pub mod clock;
+/// One node of several: the secret-key canary, set-up warnings, the node's name and draining.
 pub mod cluster;
 /// Layered configuration: defaults, TOML file, `PORTCULLIS_*` environment.
 pub mod config;
