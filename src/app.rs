@@ -1,17 +1,18 @@
 //! Puts the server together: state, routers of each feature, and the layers around them.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRef};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use tower_http::trace::TraceLayer;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
@@ -167,6 +168,18 @@ impl App {
             .with_state(self.state.clone())
             // Forms are small; anything larger is refused with 413 before it is parsed.
             .layer(DefaultBodyLimit::max(config.max_body_bytes))
+            // A body must arrive, and a request be answered, in time (408), so slow clients
+            // cannot hold a request open.
+            .layer(RequestBodyTimeoutLayer::new(config.body_read_timeout))
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                config.request_timeout,
+            ))
+            // A declared body beyond the limit is refused before a byte of it is awaited.
+            .layer(axum::middleware::from_fn_with_state(
+                config.max_body_bytes,
+                refuse_declared_oversize,
+            ))
             // A bug in a handler becomes the designed 500 page, not a dropped connection.
             .layer(CatchPanicLayer::custom(|_| {
                 AppError::Internal(anyhow::anyhow!("a request handler panicked")).into_response()
@@ -260,16 +273,37 @@ impl App {
             }
             tracing::info!("finishing the requests in flight");
         };
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(drain)
-        .await?;
+        let limits = self.state.config.connection_limits;
+        crate::web::server::serve(listener, router, limits, drain).await;
         key_reader.abort();
         self.bus.stop();
         self.state.store.close().await;
         Ok(())
+    }
+}
+
+/// 413 for a `Content-Length` above the limit, in the answer format of the part of the server
+/// asked (API JSON, RFC 6749 JSON, or a page).
+async fn refuse_declared_oversize(
+    axum::extract::State(max): axum::extract::State<usize>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_none_or(|length| length <= max as u64) {
+        return next.run(request).await;
+    }
+    let path = request.uri().path();
+    if path.starts_with("/api/") {
+        crate::api::error::ApiError::too_large().into_response()
+    } else if path.starts_with("/oauth/") {
+        crate::oauth::OAuthError::too_large().into_response()
+    } else {
+        AppError::PayloadTooLarge.into_response()
     }
 }
 

@@ -87,6 +87,14 @@ impl ApiError {
     }
 
     /// 429 with `Retry-After`.
+    pub fn too_large() -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "The request body is too large.",
+        )
+    }
+
     pub fn too_many(seconds: i64, message: impl Into<String>) -> Self {
         let mut error = Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message);
         error.retry_after = Some(seconds);
@@ -205,11 +213,7 @@ where
         }
         let bytes = Bytes::from_request(request, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    "The request body is too large.",
-                )
+                ApiError::too_large()
             } else {
                 ApiError::new(
                     StatusCode::BAD_REQUEST,

@@ -48,6 +48,9 @@ pub struct Config {
     pub database_max_connections: u32,
     pub node_name: String,
     pub shutdown_grace: Duration,
+    pub connection_limits: crate::web::server::ConnectionLimits,
+    pub body_read_timeout: Duration,
+    pub request_timeout: Duration,
     pub public_url: Url,
     pub listen: SocketAddr,
     pub redis_url: Option<Secret>,
@@ -105,6 +108,45 @@ fn parse_origin(text: &str) -> Result<String, ConfigError> {
         return Err(problem());
     }
     Ok(url.origin().ascii_serialization())
+}
+
+/// File descriptors kept for everything but client connections: database and Redis
+/// connections, the listener, mail, files.
+const RESERVED_DESCRIPTORS: u64 = 128;
+
+/// The connection cap: as configured, else what the open-file limit leaves after the reserve,
+/// so a crowd of idle clients makes new ones wait instead of leaving the server unable to open
+/// a database connection or accept at all.
+fn connection_limits(raw: &RawConfig) -> Result<crate::web::server::ConnectionLimits, ConfigError> {
+    let open_files = open_file_limit();
+    let fitting =
+        open_files.saturating_sub(RESERVED_DESCRIPTORS + u64::from(raw.database_max_connections));
+    let max_connections = match raw.max_connections {
+        Some(0) => {
+            return Err(ConfigError(
+                "PORTCULLIS_MAX_CONNECTIONS must be at least 1".into(),
+            ));
+        }
+        Some(n) if n as u64 > fitting => {
+            return Err(ConfigError(format!(
+                "PORTCULLIS_MAX_CONNECTIONS is {n}, but the open-file limit ({open_files}) \
+                 leaves room for {fitting}; raise the limit (ulimit -n) or lower the setting"
+            )));
+        }
+        Some(n) => n,
+        None => fitting.clamp(16, 10_000) as usize,
+    };
+    Ok(crate::web::server::ConnectionLimits {
+        header_read_timeout: raw.header_read_timeout,
+        max_connections,
+    })
+}
+
+/// The soft limit on open files of this process (`ulimit -n`).
+fn open_file_limit() -> u64 {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(u64::MAX)
 }
 
 /// The machine's host name (a container's is its id or pod name), `node` when unknown.
@@ -375,6 +417,16 @@ impl Config {
                 ));
             }
         };
+        let connection_limits = connection_limits(&raw)?;
+        for (name, value) in [
+            ("PORTCULLIS_HEADER_READ_TIMEOUT", raw.header_read_timeout),
+            ("PORTCULLIS_BODY_READ_TIMEOUT", raw.body_read_timeout),
+            ("PORTCULLIS_REQUEST_TIMEOUT", raw.request_timeout),
+        ] {
+            if value < Duration::from_secs(1) {
+                return Err(ConfigError(format!("{name} must be at least 1s")));
+            }
+        }
         let shutdown_grace = raw.shutdown_grace.unwrap_or(match database {
             DatabaseUrl::Postgres(_) => Duration::from_secs(5),
             DatabaseUrl::Sqlite(_) => Duration::ZERO,
@@ -387,6 +439,9 @@ impl Config {
             database_max_connections: raw.database_max_connections,
             node_name,
             shutdown_grace,
+            connection_limits,
+            body_read_timeout: raw.body_read_timeout,
+            request_timeout: raw.request_timeout,
             public_url,
             listen,
             redis_url,

@@ -17,6 +17,18 @@ pub struct RawConfig {
     /// the load balancer takes it out first. Unset: 5 s on Postgres, none on SQLite.
     #[serde(with = "humantime_serde::option")]
     pub shutdown_grace: Option<Duration>,
+    /// A connection that has not sent a whole request head within this is closed (also an
+    /// idle keep-alive connection).
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// A request body that has not arrived within this is refused.
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
+    /// The longest a request may take, its handling included.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Connections open at once; unset: from the open-file limit.
+    pub max_connections: Option<usize>,
     pub public_url: String,
     pub listen: String,
     pub redis_url: Option<String>,
@@ -112,6 +124,10 @@ impl Default for RawConfig {
             database_max_connections: 10,
             node_name: None,
             shutdown_grace: None,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_connections: None,
             public_url: "http://localhost:8080".into(),
             listen: "127.0.0.1:8080".into(),
             google_client_id: None,

@@ -8,6 +8,7 @@ pub mod flash;
 pub mod form_redirect;
 pub mod headers;
 pub mod layout;
+pub mod server;
 pub mod static_files;
 
 pub use auth::{CurrentUser, MaybeUser};

@@ -166,6 +166,8 @@ impl TestApp {
             redis_url: redis_url.clone(),
             // On Postgres the key must be given; one per test database.
             secret_key: pg.as_ref().map(|_| random_secret_key()),
+            // In-process servers stop at once (the cluster tests drain real nodes).
+            shutdown_grace: Some(std::time::Duration::ZERO),
             ..RawConfig::default()
         };
         change(&mut raw);

@@ -26,6 +26,7 @@ mod security;
 mod sessions;
 mod sign_in_rules;
 mod signup;
+mod slow_clients;
 mod smtp_sink;
 mod store;
 mod token_rules;
