@@ -112,7 +112,7 @@ impl Mailer {
             .from(self.from.clone())
             .to(to.clone())
             .subject(&mail.subject)
-            .multipart(MultiPart::alternative_plain_html(text.clone(), html))
+            .multipart(MultiPart::alternative_plain_html(text, html))
             .map_err(|e| MailError::Build(e.to_string()))?;
         match &*self.transport {
             Transport::Smtp(smtp) => {
@@ -134,11 +134,12 @@ impl Mailer {
                 tokio::fs::write(&path, message.formatted())
                     .await
                     .map_err(|e| MailError::Send(format!("{}: {e}", path.display())))?;
+                // The body holds one-time links and codes: it stays in the file, out of logs.
                 tracing::info!(
                     to = %to.email,
                     subject = %mail.subject,
                     file = %path.display(),
-                    "mail written to a file (no PORTCULLIS_SMTP_URL set):\n{text}"
+                    "mail written to a file (no PORTCULLIS_SMTP_URL set)"
                 );
             }
         }

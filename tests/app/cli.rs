@@ -191,3 +191,64 @@ async fn a_node_given_another_secret_key_refuses_to_start(app: TestApp) {
     // The server with the right key still works.
     assert_eq!(app.get("/ready").await.status(), StatusCode::OK);
 }
+
+/// Without SMTP, a mail's body (one-time links and codes) goes to its `.eml` file only; the log
+/// names the recipient, the subject and the file.
+#[tokio::test]
+async fn the_file_mailer_logs_who_and_what_but_never_the_body() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let url = format!("http://127.0.0.1:{port}");
+    let log = std::fs::File::create(dir.path().join("server.log")).expect("log file");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .env_clear()
+        .env("PORTCULLIS_DATA_DIR", dir.path())
+        .env("PORTCULLIS_LISTEN", format!("127.0.0.1:{port}"))
+        .env("PORTCULLIS_PUBLIC_URL", &url)
+        .env("RUST_LOG", "debug")
+        .arg("serve")
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the server");
+    let http = reqwest::Client::new();
+    for _ in 0..300 {
+        if http.get(format!("{url}/ready")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let email = unique_email();
+    let signed_up = http
+        .post(format!("{url}/api/v1/signup"))
+        .json(&serde_json::json!({ "email": email, "password": PASSWORD }))
+        .send()
+        .await
+        .expect("POST signup");
+    assert_eq!(signed_up.status(), StatusCode::CREATED);
+    let mail_dir = dir.path().join("mail");
+    let mut mail = String::new();
+    for _ in 0..100 {
+        if let Some(file) = std::fs::read_dir(&mail_dir)
+            .ok()
+            .and_then(|mut entries| entries.next())
+            .and_then(Result::ok)
+        {
+            mail = std::fs::read_to_string(file.path()).expect("read the mail");
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(mail.contains("token="), "the file has the link: {mail}");
+    server.kill().await.expect("stop the server");
+    let logs = std::fs::read_to_string(dir.path().join("server.log")).expect("log");
+    assert!(logs.contains("mail written to a file"), "{logs}");
+    assert!(logs.contains(&email), "the log names the recipient");
+    assert!(
+        !logs.contains("token="),
+        "no one-time link in the log: {logs}"
+    );
+}
