@@ -2,6 +2,7 @@
 //! variables (each layer overrides the one before). Invalid values stop start-up with a message
 //! that names the setting and says what to change.
 
+mod node;
 mod raw;
 mod secrets;
 mod upstreams;
@@ -108,55 +109,6 @@ fn parse_origin(text: &str) -> Result<String, ConfigError> {
         return Err(problem());
     }
     Ok(url.origin().ascii_serialization())
-}
-
-/// File descriptors kept for everything but client connections: database and Redis
-/// connections, the listener, mail, files.
-const RESERVED_DESCRIPTORS: u64 = 128;
-
-/// The connection cap: as configured, else what the open-file limit leaves after the reserve,
-/// so a crowd of idle clients makes new ones wait instead of leaving the server unable to open
-/// a database connection or accept at all.
-fn connection_limits(raw: &RawConfig) -> Result<crate::web::server::ConnectionLimits, ConfigError> {
-    let open_files = open_file_limit();
-    let fitting =
-        open_files.saturating_sub(RESERVED_DESCRIPTORS + u64::from(raw.database_max_connections));
-    let max_connections = match raw.max_connections {
-        Some(0) => {
-            return Err(ConfigError(
-                "PORTCULLIS_MAX_CONNECTIONS must be at least 1".into(),
-            ));
-        }
-        Some(n) if n as u64 > fitting => {
-            return Err(ConfigError(format!(
-                "PORTCULLIS_MAX_CONNECTIONS is {n}, but the open-file limit ({open_files}) \
-                 leaves room for {fitting}; raise the limit (ulimit -n) or lower the setting"
-            )));
-        }
-        Some(n) => n,
-        None => fitting.clamp(16, 10_000) as usize,
-    };
-    Ok(crate::web::server::ConnectionLimits {
-        header_read_timeout: raw.header_read_timeout,
-        max_connections,
-    })
-}
-
-/// The soft limit on open files of this process (`ulimit -n`).
-fn open_file_limit() -> u64 {
-    rustix::process::getrlimit(rustix::process::Resource::Nofile)
-        .current
-        .unwrap_or(u64::MAX)
-}
-
-/// The machine's host name (a container's is its id or pod name), `node` when unknown.
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|name| name.trim().to_string())
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "node".into())
 }
 
 /// An address (`10.0.0.5`) or a range (`10.0.0.0/8`, `fd00::/8`).
@@ -397,51 +349,18 @@ impl Config {
             })?;
 
         let secret_key = load_secret_key(&raw, matches!(database, DatabaseUrl::Postgres(_)))?;
-        // Two at least: the periodic jobs' lock holds one while the jobs use another.
-        if !(2..=1000).contains(&raw.database_max_connections) {
-            return Err(ConfigError(format!(
-                "PORTCULLIS_DATABASE_MAX_CONNECTIONS must be between 2 and 1000, got {}",
-                raw.database_max_connections
-            )));
-        }
-        let node_name = match raw.node_name.as_deref().map(str::trim) {
-            None | Some("") => host_name(),
-            Some(name) if name.len() <= 64 && !name.chars().any(char::is_control) => {
-                name.to_string()
-            }
-            Some(_) => {
-                return Err(ConfigError(
-                    "PORTCULLIS_NODE_NAME must be at most 64 characters, without control \
-                     characters"
-                        .into(),
-                ));
-            }
-        };
-        let connection_limits = connection_limits(&raw)?;
-        for (name, value) in [
-            ("PORTCULLIS_HEADER_READ_TIMEOUT", raw.header_read_timeout),
-            ("PORTCULLIS_BODY_READ_TIMEOUT", raw.body_read_timeout),
-            ("PORTCULLIS_REQUEST_TIMEOUT", raw.request_timeout),
-        ] {
-            if value < Duration::from_secs(1) {
-                return Err(ConfigError(format!("{name} must be at least 1s")));
-            }
-        }
-        let shutdown_grace = raw.shutdown_grace.unwrap_or(match database {
-            DatabaseUrl::Postgres(_) => Duration::from_secs(5),
-            DatabaseUrl::Sqlite(_) => Duration::ZERO,
-        });
+        let node = node::settings(&raw, &database)?;
         let upstreams = upstreams(&raw)?;
 
         Ok(Self {
             data_dir: raw.data_dir,
             database,
-            database_max_connections: raw.database_max_connections,
-            node_name,
-            shutdown_grace,
-            connection_limits,
-            body_read_timeout: raw.body_read_timeout,
-            request_timeout: raw.request_timeout,
+            database_max_connections: node.database_max_connections,
+            node_name: node.name,
+            shutdown_grace: node.shutdown_grace,
+            connection_limits: node.connection_limits,
+            body_read_timeout: node.body_read_timeout,
+            request_timeout: node.request_timeout,
             public_url,
             listen,
             redis_url,

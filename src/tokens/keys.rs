@@ -2,6 +2,7 @@
 //! node signs with the same keys), and parsed once into cached key pairs.
 
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
 use aws_lc_rs::rand::SystemRandom;
@@ -15,9 +16,10 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 
+pub use super::key_creation::{create_key, ensure_keys};
 use crate::config::SecretKey;
 use crate::crypto;
-use crate::store::{SigningKeyRow, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// The JWS algorithms Portcullis signs with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,7 +85,7 @@ fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-fn crypto_err(e: impl std::fmt::Display) -> KeyError {
+pub(super) fn crypto_err(e: impl std::fmt::Display) -> KeyError {
     KeyError::Crypto(e.to_string())
 }
 
@@ -179,7 +181,7 @@ impl SigningKey {
     }
 }
 
-fn generate_pkcs8(alg: SigningAlg) -> Result<Vec<u8>, KeyError> {
+pub(super) fn generate_pkcs8(alg: SigningAlg) -> Result<Vec<u8>, KeyError> {
     Ok(match alg {
         SigningAlg::Rs256 => {
             let pair = RsaKeyPair::generate(KeySize::Rsa2048).map_err(crypto_err)?;
@@ -260,20 +262,20 @@ pub struct Keys {
     current: Arc<RwLock<Arc<KeySet>>>,
     /// When a token's unknown `kid` last made this node read the keys; held while reading,
     /// so requests that arrive meanwhile wait for that read instead of starting their own.
-    unknown_kid_read: Arc<tokio::sync::Mutex<Option<std::time::Instant>>>,
+    unknown_kid_read: Arc<tokio::sync::Mutex<Option<Instant>>>,
 }
 
 /// How often every node reads the keys even without a change message (one lost on the bus).
-pub const READ_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+pub const READ_EVERY: Duration = Duration::from_secs(5);
 
 /// The shortest `keys rotate --delay`: a new key must be in every node's JWKS before any node
 /// signs with it. The bus brings it at once; a node that lost the message reads it within
 /// `READ_EVERY`; twice that leaves room for a slow read.
-pub const MIN_ROTATION_DELAY: std::time::Duration = std::time::Duration::from_secs(10);
+pub const MIN_ROTATION_DELAY: Duration = Duration::from_secs(10);
 
 /// At most one read of the keys a second for tokens whose `kid` this node does not know:
 /// made-up kids cannot turn into a query each.
-const UNKNOWN_KID_READ_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+const UNKNOWN_KID_READ_EVERY: Duration = Duration::from_secs(1);
 
 impl Keys {
     pub fn snapshot(&self) -> Arc<KeySet> {
@@ -319,9 +321,6 @@ impl Keys {
         }
         Ok(())
     }
-}
-
-impl Keys {
     /// A token names `kid`, which this node does not know: it may be a key made a moment ago by
     /// another node or the CLI, so the keys are read again, at most once a second.
     pub async fn reload_for_unknown(&self, kid: &str, store: &Store, secret: &SecretKey) {
@@ -332,74 +331,9 @@ impl Keys {
         if last_read.is_some_and(|at| at.elapsed() < UNKNOWN_KID_READ_EVERY) {
             return;
         }
-        *last_read = Some(std::time::Instant::now());
+        *last_read = Some(Instant::now());
         if let Err(e) = self.reload(store, secret).await {
             tracing::warn!(error = %e, "could not read the signing keys for an unknown kid");
         }
     }
-}
-
-/// A new key of `alg`, sealed for the database, that starts signing at `activates_at`.
-async fn new_key_row(
-    secret: &SecretKey,
-    alg: SigningAlg,
-    now: i64,
-    activates_at: i64,
-) -> Result<SigningKeyRow, KeyError> {
-    let pkcs8 = tokio::task::spawn_blocking(move || generate_pkcs8(alg))
-        .await
-        .map_err(crypto_err)??;
-    let kid = uuid::Uuid::now_v7().simple().to_string();
-    Ok(SigningKeyRow {
-        private_key_enc: crypto::seal(secret, &kid, &pkcs8),
-        kid,
-        alg: alg.name().into(),
-        created_at: now,
-        activates_at,
-        retired_at: None,
-    })
-}
-
-/// Creates a new key of `alg` that starts signing at `activates_at`, and retires the older keys
-/// of that algorithm from the same moment.
-pub async fn create_key(
-    store: &Store,
-    secret: &SecretKey,
-    alg: SigningAlg,
-    now: i64,
-    activates_at: i64,
-) -> Result<String, KeyError> {
-    let row = new_key_row(secret, alg, now, activates_at).await?;
-    store.insert_signing_key(&row).await?;
-    store
-        .retire_signing_keys(alg.name(), &row.kid, activates_at)
-        .await?;
-    Ok(row.kid)
-}
-
-/// On start: makes sure a key exists for every algorithm in use. Nodes of a cluster that start
-/// together on one database each offer a key; the store keeps the first and refuses the others,
-/// so every node then loads the same one.
-pub async fn ensure_keys(
-    store: &Store,
-    secret: &SecretKey,
-    algs: &[SigningAlg],
-    now: i64,
-) -> Result<(), KeyError> {
-    let existing = store.signing_keys().await?;
-    for alg in algs {
-        if existing.iter().any(|k| k.alg == alg.name()) {
-            continue;
-        }
-        let row = new_key_row(secret, *alg, now, now).await?;
-        if store.insert_first_signing_key(&row).await? {
-            tracing::info!(kid = %row.kid, alg = alg.name(), "generated a token signing key");
-        } else {
-            tracing::info!(
-                alg = alg.name(),
-                "another node made the first signing key; using it"
-            );
-        }
-    }
-    Ok(())
 }

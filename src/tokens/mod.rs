@@ -8,6 +8,7 @@ pub mod claims;
 mod code;
 mod issue;
 pub mod jwt;
+mod key_creation;
 pub mod keys;
 mod refresh;
 mod revoke;
