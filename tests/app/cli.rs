@@ -252,3 +252,38 @@ async fn the_file_mailer_logs_who_and_what_but_never_the_body() {
         "no one-time link in the log: {logs}"
     );
 }
+
+/// `PORTCULLIS_LOG_FORMAT=json`: every log line is one JSON object; a wrong value is refused.
+#[tokio::test]
+async fn json_logs_are_one_object_a_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let run = |format: &str| {
+        Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .env_clear()
+            .env("PORTCULLIS_DATA_DIR", dir.path())
+            .env("PORTCULLIS_LOG_FORMAT", format)
+            .env("RUST_LOG", "info")
+            .arg("migrate")
+            .output()
+    };
+    let out = run("json").await.expect("run portcullis");
+    assert!(out.status.success());
+    let logs = String::from_utf8_lossy(&out.stderr);
+    // Every line but the command's own report is a log event in JSON.
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .filter(|line| !line.starts_with("migrations applied"))
+        .map(|line| serde_json::from_str(line).expect("a JSON object"))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["level"] == "WARN" && l["message"] == "generated a new secret key; back it up with the database, it encrypts secrets at rest"),
+        "{logs}"
+    );
+    let bad = run("yaml").await.expect("run portcullis");
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("PORTCULLIS_LOG_FORMAT must be text or json")
+    );
+}
