@@ -388,6 +388,35 @@ async fn prompt_none_answers_without_showing_pages(app: TestApp) {
         callback(&unsupported).get("error").map(String::as_str),
         Some("unsupported_response_type")
     );
+    // Echoed values have a bound; an over-long state is not sent back.
+    for name in ["state", "nonce", "login_hint"] {
+        let mut url = url::Url::parse(&format!("http://x{}", started.path)).expect("path");
+        let others: Vec<(String, String)> = url
+            .query_pairs()
+            .filter(|(k, _)| k != name)
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        url.query_pairs_mut()
+            .clear()
+            .extend_pairs(&others)
+            .append_pair(name, &"a".repeat(1025));
+        let long = app
+            .get(&format!("{}?{}", url.path(), url.query().unwrap_or("")))
+            .await;
+        let answer = callback(&long);
+        assert_eq!(
+            answer.get("error").map(String::as_str),
+            Some("invalid_request"),
+            "{name}"
+        );
+        if name == "state" {
+            assert_eq!(
+                answer.get("state"),
+                None,
+                "a state over the bound is not echoed"
+            );
+        }
+    }
 
     // max_age: a sign-in older than asked for means signing in again.
     app.login(&email, PASSWORD).await;

@@ -59,6 +59,10 @@ impl Query {
     }
 }
 
+/// Parameters stored with a pending request and sent back to the app.
+const ECHOED_PARAMETERS: [&str; 3] = ["state", "nonce", "login_hint"];
+const MAX_ECHOED_LEN: usize = 1024;
+
 /// Why a request was refused.
 pub(super) enum Refusal {
     /// Before the client and redirect URI hold: a page, never a redirect.
@@ -116,14 +120,29 @@ pub(super) async fn parse(
             )));
         }
     };
+    // Values kept in the session and echoed back have a bound; an over-long `state` is not
+    // echoed either.
+    let too_long = ECHOED_PARAMETERS
+        .iter()
+        .find(|name| query.get(name).is_some_and(|v| v.len() > MAX_ECHOED_LEN));
+    let state_echo = query
+        .get("state")
+        .filter(|s| s.len() <= MAX_ECHOED_LEN)
+        .map(str::to_string);
     let refuse = |error: &'static str, description: String| {
         Ok(Err(Refusal::ToApp {
             redirect_uri: redirect_uri.clone(),
-            state: query.get("state").map(str::to_string),
+            state: state_echo.clone(),
             error,
             description,
         }))
     };
+    if let Some(name) = too_long {
+        return refuse(
+            "invalid_request",
+            format!("the parameter {name} is longer than {MAX_ECHOED_LEN} characters"),
+        );
+    }
 
     // 2. From here on, errors go back to the app (§4.1.2.1).
     if let Some(name) = &query.repeated {
