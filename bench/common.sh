@@ -29,6 +29,8 @@ export PORTCULLIS_DATA_DIR="$WORK/data"
 export PORTCULLIS_LISTEN="127.0.0.1:$PORT"
 export PORTCULLIS_PUBLIC_URL="http://127.0.0.1:$PORT"
 export RUST_LOG=warn
+# PORTCULLIS_METRICS_LISTEN=off measures the server with metrics off.
+export PORTCULLIS_METRICS_LISTEN="${PORTCULLIS_METRICS_LISTEN:-127.0.0.1:0}"
 BASE="http://127.0.0.1:$PORT"
 
 start_server() {

@@ -22,8 +22,9 @@ use crate::clock::Clock;
 use crate::cluster::Node;
 use crate::config::Config;
 use crate::mail::Mailer;
+use crate::ops::metrics::Metrics;
 use crate::password::PasswordHasher;
-use crate::sessions::SessionBackend;
+use crate::sessions::{ObservedSessions, SessionBackend};
 use crate::store::Store;
 use crate::tokens::{Keys, TokenService, keys};
 use crate::web::AppError;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub clock: Clock,
     /// This node's name and whether it is shutting down.
     pub node: Node,
+    /// Counters, gauges and histograms for `/metrics` (off: nothing is recorded).
+    pub metrics: Metrics,
 }
 
 /// The running parts: state plus the session backend the router was built with.
@@ -54,6 +57,8 @@ pub struct App {
     pub sessions: SessionBackend,
     /// How this node hears of other nodes' changes.
     pub bus: bus::Connection,
+    /// Where `/metrics` is served, bound at start so a taken port fails the start.
+    metrics_listener: Option<TcpListener>,
 }
 
 impl App {
@@ -83,7 +88,17 @@ impl App {
         )
         .await
         .context("cannot connect the change bus (Redis, else Postgres)")?;
-        let mailer = Mailer::from_config(&config)?;
+        let metrics = match config.metrics_listen {
+            Some(_) => Metrics::new(store.backend_name()),
+            None => Metrics::off(),
+        };
+        let metrics_listener = match config.metrics_listen {
+            Some(address) => Some(TcpListener::bind(address).await.with_context(|| {
+                format!("cannot listen for metrics on {address} (PORTCULLIS_METRICS_LISTEN)")
+            })?),
+            None => None,
+        };
+        let mailer = Mailer::from_config(&config, metrics.clone())?;
         keys::ensure_keys(
             &store,
             &config.secret_key,
@@ -98,23 +113,38 @@ impl App {
             .await
             .context("cannot read the token signing keys; is PORTCULLIS_SECRET_KEY the one they were made with?")?;
         let upstreams = crate::upstream::Upstreams::from_config(&config)?;
-        let tokens = TokenService::new(&config, store.clone(), token_keys, clock.clone());
+        let tokens = TokenService::new(
+            &config,
+            store.clone(),
+            token_keys,
+            clock.clone(),
+            metrics.clone(),
+        );
         let state = AppState {
             node: Node::new(&config.node_name),
             upstreams,
             config: Arc::new(config),
             store,
-            hasher: PasswordHasher::per_core(),
+            hasher: PasswordHasher::per_core().observed_by(metrics.clone()),
             mailer,
             tokens,
             sessions: sessions.clone(),
             clock,
+            metrics,
         };
         Ok(Self {
             state,
             sessions,
             bus,
+            metrics_listener,
         })
+    }
+
+    /// The address `/metrics` is served on, when metrics are on.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     pub fn router(&self) -> Router {
@@ -126,7 +156,8 @@ impl App {
         } else {
             "portcullis_session"
         };
-        let session_layer = SessionManagerLayer::new(self.sessions.clone())
+        let sessions = ObservedSessions::new(self.sessions.clone(), self.state.metrics.clone());
+        let session_layer = SessionManagerLayer::new(sessions)
             .with_name(cookie_name)
             .with_path("/")
             .with_http_only(true)
@@ -202,6 +233,12 @@ impl App {
                     )
                 }
             }))
+            // Every answer counted by route template, method and status (outside the timeouts,
+            // so a 408 is counted too).
+            .layer(axum::middleware::from_fn_with_state(
+                self.state.metrics.clone(),
+                crate::ops::metrics::track_requests,
+            ))
             // Behind trusted proxies, the client's address comes from X-Forwarded-For.
             .layer(axum::middleware::from_fn_with_state(
                 Arc::new(config.trusted_proxies.clone()),
@@ -256,12 +293,20 @@ impl App {
     /// (the load balancer takes the node out), stops accepting, and finishes the requests in
     /// flight.
     pub async fn serve(
-        self,
+        mut self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let router = self.router();
         let key_reader = self.spawn_key_reader();
+        let metrics_server = self.metrics_listener.take().map(|listener| {
+            let router = crate::ops::metrics::router(self.state.clone());
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, router).await {
+                    tracing::error!(error = %e, "the metrics listener failed");
+                }
+            })
+        });
         let node = self.state.node.clone();
         let grace = self.state.config.shutdown_grace;
         let drain = async move {
@@ -276,6 +321,9 @@ impl App {
         let limits = self.state.config.connection_limits;
         crate::web::server::serve(listener, router, limits, drain).await;
         key_reader.abort();
+        if let Some(server) = metrics_server {
+            server.abort();
+        }
         self.bus.stop();
         self.state.store.close().await;
         Ok(())

@@ -171,6 +171,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         mail = %app.state.mailer.describe(),
         "Portcullis is listening on http://{listen} (public URL {public_url})"
     );
+    match app.metrics_addr() {
+        Some(address) => tracing::info!("metrics on http://{address}/metrics"),
+        None => tracing::info!("metrics are off (PORTCULLIS_METRICS_LISTEN=off)"),
+    }
     app.serve(listener, shutdown_signal()).await
 }
 

@@ -103,3 +103,46 @@ impl SessionStore for SessionBackend {
         on_backend!(self, |store| store.delete(session_id).await)
     }
 }
+
+/// The backend as the session layer uses it: failures are counted in the metrics.
+#[derive(Clone, Debug)]
+pub struct ObservedSessions {
+    backend: SessionBackend,
+    metrics: crate::ops::metrics::Metrics,
+}
+
+impl ObservedSessions {
+    pub fn new(backend: SessionBackend, metrics: crate::ops::metrics::Metrics) -> Self {
+        Self { backend, metrics }
+    }
+
+    fn counted<T>(&self, result: session_store::Result<T>) -> session_store::Result<T> {
+        if result.is_err() {
+            self.metrics.session_store_error();
+        }
+        result
+    }
+}
+
+#[async_trait]
+impl SessionStore for ObservedSessions {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        let result = self.backend.create(record).await;
+        self.counted(result)
+    }
+
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        let result = self.backend.save(record).await;
+        self.counted(result)
+    }
+
+    async fn load(&self, session_id: &Id) -> session_store::Result<Option<Record>> {
+        let result = self.backend.load(session_id).await;
+        self.counted(result)
+    }
+
+    async fn delete(&self, session_id: &Id) -> session_store::Result<()> {
+        let result = self.backend.delete(session_id).await;
+        self.counted(result)
+    }
+}

@@ -12,6 +12,8 @@ use crate::store::StoreResult;
 
 #[derive(Clone, Copy, Debug)]
 pub struct Limit {
+    /// The limit's name in metrics (`login_ip`, `signup_ip`, ...).
+    pub name: &'static str,
     pub max: u32,
     pub window_secs: i64,
 }
@@ -27,6 +29,7 @@ pub async fn take(state: &AppState, key: &str, limit: Limit) -> StoreResult<Opti
     if counted {
         return Ok(None);
     }
+    state.metrics.throttled(limit.name);
     wait_time(state, key, limit)
         .await
         .map(|wait| Some(wait.unwrap_or(1)))

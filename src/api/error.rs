@@ -56,6 +56,8 @@ pub struct ApiError {
     pub body: ErrorBody,
     /// Seconds, for 429 answers.
     pub retry_after: Option<i64>,
+    /// A 500 whose cause was the database (counted in the metrics).
+    database_failure: bool,
 }
 
 impl ApiError {
@@ -68,6 +70,7 @@ impl ApiError {
                 fields: None,
             },
             retry_after: None,
+            database_failure: false,
         }
     }
 
@@ -111,13 +114,16 @@ impl ApiError {
         )
     }
 
-    fn internal(cause: impl std::fmt::Display) -> Self {
+    fn internal(cause: impl Into<anyhow::Error>) -> Self {
+        let cause = cause.into();
         tracing::error!(error = %cause, "an API request failed");
-        Self::new(
+        let mut error = Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "server_error",
             "Something went wrong on our side. Try again in a moment.",
-        )
+        );
+        error.database_failure = crate::ops::metrics::caused_by_database(&cause);
+        error
     }
 }
 
@@ -137,6 +143,7 @@ impl IntoResponse for ApiError {
             );
         }
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        crate::ops::metrics::mark_failure(&mut response, self.database_failure);
         response
     }
 }

@@ -35,8 +35,27 @@ pub enum PasswordCheck {
 /// Checks a password under the per-account and per-address throttle. The attempt is counted
 /// before the hash; a right password gives it back and clears the account's failures. A
 /// failed sign-in by address is recorded in the audit log (callers with a known account record
-/// their own event, which names what was being confirmed).
+/// their own event, which names what was being confirmed). Sign-ins by address are counted in
+/// the metrics by result.
 pub async fn verify_password(
+    state: &AppState,
+    meta: &RequestMeta,
+    subject: Subject<'_>,
+    attempt: String,
+) -> Result<PasswordCheck, AppError> {
+    let check = check_password(state, meta, subject, attempt).await?;
+    if let Subject::Email(_) = subject {
+        let result = match check {
+            PasswordCheck::Right(_) => "success",
+            PasswordCheck::Wrong => "failure",
+            PasswordCheck::Paused(_) => "throttled",
+        };
+        state.metrics.sign_in("password", result);
+    }
+    Ok(check)
+}
+
+async fn check_password(
     state: &AppState,
     meta: &RequestMeta,
     subject: Subject<'_>,

@@ -77,9 +77,18 @@ pub async fn verify_second_factor(
 ) -> Result<SecondFactorCheck, AppError> {
     let key = wrong_codes_key(&user.id);
     if let Some(wait) = throttle::take(state, &key, WRONG_CODES).await? {
+        state
+            .metrics
+            .second_factor(method.record_name(), "throttled");
         return Ok(SecondFactorCheck::Paused(wait));
     }
     let check = check_code(state, user, method, code).await?;
+    let result = match check {
+        CodeCheck::Accepted => "success",
+        CodeCheck::Wrong => "failure",
+        CodeCheck::Replayed | CodeCheck::Expired => "rejected",
+    };
+    state.metrics.second_factor(method.record_name(), result);
     if check == CodeCheck::Wrong {
         let event = Event::own("second_factor_failed", &user.id).detail(method.record_name());
         audit::record(state, meta, event).await;

@@ -31,10 +31,12 @@ pub async fn begin(
     let config = &state.config;
     let window_secs = config.login_failure_window.as_secs() as i64;
     let per_ip = Limit {
+        name: "login_ip",
         max: config.login_max_failures_per_ip,
         window_secs,
     };
     let per_account = Limit {
+        name: "login_account",
         max: config.login_max_failures_per_account,
         window_secs,
     };

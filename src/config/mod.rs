@@ -54,6 +54,8 @@ pub struct Config {
     pub request_timeout: Duration,
     pub public_url: Url,
     pub listen: SocketAddr,
+    /// Where Prometheus scrapes `/metrics`; `None`: metrics are off (nothing is recorded).
+    pub metrics_listen: Option<SocketAddr>,
     pub redis_url: Option<Secret>,
     pub secret_key: SecretKey,
     pub session_idle_timeout: Duration,
@@ -363,6 +365,7 @@ impl Config {
             request_timeout: node.request_timeout,
             public_url,
             listen,
+            metrics_listen: node.metrics_listen,
             redis_url,
             secret_key,
             session_idle_timeout: raw.session_idle_timeout,

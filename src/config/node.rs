@@ -13,6 +13,7 @@ pub(super) struct NodeSettings {
     pub connection_limits: ConnectionLimits,
     pub body_read_timeout: Duration,
     pub request_timeout: Duration,
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 pub(super) fn settings(
@@ -47,6 +48,16 @@ pub(super) fn settings(
             return Err(ConfigError(format!("{name} must be at least 1s")));
         }
     }
+    let metrics_listen = match raw.metrics_listen.trim() {
+        "off" => None,
+        address => Some(address.parse().map_err(|_| {
+            ConfigError(format!(
+                "PORTCULLIS_METRICS_LISTEN must be an address and port such as 127.0.0.1:9464, \
+                 or off; got {:?}",
+                raw.metrics_listen
+            ))
+        })?),
+    };
     let shutdown_grace = raw.shutdown_grace.unwrap_or(match database {
         DatabaseUrl::Postgres(_) => Duration::from_secs(5),
         DatabaseUrl::Sqlite(_) => Duration::ZERO,
@@ -58,6 +69,7 @@ pub(super) fn settings(
         connection_limits,
         body_read_timeout: raw.body_read_timeout,
         request_timeout: raw.request_timeout,
+        metrics_listen,
     })
 }
 

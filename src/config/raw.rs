@@ -31,6 +31,9 @@ pub struct RawConfig {
     pub max_connections: Option<usize>,
     pub public_url: String,
     pub listen: String,
+    /// Where `/metrics` (Prometheus) is served, apart from the public listener; `off` turns
+    /// metrics off.
+    pub metrics_listen: String,
     pub redis_url: Option<String>,
     pub secret_key: Option<String>,
     pub secret_key_file: Option<PathBuf>,
@@ -130,6 +133,7 @@ impl Default for RawConfig {
             max_connections: None,
             public_url: "http://localhost:8080".into(),
             listen: "127.0.0.1:8080".into(),
+            metrics_listen: "127.0.0.1:9464".into(),
             google_client_id: None,
             google_client_secret: None,
             google_issuer: GOOGLE_ISSUER.into(),

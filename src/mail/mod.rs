@@ -26,15 +26,12 @@ enum Transport {
 pub struct Mailer {
     transport: Arc<Transport>,
     from: Mailbox,
+    metrics: crate::ops::metrics::Metrics,
 }
 
 impl std::fmt::Debug for Mailer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let kind = match *self.transport {
-            Transport::Smtp(_) => "smtp",
-            Transport::Files(_) => "files",
-        };
-        write!(f, "Mailer({kind}, from {})", self.from)
+        write!(f, "Mailer({}, from {})", self.transport_name(), self.from)
     }
 }
 
@@ -72,7 +69,10 @@ struct TextPart<'a> {
 }
 
 impl Mailer {
-    pub fn from_config(config: &Config) -> Result<Self, MailError> {
+    pub fn from_config(
+        config: &Config,
+        metrics: crate::ops::metrics::Metrics,
+    ) -> Result<Self, MailError> {
         let from: Mailbox = config
             .mail_from
             .parse()
@@ -88,7 +88,15 @@ impl Mailer {
         Ok(Self {
             transport: Arc::new(transport),
             from,
+            metrics,
         })
+    }
+
+    fn transport_name(&self) -> &'static str {
+        match *self.transport {
+            Transport::Smtp(_) => "smtp",
+            Transport::Files(_) => "files",
+        }
     }
 
     pub fn describe(&self) -> String {
@@ -99,6 +107,12 @@ impl Mailer {
     }
 
     pub async fn send(&self, to: &str, mail: &Mail) -> Result<(), MailError> {
+        let sent = self.deliver(to, mail).await;
+        self.metrics.mail(self.transport_name(), sent.is_ok());
+        sent
+    }
+
+    async fn deliver(&self, to: &str, mail: &Mail) -> Result<(), MailError> {
         let to: Mailbox = to
             .parse()
             .map_err(|e| MailError::Build(format!("recipient: {e}")))?;

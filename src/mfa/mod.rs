@@ -29,11 +29,13 @@ use factors::CodeCheck;
 
 /// Wrong codes: five per 15 minutes per account, at sign-in and on this page alike.
 pub const WRONG_CODES: Limit = Limit {
+    name: "second_factor_codes",
     max: 5,
     window_secs: 15 * 60,
 };
 /// Mailed codes: three per 10 minutes per account.
 pub const CODE_MAILS: Limit = Limit {
+    name: "code_mails",
     max: 3,
     window_secs: 10 * 60,
 };

@@ -14,6 +14,8 @@ pub struct OAuthError {
     pub description: String,
     /// Client authentication with HTTP Basic failed: answer with a Basic challenge (§5.2).
     pub basic_challenge: bool,
+    /// A server_error whose cause was the database (counted in the metrics).
+    database_failure: bool,
 }
 
 impl OAuthError {
@@ -23,6 +25,7 @@ impl OAuthError {
             error,
             description: description.into(),
             basic_challenge: false,
+            database_failure: false,
         }
     }
 
@@ -69,13 +72,16 @@ impl OAuthError {
         )
     }
 
-    pub fn server_error(cause: impl std::fmt::Display) -> Self {
+    pub fn server_error(cause: impl Into<anyhow::Error>) -> Self {
+        let cause = cause.into();
         tracing::error!(error = %cause, "protocol request failed");
-        Self::new(
+        let mut error = Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "server_error",
             "the server could not complete the request",
-        )
+        );
+        error.database_failure = crate::ops::metrics::caused_by_database(&cause);
+        error
     }
 }
 
@@ -127,6 +133,7 @@ impl IntoResponse for OAuthError {
                 HeaderValue::from_static("Basic realm=\"portcullis\", charset=\"UTF-8\""),
             );
         }
+        crate::ops::metrics::mark_failure(&mut response, self.database_failure);
         response
     }
 }

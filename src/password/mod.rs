@@ -60,6 +60,9 @@ type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
 pub struct PasswordHasher {
     permits: Arc<Semaphore>,
     jobs: mpsc::Sender<Job>,
+    /// Hashes waiting for a worker (a metric, read at scrape time).
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
+    metrics: crate::ops::metrics::Metrics,
 }
 
 impl PasswordHasher {
@@ -79,7 +82,19 @@ impl PasswordHasher {
         Self {
             permits: Arc::new(Semaphore::new(workers)),
             jobs,
+            waiting: Arc::default(),
+            metrics: crate::ops::metrics::Metrics::off(),
         }
+    }
+
+    /// Records hash durations in `metrics`.
+    pub fn observed_by(mut self, metrics: crate::ops::metrics::Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    pub fn queue_depth(&self) -> usize {
+        self.waiting.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// One worker per core.
@@ -91,14 +106,17 @@ impl PasswordHasher {
         &self,
         work: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
     ) -> Result<T, HashError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| HashError::Worker)?;
+        let waiting = Waiting::new(&self.waiting);
+        let permit = self.permits.acquire().await;
+        drop(waiting);
+        let _permit = permit.map_err(|_| HashError::Worker)?;
         let (reply, result) = oneshot::channel();
+        let metrics = self.metrics.clone();
         let job: Job = Box::new(move |memory| {
-            let _ = reply.send(work(memory));
+            let started = std::time::Instant::now();
+            let answer = work(memory);
+            metrics.password_hashed(started.elapsed().as_secs_f64());
+            let _ = reply.send(answer);
         });
         self.jobs.send(job).map_err(|_| HashError::Worker)?;
         result.await.map_err(|_| HashError::Worker)
@@ -131,6 +149,22 @@ impl PasswordHasher {
             .run(move |memory| verify_phc(password.as_bytes(), &hash, memory))
             .await?;
         Ok(known && matches)
+    }
+}
+
+/// Counts one hash in the queue while it lives (also when the request is dropped while waiting).
+struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a std::sync::atomic::AtomicUsize) -> Self {
+        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

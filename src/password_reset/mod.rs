@@ -27,10 +27,12 @@ const PURPOSE: &str = "reset_password";
 const LIFETIME_SECS: i64 = 3600;
 /// Reset mails: three an hour per address, twenty an hour per client.
 const PER_EMAIL: Limit = Limit {
+    name: "reset_mail_account",
     max: 3,
     window_secs: 3600,
 };
 const PER_IP: Limit = Limit {
+    name: "reset_mail_ip",
     max: 20,
     window_secs: 3600,
 };

@@ -51,6 +51,7 @@ pub enum SignupOutcome {
 /// New accounts per client address: at most `signup_max_per_ip` an hour.
 fn signup_limit(state: &AppState) -> Limit {
     Limit {
+        name: "signup_ip",
         max: state.config.signup_max_per_ip,
         window_secs: 3600,
     }

@@ -181,6 +181,14 @@ impl Store {
         }
     }
 
+    /// Pool connections (in use, idle), for the metrics.
+    pub fn pool_connections(&self) -> (u32, u32) {
+        on_pool!(self, |pool| {
+            let idle = u32::try_from(pool.num_idle()).unwrap_or(u32::MAX);
+            (pool.size().saturating_sub(idle), idle)
+        })
+    }
+
     pub async fn close(&self) {
         on_pool!(self, |pool| pool.close().await)
     }

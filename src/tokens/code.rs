@@ -128,6 +128,7 @@ impl TokenService {
             self.revoke_tokens_of_code(&code_hash).await?;
             return Err(RedeemError::Invalid);
         }
+        self.metrics.token_issued("authorization_code");
         Ok(tokens)
     }
 

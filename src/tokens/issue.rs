@@ -221,7 +221,10 @@ impl TokenService {
             .person_tokens(meta, &grant, user.session_epoch, Lineage::SignIn)
             .await?
         {
-            Issued::Tokens(tokens) => Ok(tokens),
+            Issued::Tokens(tokens) => {
+                self.metrics.token_issued("api_sign_in");
+                Ok(tokens)
+            }
             Issued::AlreadyRotated => Err(anyhow::anyhow!("a new sign-in rotated nothing").into()),
         }
     }
@@ -248,8 +251,10 @@ impl TokenService {
             },
             &Holder::Client,
         );
+        let access_token = jwt::sign(&*self.signing_key()?, "at+jwt", &claims)?;
+        self.metrics.token_issued("client_credentials");
         Ok(TokenSet {
-            access_token: jwt::sign(&*self.signing_key()?, "at+jwt", &claims)?,
+            access_token,
             expires_in: client.access_token_ttl,
             scope: (!scope.is_empty()).then(|| scope.to_string()),
             id_token: None,

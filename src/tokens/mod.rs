@@ -42,6 +42,7 @@ pub struct Parts {
     first_party: Arc<Client>,
     /// Opens the sealed signing keys when they are read again.
     secret: SecretKey,
+    metrics: crate::ops::metrics::Metrics,
 }
 
 /// A token response's contents (RFC 6749 §5.1), before an adapter writes it out.
@@ -101,7 +102,13 @@ impl std::ops::Deref for TokenService {
 }
 
 impl TokenService {
-    pub fn new(config: &Config, store: Store, keys: Keys, clock: Clock) -> Self {
+    pub fn new(
+        config: &Config,
+        store: Store,
+        keys: Keys,
+        clock: Clock,
+        metrics: crate::ops::metrics::Metrics,
+    ) -> Self {
         Self(Arc::new(Parts {
             keys,
             clients: ClientCache::default(),
@@ -112,6 +119,7 @@ impl TokenService {
             secret: config.secret_key.clone(),
             store,
             clock,
+            metrics,
         }))
     }
 

@@ -60,6 +60,8 @@ impl TokenService {
             return Err(RefreshError::Invalid);
         }
         let reused = || async {
+            self.metrics.refresh_reuse_detected();
+            self.metrics.revoked("sign_in");
             tracing::warn!(client_id = %client.id, "a rotated refresh token was reused; revoking its family");
             self.store
                 .revoke_refresh_family(&row.family_id, now)
@@ -119,7 +121,10 @@ impl TokenService {
             .person_tokens(meta, &grant, row.session_epoch, lineage)
             .await?
         {
-            Issued::Tokens(tokens) => Ok(tokens),
+            Issued::Tokens(tokens) => {
+                self.metrics.token_issued("refresh_token");
+                Ok(tokens)
+            }
             Issued::AlreadyRotated => reused().await,
         }
     }

@@ -18,12 +18,14 @@ impl TokenService {
                 self.store
                     .revoke_refresh_family(&row.family_id, now)
                     .await?;
+                self.metrics.revoked("refresh_token");
             }
         } else if let Some((_, claims)) = self.verify(token).await
             && claims["client_id"].as_str() == Some(client_id)
             && let (Some(jti), Some(exp)) = (claims["jti"].as_str(), claims["exp"].as_i64())
         {
             self.store.revoke_access_token(jti, exp).await?;
+            self.metrics.revoked("access_token");
         }
         Ok(())
     }
@@ -40,6 +42,7 @@ impl TokenService {
                 self.store
                     .revoke_refresh_family(&row.family_id, self.clock.now())
                     .await?;
+                self.metrics.revoked("sign_in");
                 Ok(Some(row.user_id))
             }
             _ => Ok(None),
@@ -50,6 +53,7 @@ impl TokenService {
     pub async fn revoke_access_token(&self, token: &ActiveToken) -> Result<(), StoreError> {
         if let (Some(jti), Some(exp)) = (token.jti(), token.expires_at()) {
             self.store.revoke_access_token(jti, exp).await?;
+            self.metrics.revoked("access_token");
         }
         Ok(())
     }

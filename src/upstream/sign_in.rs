@@ -159,6 +159,7 @@ pub(super) async fn finish_sign_in(
     user: &User,
     next: &NextUrl,
 ) -> Result<Response, AppError> {
+    state.metrics.sign_in("upstream", "success");
     finish_sign_in_after(state, meta, session, user, METHOD, next).await
 }
 

@@ -23,6 +23,7 @@ pub const PURPOSE: &str = "verify_email";
 const LIFETIME_SECS: i64 = 24 * 3600;
 /// Three verification mails per hour per account.
 const RESEND_LIMIT: Limit = Limit {
+    name: "verification_mail",
     max: 3,
     window_secs: 3600,
 };

@@ -103,6 +103,7 @@ impl ErrorPage {
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let mut forward = None;
+        let mut database_failure = false;
         let (status, title, message) = match self {
             Self::NotFound => (
                 StatusCode::NOT_FOUND,
@@ -129,6 +130,7 @@ impl IntoResponse for AppError {
             }
             Self::Internal(cause) => {
                 tracing::error!(error = ?cause, "request failed");
+                database_failure = crate::ops::metrics::caused_by_database(&cause);
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "Something went wrong",
@@ -139,7 +141,9 @@ impl IntoResponse for AppError {
         };
         let mut page = ErrorPage::new(status, title, message);
         page.action = forward;
-        page.into_response_with(status)
+        let mut response = page.into_response_with(status);
+        crate::ops::metrics::mark_failure(&mut response, database_failure);
+        response
     }
 }
 

@@ -209,6 +209,7 @@ async fn the_file_mailer_logs_who_and_what_but_never_the_body() {
         .env("PORTCULLIS_LISTEN", format!("127.0.0.1:{port}"))
         .env("PORTCULLIS_PUBLIC_URL", &url)
         .env("RUST_LOG", "debug")
+        .env("PORTCULLIS_METRICS_LISTEN", "127.0.0.1:0")
         .arg("serve")
         .stderr(log)
         .kill_on_drop(true)

@@ -168,6 +168,8 @@ impl TestApp {
             secret_key: pg.as_ref().map(|_| random_secret_key()),
             // In-process servers stop at once (the cluster tests drain real nodes).
             shutdown_grace: Some(std::time::Duration::ZERO),
+            // Each server its own metrics port, so tests in parallel do not collide.
+            metrics_listen: "127.0.0.1:0".into(),
             ..RawConfig::default()
         };
         change(&mut raw);
@@ -347,6 +349,7 @@ impl TestApp {
 /// One running server process-in-a-task.
 struct Server {
     store: Store,
+    metrics_addr: Option<std::net::SocketAddr>,
     shutdown: oneshot::Sender<()>,
     task: JoinHandle<()>,
 }
@@ -356,6 +359,7 @@ impl Server {
         let config = Config::from_raw(raw.clone()).expect("test config is valid");
         let app = App::start(config, clock.clone()).await.expect("app starts");
         let store = app.state.store.clone();
+        let metrics_addr = app.metrics_addr();
         let (shutdown, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let stop = async {
@@ -365,6 +369,7 @@ impl Server {
         });
         Self {
             store,
+            metrics_addr,
             shutdown,
             task,
         }
@@ -385,6 +390,20 @@ impl Drop for TestApp {
 }
 
 impl TestApp {
+    /// The text `/metrics` serves now (from the metrics listener, as Prometheus scrapes it).
+    pub async fn metrics(&self) -> String {
+        let addr = self
+            .server
+            .as_ref()
+            .and_then(|s| s.metrics_addr)
+            .expect("metrics are on");
+        let response = reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .expect("metrics answer");
+        assert_eq!(response.status(), 200);
+        response.text().await.expect("metrics text")
+    }
+
     /// The configuration the server runs with.
     pub fn config(&self) -> Config {
         Config::from_raw(self.raw.clone()).expect("test config is valid")
@@ -398,6 +417,7 @@ impl TestApp {
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("PORTCULLIS_DATA_DIR", &self.data_dir)
             .env("RUST_LOG", "warn")
+            .env("PORTCULLIS_METRICS_LISTEN", "127.0.0.1:0")
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
@@ -546,4 +566,38 @@ pub fn random_secret_key() -> String {
         .flat_map(|id| *id.as_bytes())
         .collect();
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// The value of the sample `name{labels}` in a Prometheus text exposition; 0 when absent (a
+/// counter that never moved is not exported). `labels` must be all of the sample's labels, in
+/// any order.
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let (series_name, series_labels) = match series.split_once('{') {
+            Some((n, rest)) => (n, rest.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        if series_name != name {
+            continue;
+        }
+        let mut found: Vec<(String, String)> = series_labels
+            .split(',')
+            .filter(|p| !p.is_empty())
+            .filter_map(|p| p.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
+            .collect();
+        let mut wanted: Vec<(String, String)> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        found.sort();
+        wanted.sort();
+        if found == wanted {
+            return value.parse().expect("a number");
+        }
+    }
+    0.0
 }

@@ -19,6 +19,7 @@ mod cli;
 mod cluster;
 mod email;
 mod login;
+mod metrics;
 mod oauth;
 mod oidc_flow;
 mod races;

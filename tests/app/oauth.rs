@@ -485,7 +485,13 @@ async fn a_token_signed_with_a_key_made_elsewhere_is_checked_after_reading_the_k
         .reload(&elsewhere, &config.secret_key)
         .await
         .expect("read keys");
-    let their_node = TokenService::new(&config, elsewhere, their_keys, app.clock.clone());
+    let their_node = TokenService::new(
+        &config,
+        elsewhere,
+        their_keys,
+        app.clock.clone(),
+        portcullis::ops::metrics::Metrics::off(),
+    );
     let client = their_node.client(&id).await.expect("q").expect("client");
     let token = their_node
         .client_token(&client, "reports", &[])

@@ -147,6 +147,7 @@ impl Cluster {
             .env("PORTCULLIS_NODE_NAME", format!("node-{i}"))
             .env("PORTCULLIS_TRUSTED_PROXIES", "127.0.0.1")
             .env("PORTCULLIS_SHUTDOWN_GRACE", "1s")
+            .env("PORTCULLIS_METRICS_LISTEN", "127.0.0.1:0")
             // The load tests sign many people up from the balancer's one address.
             .env("PORTCULLIS_SIGNUP_MAX_PER_IP", "100000")
             .arg("serve")

@@ -1,4 +1,6 @@
-//! Endpoints for load balancers and orchestrators.
+//! Endpoints for load balancers and orchestrators, and the metrics.
+
+pub mod metrics;
 
 use std::time::Duration;
 
