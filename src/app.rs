@@ -185,6 +185,11 @@ impl App {
             .layer(axum::middleware::from_fn(
                 crate::web::form_redirect::keep_form_posts_on_site,
             ))
+            // Visitors' forms are signed for a cookie instead of a session row.
+            .layer(axum::middleware::from_fn_with_state(
+                self.state.clone(),
+                crate::web::csrf::visitor_cookie,
+            ))
             .layer(session_layer);
 
         Router::new()

@@ -22,6 +22,16 @@ const CONSENT_KEY_PREFIX: &str = "authz:";
 /// starts again in the oldest).
 const MAX_PENDING: usize = 5;
 const PENDING_LIST_KEY: &str = "authz_pending";
+/// A consent question left unanswered this long has expired (the app's own request would
+/// have timed out long before).
+const PENDING_SECS: i64 = 10 * 60;
+
+/// An authorization request waiting for the person's answer.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PendingConsent {
+    shown_at: i64,
+    request: AuthRequest,
+}
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/oauth/consent", post(answer))
@@ -55,6 +65,7 @@ struct ConsentPage {
 /// Asks the person; the request waits in the session under a random id.
 pub(super) async fn show(
     session: &Session,
+    now: i64,
     user: &User,
     client: &Client,
     request: AuthRequest,
@@ -73,17 +84,32 @@ pub(super) async fn show(
         .cloned()
         .collect();
     let resources = request.resources.clone();
-    let mut pending: Vec<String> = session.get(PENDING_LIST_KEY).await?.unwrap_or_default();
+    // Expired questions go, then the oldest beyond the cap: a session holds a few at most.
+    let listed: Vec<String> = session.get(PENDING_LIST_KEY).await?.unwrap_or_default();
+    let mut pending = Vec::with_capacity(listed.len() + 1);
+    for id in listed {
+        let key = format!("{CONSENT_KEY_PREFIX}{id}");
+        match session.get::<PendingConsent>(&key).await {
+            Ok(Some(waiting)) if now - waiting.shown_at < PENDING_SECS => pending.push(id),
+            _ => {
+                session.remove_value(&key).await?;
+            }
+        }
+    }
     while pending.len() >= MAX_PENDING {
         let oldest = pending.remove(0);
         session
-            .remove::<AuthRequest>(&format!("{CONSENT_KEY_PREFIX}{oldest}"))
+            .remove_value(&format!("{CONSENT_KEY_PREFIX}{oldest}"))
             .await?;
     }
     pending.push(request_id.clone());
     session.insert(PENDING_LIST_KEY, &pending).await?;
+    let waiting = PendingConsent {
+        shown_at: now,
+        request,
+    };
     session
-        .insert(&format!("{CONSENT_KEY_PREFIX}{request_id}"), &request)
+        .insert(&format!("{CONSENT_KEY_PREFIX}{request_id}"), &waiting)
         .await?;
     let page = ConsentPage {
         layout: Layout::new(session, Some(user)).await?,
@@ -112,7 +138,10 @@ async fn answer(
     CsrfForm(form): CsrfForm<ConsentForm>,
 ) -> Result<Response, AppError> {
     let key = format!("{CONSENT_KEY_PREFIX}{}", form.request_id);
-    let Some(request) = session.remove::<AuthRequest>(&key).await? else {
+    let waiting = session.remove::<PendingConsent>(&key).await.ok().flatten();
+    let Some(PendingConsent { request, .. }) =
+        waiting.filter(|w| state.clock.now() - w.shown_at < PENDING_SECS)
+    else {
         return Ok(error_page(
             "This request has expired. Go back to the app and start again.",
         ));

@@ -104,6 +104,12 @@ pub async fn pending_sign_in(
     Ok(pending.filter(|p| now - p.started_at <= PENDING_SECS))
 }
 
+/// Whether the session belongs to a signed-in person (it may no longer be valid: see
+/// `session_user` for that).
+pub async fn is_signed_in(session: &Session) -> Result<bool, AppError> {
+    Ok(session.get_value(USER_ID).await?.is_some())
+}
+
 pub async fn clear_pending_sign_in(session: &Session) -> Result<(), AppError> {
     session.remove_value(PENDING).await?;
     Ok(())

@@ -1,8 +1,19 @@
-//! CSRF protection for every form: a per-session token in a hidden field, and an Origin (or
-//! Referer) check that refuses posts from other sites. Either failure is a 403.
+//! CSRF protection for every form: a token in a hidden field, and an Origin (or Referer) check
+//! that refuses posts from other sites. Either failure is a 403.
+//!
+//! A signed-in person's forms carry their session's token. A visitor's forms (sign-in, sign-up,
+//! "forgot password") carry a *visitor token* instead: signed with the server key, bound to a
+//! random `portcullis_csrf` cookie and expiring, so showing a form stores nothing. Before, every
+//! cookieless GET of `/login` wrote a session row, and a crawler or a flood of GETs filled the
+//! session store.
 
-use axum::extract::{Form, FromRequest, FromRequestParts, Request};
-use axum::http::{HeaderMap, header};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::extract::{Form, FromRequest, FromRequestParts, Request, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::Response;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
@@ -13,8 +24,138 @@ use url::Url;
 
 use super::AppError;
 use crate::app::AppState;
+use crate::config::SecretKey;
 
 const KEY: &str = "csrf";
+
+/// A visitor token is good for this long after the form was shown.
+const VISITOR_TOKEN_SECS: i64 = 2 * 3600;
+const VISITOR_PREFIX: &str = "v1.";
+
+tokio::task_local! {
+    /// The visitor cookie of the request being handled (set by `visitor_cookie`), so a page
+    /// can sign a form for it without the handler passing it along.
+    static VISITOR: Visitor;
+}
+
+#[derive(Clone)]
+struct Visitor {
+    key: SecretKey,
+    cookie: String,
+    now: i64,
+    /// A form was signed for the cookie: a new cookie is set on the answer.
+    used: Arc<AtomicBool>,
+}
+
+/// The visitor cookie's name: `__Host-` over https, as for the session cookie.
+pub fn visitor_cookie_name(https: bool) -> &'static str {
+    if https {
+        "__Host-portcullis_csrf"
+    } else {
+        "portcullis_csrf"
+    }
+}
+
+fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, value)| value)
+        // Ours are 43 characters of base64url; anything else is replaced.
+        .filter(|v| {
+            v.len() == 43
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+fn new_cookie_value() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn visitor_signature(key: &SecretKey, cookie: &str, issued_at: i64) -> String {
+    crate::crypto::keyed_hash(key, &format!("csrf-visitor\0{cookie}\0{issued_at}"))
+}
+
+/// Pages for people: reads (or makes) the visitor cookie for the request, and sets it on the
+/// answer when a form was signed for a new one.
+pub async fn visitor_cookie(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let https = state.config.is_https();
+    let name = visitor_cookie_name(https);
+    let (cookie, fresh) = match cookie_value(request.headers(), name) {
+        Some(value) => (value.to_string(), false),
+        None => (new_cookie_value(), true),
+    };
+    let visitor = Visitor {
+        key: state.config.secret_key.clone(),
+        cookie,
+        now: state.clock.now(),
+        used: Arc::default(),
+    };
+    let used = Arc::clone(&visitor.used);
+    let value = visitor.cookie.clone();
+    let mut response = VISITOR.scope(visitor, next.run(request)).await;
+    if fresh && used.load(Ordering::Relaxed) {
+        let secure = if https { "; Secure" } else { "" };
+        let cookie = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax{secure}");
+        if let Ok(cookie) = HeaderValue::from_str(&cookie) {
+            response.headers_mut().append(header::SET_COOKIE, cookie);
+        }
+    }
+    response
+}
+
+/// The token for a form shown to someone who is not signed in: the session's, if it has one,
+/// else a visitor token (nothing is stored). Outside a page request, the session's.
+pub async fn form_token(session: &Session) -> Result<String, tower_sessions::session::Error> {
+    if let Some(token) = session.get::<String>(KEY).await? {
+        return Ok(token);
+    }
+    let visitor = VISITOR.try_with(|v| {
+        v.used.store(true, Ordering::Relaxed);
+        format!(
+            "{VISITOR_PREFIX}{}.{}",
+            v.now,
+            visitor_signature(&v.key, &v.cookie, v.now)
+        )
+    });
+    match visitor {
+        Ok(token) => Ok(token),
+        Err(_) => rotate(session).await,
+    }
+}
+
+/// Whether `sent` is a visitor token signed for the request's cookie and not expired.
+fn visitor_token_is_valid(state: &AppState, headers: &HeaderMap, sent: &str) -> bool {
+    let Some(rest) = sent.strip_prefix(VISITOR_PREFIX) else {
+        return false;
+    };
+    let Some((issued_at, signature)) = rest.split_once('.') else {
+        return false;
+    };
+    let Ok(issued_at) = issued_at.parse::<i64>() else {
+        return false;
+    };
+    let Some(cookie) = cookie_value(headers, visitor_cookie_name(state.config.is_https())) else {
+        return false;
+    };
+    let age = state.clock.now() - issued_at;
+    (0..=VISITOR_TOKEN_SECS).contains(&age)
+        && crate::crypto::constant_time_eq(
+            signature,
+            &visitor_signature(&state.config.secret_key, cookie, issued_at),
+        )
+}
 
 const EXPIRED: &str = "This form has expired or was sent from another site. Go back, reload the \
      page and try again.";
@@ -63,6 +204,7 @@ where
         let session = Session::from_request_parts(&mut parts, state)
             .await
             .map_err(|(_, why)| AppError::Internal(anyhow::anyhow!(why)))?;
+        let headers = parts.headers.clone();
         let req = Request::from_parts(parts, body);
         let Form(WithToken { csrf_token, form }) = Form::<WithToken<T>>::from_request(req, state)
             .await
@@ -78,9 +220,16 @@ where
             })?;
         let expected = session.get::<String>(KEY).await?.unwrap_or_default();
         let sent = csrf_token.as_str();
-        let matches =
+        let matches_session =
             !expected.is_empty() && bool::from(expected.as_bytes().ct_eq(sent.as_bytes()));
-        if !matches {
+        // A visitor token only where no one is signed in: signing in starts the session's own.
+        let matches_visitor = || async {
+            Ok::<_, AppError>(
+                !super::auth::is_signed_in(&session).await?
+                    && visitor_token_is_valid(state, &headers, sent),
+            )
+        };
+        if !matches_session && !matches_visitor().await? {
             tracing::warn!("refused a form post with a missing or wrong CSRF token");
             return Err(AppError::Forbidden(EXPIRED));
         }

@@ -15,12 +15,17 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// For a page with forms: makes sure the session has a CSRF token and takes the flash.
+    /// For a page with forms: a signed-in person's forms get the session's CSRF token, a
+    /// visitor's a visitor token (nothing stored); and takes the flash.
     pub async fn new(session: &Session, user: Option<&User>) -> Result<Self, AppError> {
+        let csrf_token = match user {
+            Some(_) => csrf::token(session).await?,
+            None => csrf::form_token(session).await?,
+        };
         Ok(Self {
             user_email: user.map(|u| u.email.clone()),
             is_admin: user.is_some_and(User::is_admin),
-            csrf_token: csrf::token(session).await?,
+            csrf_token,
             flash: flash::take(session).await?,
         })
     }

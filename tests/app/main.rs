@@ -33,3 +33,4 @@ mod store;
 mod token_rules;
 mod two_factor;
 mod upstream;
+mod visitors;

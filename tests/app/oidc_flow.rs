@@ -29,6 +29,7 @@ backend_tests!(
     a_reused_code_revokes_the_tokens_it_gave,
     rp_initiated_logout_ends_the_session_and_returns_to_a_registered_uri,
     consent_can_be_taken_back_and_sign_out_everywhere_ends_tokens,
+    a_consent_question_expires_and_a_session_keeps_five_at_most,
 );
 
 pub fn http() -> openidconnect::reqwest::Client {
@@ -1145,4 +1146,44 @@ async fn consent_can_be_taken_back_and_sign_out_everywhere_ends_tokens(app: Test
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+/// Unanswered consent questions wait in the session: at most five (the oldest go first), and
+/// for ten minutes; 40 authorize requests leave the session small.
+async fn a_consent_question_expires_and_a_session_keeps_five_at_most(app: TestApp) {
+    let email = signed_up(&app).await;
+    let rp = relying_party(&app, &[]).await;
+    let first = start(&app, &rp, &["email"]);
+    let oldest = browse(&app, &first.path, &email).await;
+    assert_eq!(oldest.status(), StatusCode::OK);
+    let mut newest = None;
+    for _ in 0..40 {
+        let next = start(&app, &rp, &["email"]);
+        let page = app.get(&format!("{}&prompt=consent", next.path)).await;
+        assert_eq!(page.status(), StatusCode::OK);
+        newest = Some(page);
+    }
+    let dropped = allow(&app, oldest, "allow").await;
+    assert_eq!(dropped.status(), StatusCode::BAD_REQUEST);
+    assert!(dropped.text().await.unwrap_or_default().contains("expired"));
+    if let portcullis::store::Db::Sqlite(pool) = &app.store.db {
+        let largest: i64 = sqlx::query_scalar("select max(length(data)) from tower_sessions")
+            .fetch_one(pool)
+            .await
+            .expect("session size");
+        assert!(largest < 16 * 1024, "the session holds {largest} bytes");
+    }
+    let params = callback(&allow(&app, newest.expect("a page"), "allow").await);
+    assert!(params.contains_key("code"), "the newest is answered");
+
+    let late = start(&app, &rp, &["email"]);
+    let page = app.get(&format!("{}&prompt=consent", late.path)).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    app.clock.advance(10 * 60 + 1);
+    let expired = allow(&app, page, "allow").await;
+    assert_eq!(
+        expired.status(),
+        StatusCode::BAD_REQUEST,
+        "ten minutes later it has expired"
+    );
 }

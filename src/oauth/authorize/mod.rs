@@ -153,7 +153,9 @@ async fn authorize(
         Decision::Refuse(error, description) => {
             Ok(redirect_error(&state, &request, error, description))
         }
-        Decision::AskConsent(user) => super::consent::show(&session, &user, &client, request).await,
+        Decision::AskConsent(user) => {
+            super::consent::show(&session, state.clock.now(), &user, &client, request).await
+        }
         Decision::IssueCode(user) => issue_code(&state, &session, &user, &request).await,
     }
 }
