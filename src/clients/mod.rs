@@ -204,6 +204,17 @@ pub async fn create(
     create_with(store, key, &lifetimes, now).await
 }
 
+/// 22 random base64url characters (132 bits), never starting with `-` or `_`, so an id can be
+/// given to the CLI (`client delete ID`) without being read as an option.
+fn new_client_id() -> String {
+    loop {
+        let token = crypto::random_token();
+        if token.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+            return token[..22].to_string();
+        }
+    }
+}
+
 /// Creates the client with the given token lifetimes (the admin form sets them).
 pub async fn create_with(
     store: &Store,
@@ -212,7 +223,7 @@ pub async fn create_with(
     now: i64,
 ) -> Result<(Client, Option<String>), StoreError> {
     let new = &settings.client;
-    let id = crypto::random_token()[..22].to_string();
+    let id = new_client_id();
     let secret = (!new.public).then(crypto::random_token);
     let row = ClientRow {
         id,

@@ -119,6 +119,11 @@ const DESCRIPTIONS: &[(&str, Option<Unit>, &str)] = &[
     ),
 ];
 
+/// Every metric the server exports (dashboards and alert rules may use no other).
+pub fn names() -> impl Iterator<Item = &'static str> {
+    DESCRIPTIONS.iter().map(|(name, _, _)| *name)
+}
+
 const SECONDS_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];

@@ -390,13 +390,17 @@ impl Drop for TestApp {
 }
 
 impl TestApp {
-    /// The text `/metrics` serves now (from the metrics listener, as Prometheus scrapes it).
-    pub async fn metrics(&self) -> String {
-        let addr = self
-            .server
+    /// Where the metrics listener listens.
+    pub fn metrics_addr(&self) -> std::net::SocketAddr {
+        self.server
             .as_ref()
             .and_then(|s| s.metrics_addr)
-            .expect("metrics are on");
+            .expect("metrics are on")
+    }
+
+    /// The text `/metrics` serves now (from the metrics listener, as Prometheus scrapes it).
+    pub async fn metrics(&self) -> String {
+        let addr = self.metrics_addr();
         let response = reqwest::get(format!("http://{addr}/metrics"))
             .await
             .expect("metrics answer");

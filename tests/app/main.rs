@@ -22,6 +22,7 @@ mod login;
 mod metrics;
 mod oauth;
 mod oidc_flow;
+mod prometheus;
 mod races;
 mod security;
 mod sessions;

@@ -123,13 +123,32 @@ async fn every_response_carries_the_security_headers(app: TestApp) {
         .send()
         .await
         .expect("GET");
-    let cookie = login
+    // A visitor gets the form's CSRF cookie, and no session.
+    let cookies: Vec<&str> = login
         .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    assert_eq!(cookies.len(), 1, "{cookies:?}");
+    let cookie = cookies[0];
+    assert!(cookie.starts_with("portcullis_csrf="), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+    // Signing in sets the session cookie, HttpOnly and SameSite=Lax too.
+    let signed_up = app
+        .signup(&crate::helpers::unique_email(), crate::helpers::PASSWORD)
+        .await;
+    let cookie = signed_up
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("portcullis_session="))
+        .expect("a session cookie")
         .to_string();
-    assert!(cookie.starts_with("portcullis_session="), "{cookie}");
     assert!(
         cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
         "{cookie}"

@@ -638,27 +638,49 @@ async fn the_defaults_are_short_sessions_and_admins_with_a_second_factor(mut app
     enrol_totp(&app).await;
     assert_eq!(app.get("/admin/users").await.status(), StatusCode::OK);
 
-    // Over https the session cookie carries the `__Host-` prefix (and so Secure, Path=/).
+    // Over https the visitor's CSRF cookie and the session cookie carry the `__Host-` prefix
+    // (and so Secure, Path=/, no Domain).
     let https = app.url.replace("http://", "https://");
-    app.restart_with(|raw| raw.public_url = https).await;
+    app.restart_with(|raw| raw.public_url = https.clone()).await;
     let page = app
         .fresh_client()
         .get(app.at("/login"))
         .send()
         .await
         .expect("GET");
-    let cookie = page
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|c| c.contains("portcullis_session="))
-        .expect("a session cookie")
-        .to_string();
-    assert!(cookie.starts_with("__Host-portcullis_session="), "{cookie}");
-    assert!(
-        cookie.contains("Secure") && cookie.contains("Path=/"),
-        "{cookie}"
-    );
-    assert!(!cookie.contains("Domain"), "{cookie}");
+    let set_cookie = |response: &reqwest::Response, name: &str| {
+        response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|c| c.contains(name))
+            .unwrap_or_else(|| panic!("a {name} cookie"))
+            .to_string()
+    };
+    let visitor = set_cookie(&page, "portcullis_csrf=");
+    let token = crate::helpers::hidden_value(&page.text().await.expect("page"), "csrf_token")
+        .expect("a form token");
+    let signed_in = app
+        .fresh_client()
+        .post(app.at("/login"))
+        .header("origin", &https)
+        .header("cookie", visitor.split(';').next().expect("name=value"))
+        .form(&[
+            ("csrf_token", token.as_str()),
+            ("email", email.as_str()),
+            ("password", crate::helpers::PASSWORD),
+        ])
+        .send()
+        .await
+        .expect("POST /login");
+    let session = set_cookie(&signed_in, "portcullis_session=");
+    for cookie in [visitor, session] {
+        assert!(cookie.starts_with("__Host-portcullis_"), "{cookie}");
+        assert!(
+            cookie.contains("Secure") && cookie.contains("Path=/"),
+            "{cookie}"
+        );
+        assert!(!cookie.contains("Domain"), "{cookie}");
+    }
 }
