@@ -225,17 +225,21 @@ impl App {
                 self.state.node.clone(),
                 crate::ops::close_when_draining,
             ))
-            // Every log line of a request names the node, the method and the path (never the
-            // query string, which can hold one-time tokens).
+            // Every log line of a request names the node, the method, the path (never the
+            // query string, which can hold one-time tokens) and the trace; the span continues
+            // the caller's trace (W3C traceparent) and is exported when tracing is on.
             .layer(TraceLayer::new_for_http().make_span_with({
                 let node = self.state.node.clone();
                 move |request: &axum::extract::Request| {
-                    tracing::info_span!(
+                    let span = tracing::info_span!(
                         "request",
                         node = node.name(),
                         method = %request.method(),
                         path = request.uri().path(),
-                    )
+                        trace_id = tracing::field::Empty,
+                    );
+                    crate::ops::telemetry::continue_trace(&span, request.headers());
+                    span
                 }
             }))
             // Every answer counted by route template, method and status (outside the timeouts,

@@ -107,7 +107,8 @@ impl Mailer {
     }
 
     pub async fn send(&self, to: &str, mail: &Mail) -> Result<(), MailError> {
-        let sent = self.deliver(to, mail).await;
+        let span = tracing::info_span!("mail.send", transport = self.transport_name());
+        let sent = tracing::Instrument::instrument(self.deliver(to, mail), span).await;
         self.metrics.mail(self.transport_name(), sent.is_ok());
         sent
     }

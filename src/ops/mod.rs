@@ -1,6 +1,7 @@
 //! Endpoints for load balancers and orchestrators, and the metrics.
 
 pub mod metrics;
+pub mod telemetry;
 
 use std::time::Duration;
 

@@ -107,6 +107,15 @@ impl PasswordHasher {
         work: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
     ) -> Result<T, HashError> {
         let waiting = Waiting::new(&self.waiting);
+        let span = tracing::info_span!("password.hash");
+        tracing::Instrument::instrument(self.run_in_pool(waiting, work), span).await
+    }
+
+    async fn run_in_pool<T: Send + 'static>(
+        &self,
+        waiting: Waiting<'_>,
+        work: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
+    ) -> Result<T, HashError> {
         let permit = self.permits.acquire().await;
         drop(waiting);
         let _permit = permit.map_err(|_| HashError::Worker)?;

@@ -58,15 +58,46 @@ pub struct Store {
 }
 
 /// Runs the same sqlx expression on whichever pool the store holds.
+/// Each run is a `db.query` span (exported when tracing is on, free when it is off); `sync`
+/// runs a body that does not await, without a span.
 macro_rules! on_pool {
-    ($store:expr, |$pool:ident| $body:expr) => {
+    (sync $store:expr, |$pool:ident| $body:expr) => {
         match &$store.db {
             $crate::store::Db::Sqlite($pool) => $body,
             $crate::store::Db::Postgres($pool) => $body,
         }
     };
+    ($store:expr, |$pool:ident| $body:expr) => {
+        match &$store.db {
+            $crate::store::Db::Sqlite($pool) => {
+                tracing::Instrument::instrument(
+                    async { $body },
+                    $crate::store::query_span("sqlite"),
+                )
+                .await
+            }
+            $crate::store::Db::Postgres($pool) => {
+                tracing::Instrument::instrument(
+                    async { $body },
+                    $crate::store::query_span("postgresql"),
+                )
+                .await
+            }
+        }
+    };
 }
 pub(crate) use on_pool;
+
+/// The span of one database round trip (OpenTelemetry's `db.system.name`); no statement or
+/// values, which may hold personal data.
+/// Only under a request or a job's span: the start-up and the periodic key reads would
+/// otherwise each be a trace of their own.
+pub(crate) fn query_span(system: &'static str) -> tracing::Span {
+    if tracing::Span::current().is_none() {
+        return tracing::Span::none();
+    }
+    tracing::debug_span!(target: crate::ops::telemetry::DB_TARGET, "db.query", db.system.name = system)
+}
 
 /// Runs one statement with its binds on whichever pool the store holds; the rows it changed.
 macro_rules! execute {
@@ -183,7 +214,7 @@ impl Store {
 
     /// Pool connections (in use, idle), for the metrics.
     pub fn pool_connections(&self) -> (u32, u32) {
-        on_pool!(self, |pool| {
+        on_pool!(sync self, |pool| {
             let idle = u32::try_from(pool.num_idle()).unwrap_or(u32::MAX);
             (pool.size().saturating_sub(idle), idle)
         })

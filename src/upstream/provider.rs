@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use openidconnect::core::{
     CoreAuthenticationFlow, CoreClient, CoreJwsSigningAlgorithm, CoreProviderMetadata,
@@ -60,8 +61,22 @@ struct Cached {
 pub struct Provider {
     pub config: UpstreamConfig,
     redirect: RedirectUrl,
-    http: openidconnect::reqwest::Client,
+    http: TracedHttp,
     cache: RwLock<Option<Cached>>,
+}
+
+/// The HTTP client for providers: sends the current trace's `traceparent` along (W3C Trace
+/// Context), so a provider that traces sees its part of the sign-in in the same trace.
+struct TracedHttp(openidconnect::reqwest::Client);
+
+impl<'c> openidconnect::AsyncHttpClient<'c> for TracedHttp {
+    type Error = <openidconnect::reqwest::Client as openidconnect::AsyncHttpClient<'c>>::Error;
+    type Future = <openidconnect::reqwest::Client as openidconnect::AsyncHttpClient<'c>>::Future;
+
+    fn call(&'c self, mut request: openidconnect::HttpRequest) -> Self::Future {
+        crate::ops::telemetry::inject_trace(request.headers_mut());
+        self.0.call(request)
+    }
 }
 
 type Client = CoreClient<
@@ -89,7 +104,7 @@ impl Provider {
         Ok(Arc::new(Self {
             config,
             redirect,
-            http,
+            http: TracedHttp(http),
             cache: RwLock::new(None),
         }))
     }
@@ -117,7 +132,9 @@ impl Provider {
         }
         let issuer = IssuerUrl::new(self.config.issuer.clone())
             .map_err(|e| UpstreamError::Unreachable(e.to_string()))?;
+        let span = tracing::info_span!("upstream.discovery", provider = %self.config.name);
         let metadata = CoreProviderMetadata::discover_async(issuer, &self.http)
+            .instrument(span)
             .await
             .map_err(|e| {
                 tracing::warn!(provider = %self.config.name, error = %error_chain(&e), "discovery failed");
@@ -176,7 +193,9 @@ impl Provider {
             .exchange_code(AuthorizationCode::new(code.to_string()))
             .map_err(|e| UpstreamError::Refused(e.to_string()))?
             .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.to_string()));
-        let response = request.request_async(&self.http).await.map_err(|e| {
+        let span = tracing::info_span!("upstream.token", provider = %self.config.name);
+        let exchange = request.request_async(&self.http).instrument(span);
+        let response = exchange.await.map_err(|e| {
             tracing::warn!(provider = %self.config.name, error = %error_chain(&e), "code exchange failed");
             match e {
                 RequestTokenError::ServerResponse(response) => {

@@ -32,6 +32,7 @@ mod slow_clients;
 mod smtp_sink;
 mod store;
 mod token_rules;
+mod traces;
 mod two_factor;
 mod upstream;
 mod visitors;
