@@ -12,6 +12,8 @@ EVENTS="${EVENTS:-200000}"
 SECONDS_EACH="${SECONDS_EACH:-5}"
 PORT="${PORT:-18091}"
 
+# The admin has no second factor here (the panel requires one by default).
+export PORTCULLIS_ADMIN_REQUIRE_SECOND_FACTOR=false
 source bench/common.sh
 
 "$BIN" migrate 2>/dev/null
@@ -36,6 +38,11 @@ con.executemany("insert into users (id, email, email_lower, display_name, create
 kinds = ["sign_in", "sign_in_failed", "password_changed", "consent_granted", "totp_enabled"]
 con.executemany("insert into audit_events (happened_at, event, actor_id, subject_id, detail, ip, user_agent) values (?, ?, ?, ?, ?, ?, ?)",
     ((now - events + n, random.choice(kinds), u, u, "pwd", "203.0.113.7", "Mozilla/5.0") for n, u in ((n, random.choice(ids)) for n in range(events))))
+hour = now - now % 3600
+con.executemany("insert into activity (hour, kind, label, count) values (?, ?, ?, ?)",
+    ((hour - h * 3600, kind, label, random.randint(1, 500)) for h in range(30 * 24)
+     for kind, label in [("event", "sign_in"), ("event", "sign_in_failed"), ("second_factor", "totp"),
+                         ("token", "authorization_code"), ("token", "refresh_token"), ("throttled", "login_ip")]))
 con.commit()
 print(ids[users // 2])
 PY
@@ -48,13 +55,14 @@ import http.client, re, sys, urllib.parse
 base = sys.argv[1]; u = urllib.parse.urlparse(base)
 conn = http.client.HTTPConnection(u.hostname, u.port)
 conn.request("GET", "/login"); r = conn.getresponse(); page = r.read().decode()
-cookie = re.search(r"portcullis_session=([^;]+)", r.getheader("set-cookie")).group(1)
+# The visitor's form is bound to its CSRF cookie (older binaries: the session cookie).
+cookie = re.search(r"(portcullis_(?:csrf|session)=[^;]+)", r.getheader("set-cookie")).group(1)
 token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
 body = urllib.parse.urlencode({"csrf_token": token, "email": "admin@example.com", "password": "correct-horse-battery-staple"})
-conn.request("POST", "/login", body, {"Content-Type": "application/x-www-form-urlencoded", "Origin": base, "Cookie": "portcullis_session=" + cookie})
+conn.request("POST", "/login", body, {"Content-Type": "application/x-www-form-urlencoded", "Origin": base, "Cookie": cookie})
 r = conn.getresponse(); r.read()
 m = re.search(r"portcullis_session=([^;]+)", r.getheader("set-cookie") or "")
-print("portcullis_session=" + (m.group(1) if m else cookie))
+print("portcullis_session=" + m.group(1))
 PY
 )"
 
@@ -75,6 +83,7 @@ page() { # name, path
 }
 
 echo "bench: $(nproc) cores, SQLite, $USERS users, $EVENTS audit events"
+page "overview (charts, totals)" "/admin"
 page "user list, first page" "/admin/users"
 page "user list, page 1,000" "/admin/users?after=user-050000%40example.com"
 page "search by email prefix" "/admin/users?q=user-0999"

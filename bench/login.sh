@@ -38,7 +38,8 @@ for _ in range(count):
     conn.request("GET", "/login")
     response = conn.getresponse()
     body = response.read().decode()
-    cookie = re.search(r"portcullis_session=([^;]+)", response.getheader("set-cookie") or "").group(1)
+    # A visitor's form is bound to its CSRF cookie (older binaries: the session cookie).
+    cookie = re.search(r"(portcullis_(?:csrf|session)=[^;]+)", response.getheader("set-cookie") or "").group(1)
     token = re.search(r'name="csrf_token" value="([^"]+)"', body).group(1)
     print(cookie, token)
 PY
@@ -68,7 +69,7 @@ function request()
   local body = "csrf_token=" .. s.token .. "&email=$EMAIL&password=$PASSWORD&next=%2Faccount"
   return wrk.format("POST", "/login", {
     ["Content-Type"] = "application/x-www-form-urlencoded",
-    ["Cookie"] = "portcullis_session=" .. s.cookie,
+    ["Cookie"] = s.cookie,
     ["Origin"] = "$BASE",
   }, body)
 end

@@ -53,15 +53,14 @@ base, client_id, basic, count, work = sys.argv[1], sys.argv[2], sys.argv[3], int
 def prepare(n):
     u = urllib.parse.urlparse(base)
     conn = http.client.HTTPConnection(u.hostname, u.port)
-    cookie = ""
+    cookies = {}
     def req(method, path, body=None, headers=None):
-        nonlocal cookie
         h = dict(headers or {})
-        if cookie: h["Cookie"] = cookie
+        if cookies: h["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
         conn.request(method, path, body=body, headers=h)
         r = conn.getresponse(); data = r.read().decode()
-        m = re.search(r"portcullis_session=([^;]+)", r.getheader("set-cookie") or "")
-        if m: cookie = "portcullis_session=" + m.group(1)
+        for k, v in re.findall(r"(portcullis_\w+)=([^;,]+)", r.getheader("set-cookie") or ""):
+            cookies[k] = v
         return r, data
     _, page = req("GET", "/login")
     token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)

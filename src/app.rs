@@ -89,8 +89,8 @@ impl App {
         .await
         .context("cannot connect the change bus (Redis, else Postgres)")?;
         let metrics = match config.metrics_listen {
-            Some(_) => Metrics::new(store.backend_name()),
-            None => Metrics::off(),
+            Some(_) => Metrics::new(store.backend_name(), clock.clone()),
+            None => Metrics::without_prometheus(clock.clone()),
         };
         let metrics_listener = match config.metrics_listen {
             Some(address) => Some(TcpListener::bind(address).await.with_context(|| {
@@ -279,6 +279,20 @@ impl App {
         })
     }
 
+    /// Adds this node's overview counts to the database every few seconds.
+    fn spawn_activity_writer(&self) -> tokio::task::JoinHandle<()> {
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(crate::ops::activity::FLUSH_EVERY);
+            loop {
+                tick.tick().await;
+                if let Err(e) = state.metrics.activity().flush(&state.store).await {
+                    tracing::warn!(error = %e, "could not add the activity counts");
+                }
+            }
+        })
+    }
+
     /// Background upkeep: the periodic pruning, on one node of a cluster at a time.
     pub fn spawn_housekeeping(&self) {
         let state = self.state.clone();
@@ -308,6 +322,7 @@ impl App {
     ) -> anyhow::Result<()> {
         let router = self.router();
         let key_reader = self.spawn_key_reader();
+        let activity = self.spawn_activity_writer();
         let metrics_server = self.metrics_listener.take().map(|listener| {
             let router = crate::ops::metrics::router(self.state.clone());
             tokio::spawn(async move {
@@ -330,6 +345,11 @@ impl App {
         let limits = self.state.config.connection_limits;
         crate::web::server::serve(listener, router, limits, drain).await;
         key_reader.abort();
+        activity.abort();
+        // What this node counted since the last write, so a restart loses none of it.
+        if let Err(e) = self.state.metrics.activity().flush(&self.state.store).await {
+            tracing::warn!(error = %e, "could not add the last activity counts");
+        }
         if let Some(server) = metrics_server {
             server.abort();
         }
@@ -384,6 +404,10 @@ async fn prune(state: &AppState) {
         .await
     {
         tracing::warn!(error = %e, "could not prune ended sessions");
+    }
+    // The overview shows 30 days.
+    if let Err(e) = state.store.prune_activity(now - 35 * 24 * 3600).await {
+        tracing::warn!(error = %e, "could not prune old activity counts");
     }
     let retention = state.config.audit_retention.as_secs() as i64;
     match state.store.prune_audit_events(now - retention).await {

@@ -75,6 +75,7 @@ pub async fn record(state: &AppState, meta: &RequestMeta, event: Event<'_>) {
     if let Err(e) = state.store.insert_audit_event(&row).await {
         tracing::error!(error = %e, event = row.event, "cannot write the audit log");
     }
+    state.metrics.audit_event(event.name);
     if let (Some(what), Some(user_id)) = (
         crate::mail::messages::security_notice_text(&row.event),
         row.subject_id.as_deref(),

@@ -4,13 +4,14 @@
 
 mod audit_log;
 mod clients;
+mod overview;
 mod users;
 
 use axum::Router;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use tower_sessions::Session;
 
 use crate::app::AppState;
@@ -22,12 +23,9 @@ use crate::web::flash::{self, Flash};
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route(
-            "/admin",
-            get(|_: Admin| async { Redirect::to("/admin/users") }),
-        )
         // The admin panel's "Confirm it is you" form, as on the account pages.
         .route("/admin/confirm", post(crate::account::step_up::confirm))
+        .merge(overview::router())
         .merge(users::router())
         .merge(clients::router())
         .merge(audit_log::router())

@@ -6,6 +6,9 @@
 //! Prometheus conventions in one place: base units (`_seconds`), `_total` on counters, and only
 //! bounded label values (route templates, never raw paths, addresses or ids). With metrics off
 //! nothing is recorded at all.
+//!
+//! The same typed methods count, per hour, what the admin overview charts (`ops::activity`):
+//! that part is on whether or not Prometheus is.
 
 use std::sync::Arc;
 
@@ -18,7 +21,9 @@ use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 
+use super::activity::Activity;
 use crate::app::AppState;
+use crate::clock::Clock;
 
 const HTTP_REQUESTS: &str = "portcullis_http_requests_total";
 const HTTP_DURATION: &str = "portcullis_http_request_duration_seconds";
@@ -128,9 +133,13 @@ const SECONDS_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// The app's metrics; cheap to clone. `Metrics::off()` records nothing.
+/// The app's metrics; cheap to clone. With Prometheus off, only the overview's counts are kept.
 #[derive(Clone, Default)]
-pub struct Metrics(Option<Arc<Inner>>);
+pub struct Metrics {
+    prometheus: Option<Arc<Inner>>,
+    activity: Activity,
+    clock: Clock,
+}
 
 struct Inner {
     recorder: PrometheusRecorder,
@@ -139,7 +148,7 @@ struct Inner {
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() {
+        f.write_str(if self.is_on() {
             "Metrics(on)"
         } else {
             "Metrics(off)"
@@ -151,12 +160,22 @@ impl std::fmt::Debug for Metrics {
 type Labels<'a> = &'a [(&'static str, &'a str)];
 
 impl Metrics {
+    /// Prometheus off; the overview's counts by the system clock.
     pub fn off() -> Self {
-        Self(None)
+        Self::default()
+    }
+
+    /// The overview's counts only, by `clock`.
+    pub fn without_prometheus(clock: Clock) -> Self {
+        Self {
+            prometheus: None,
+            activity: Activity::default(),
+            clock,
+        }
     }
 
     /// A fresh recorder, its histograms with buckets in seconds.
-    pub fn new(backend: &str) -> Self {
+    pub fn new(backend: &str, clock: Clock) -> Self {
         let builder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS);
         let recorder = match builder {
@@ -168,7 +187,11 @@ impl Metrics {
             recorder.describe_counter((*name).into(), *unit, (*help).into());
         }
         let handle = recorder.handle();
-        let metrics = Self(Some(Arc::new(Inner { recorder, handle })));
+        let metrics = Self {
+            prometheus: Some(Arc::new(Inner { recorder, handle })),
+            activity: Activity::default(),
+            clock,
+        };
         metrics.gauge(
             BUILD_INFO,
             &[("version", env!("CARGO_PKG_VERSION")), ("backend", backend)],
@@ -178,7 +201,16 @@ impl Metrics {
     }
 
     pub fn is_on(&self) -> bool {
-        self.0.is_some()
+        self.prometheus.is_some()
+    }
+
+    /// The counts the admin overview shows.
+    pub fn activity(&self) -> &Activity {
+        &self.activity
+    }
+
+    fn chart(&self, kind: &'static str, label: &'static str) {
+        self.activity.add(self.clock.now(), kind, label);
     }
 
     fn key(name: &'static str, labels: Labels<'_>) -> Key {
@@ -190,7 +222,7 @@ impl Metrics {
     }
 
     fn count(&self, name: &'static str, labels: Labels<'_>) {
-        if let Some(inner) = &self.0 {
+        if let Some(inner) = &self.prometheus {
             let metadata = metadata();
             inner
                 .recorder
@@ -200,7 +232,7 @@ impl Metrics {
     }
 
     fn gauge(&self, name: &'static str, labels: Labels<'_>, value: f64) {
-        if let Some(inner) = &self.0 {
+        if let Some(inner) = &self.prometheus {
             let metadata = metadata();
             inner
                 .recorder
@@ -210,7 +242,7 @@ impl Metrics {
     }
 
     fn observe(&self, name: &'static str, labels: Labels<'_>, value: f64) {
-        if let Some(inner) = &self.0 {
+        if let Some(inner) = &self.prometheus {
             let metadata = metadata();
             inner
                 .recorder
@@ -250,16 +282,26 @@ impl Metrics {
 
     /// `method`: totp, email, recovery; `result`: success, failure, rejected (expired or
     /// replayed), throttled.
-    pub fn second_factor(&self, method: &str, result: &str) {
+    pub fn second_factor(&self, method: &'static str, result: &str) {
         self.count(SECOND_FACTORS, &[("method", method), ("result", result)]);
+        if result == "success" {
+            self.chart("second_factor", method);
+        }
     }
 
-    pub fn throttled(&self, limit: &str) {
+    pub fn throttled(&self, limit: &'static str) {
         self.count(THROTTLED, &[("limit", limit)]);
+        self.chart("throttled", limit);
     }
 
-    pub fn token_issued(&self, grant_type: &str) {
+    pub fn token_issued(&self, grant_type: &'static str) {
         self.count(TOKENS_ISSUED, &[("grant_type", grant_type)]);
+        self.chart("token", grant_type);
+    }
+
+    /// An audit event was recorded (the overview charts sign-ins and failures from these).
+    pub fn audit_event(&self, name: &'static str) {
+        self.chart("event", name);
     }
 
     pub fn refresh_reuse_detected(&self) {
@@ -290,7 +332,7 @@ impl Metrics {
 
     /// The gauges read at scrape time, then the text exposition format.
     fn render(&self, state: &AppState) -> Option<String> {
-        let inner = self.0.as_ref()?;
+        let inner = self.prometheus.as_ref()?;
         let (in_use, idle) = state.store.pool_connections();
         self.gauge(DB_CONNECTIONS, &[("state", "in_use")], f64::from(in_use));
         self.gauge(DB_CONNECTIONS, &[("state", "idle")], f64::from(idle));

@@ -1,5 +1,6 @@
 //! Endpoints for load balancers and orchestrators, and the metrics.
 
+pub mod activity;
 pub mod metrics;
 pub mod telemetry;
 

@@ -2,6 +2,7 @@
 //! placeholders, text ids, unix seconds as integers computed in Rust, lower-cased lookup columns.
 
 mod account_changes;
+mod activity;
 mod audit;
 mod canary;
 mod clients;
@@ -31,6 +32,7 @@ use sqlx::{PgPool, SqlitePool};
 use crate::bus::{Change, Changes};
 use crate::config::DatabaseUrl;
 
+pub use activity::{ActivityCount, Totals};
 pub use audit::{AuditEvent, AuditFilter};
 pub use canary::JobLease;
 pub use clients::ClientRow;

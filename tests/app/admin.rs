@@ -18,6 +18,7 @@ backend_tests!(
     changes_need_a_recent_sign_in,
     the_user_list_pages_by_keyset_and_deleting_needs_the_email,
     sessions_are_listed_and_can_be_ended_by_the_person_and_an_admin,
+    the_overview_charts_sign_ins_second_steps_tokens_and_refusals,
 );
 
 /// `app.client` is signed in as a new admin; returns the admin.
@@ -149,7 +150,7 @@ async fn visitors_and_non_admins_are_kept_out(app: TestApp) {
         assert!(location(&visitor).starts_with("/login?next="), "{path}");
     }
     let (browser, user) = person(&app).await;
-    for path in ["/admin/users", "/admin/clients", "/admin/audit"] {
+    for path in ["/admin", "/admin/users", "/admin/clients", "/admin/audit"] {
         let answer = browser.get(app.at(path)).send().await.expect("GET");
         assert_eq!(answer.status(), StatusCode::FORBIDDEN, "{path}");
     }
@@ -713,5 +714,110 @@ async fn sessions_are_listed_and_can_be_ended_by_the_person_and_an_admin(app: Te
         app.page("/admin/audit?event=admin.session_revoked")
             .await
             .contains("<td>admin.session_revoked</td>")
+    );
+}
+
+/// The numbers between `start` and `end` in `html`, such as "3 sign-ins, 1 failed.".
+fn phrase<'a>(html: &'a str, start: &str, end: &str) -> &'a str {
+    let from = html
+        .find(start)
+        .unwrap_or_else(|| panic!("{start:?} in the page"))
+        + start.len();
+    let to = from + html[from..].find(end).expect("the end");
+    html[from..to].trim()
+}
+
+async fn the_overview_charts_sign_ins_second_steps_tokens_and_refusals(mut app: TestApp) {
+    app.restart_with(|raw| raw.login_max_failures_per_account = 2)
+        .await;
+    // The admin enrols an authenticator app and signs in again with it (one second step).
+    let email = signed_up(&app).await;
+    crate::helpers::make_admin(&app, &email).await;
+    let (totp, _) = crate::two_factor::enrol_totp(&app).await;
+    app.logout().await;
+    let first = app.login(&email, crate::helpers::PASSWORD).await;
+    assert!(location(&first).starts_with("/login/verify"));
+    // The enrolment used this time step's code: the next one.
+    app.clock.advance(30);
+    let code = crate::two_factor::code_at(&totp, app.clock.now());
+    let second = crate::two_factor::submit_code(&app, "totp", &code).await;
+    assert_eq!(second.status(), StatusCode::SEE_OTHER);
+    let (browser, person) = person(&app).await;
+    drop(browser);
+    // One sign-in, then three wrong passwords: two failures, the third refused by a limit.
+    let signed_in = app
+        .fresh_client()
+        .post(app.at("/api/v1/login"))
+        .json(&serde_json::json!({ "email": person.email, "password": crate::helpers::PASSWORD }))
+        .send()
+        .await
+        .expect("POST /api/v1/login");
+    assert_eq!(signed_in.status(), StatusCode::OK);
+    for _ in 0..3 {
+        let response = app
+            .fresh_client()
+            .post(app.at("/api/v1/login"))
+            .json(&serde_json::json!({ "email": person.email, "password": "wrong" }))
+            .send()
+            .await
+            .expect("POST /api/v1/login");
+        assert!(response.status().is_client_error());
+    }
+    let machine = app
+        .run_cli(&[
+            "client",
+            "create",
+            "--name",
+            "Billing worker",
+            "--grant-types",
+            "client_credentials",
+            "--scopes",
+            "reports",
+        ])
+        .await;
+    let token = app
+        .fresh_client()
+        .post(app.at("/oauth/token"))
+        .basic_auth(
+            machine[0]["client_id"].as_str().expect("id"),
+            machine[0]["client_secret"].as_str(),
+        )
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .expect("POST /oauth/token");
+    assert_eq!(token.status(), StatusCode::OK);
+
+    let page = app.get("/admin").await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.expect("page");
+    assert!(html.contains("<h1>Overview</h1>"));
+    assert_eq!(phrase(&html, "<dt>Users</dt><dd>", "</dd>"), "2");
+    assert_eq!(
+        phrase(&html, "<dt>With a second factor</dt><dd>", "</dd>"),
+        "1"
+    );
+    assert_eq!(phrase(&html, "<dt>Apps (clients)</dt><dd>", "</dd>"), "1");
+    // A sign-up is no sign-in; the refused attempt is no failure (no password was checked).
+    for chart in ["last 24 hours", "last 30 days"] {
+        let part = &html[html.find(chart).expect("the chart")..];
+        assert_eq!(
+            phrase(part, "<p class=\"muted\">", "<span"),
+            "2 signed in, 2 failed."
+        );
+    }
+    assert!(html.contains("<svg class=\"bars\""), "an SVG chart");
+    assert!(!html.contains("<script"), "no script");
+    for (what, count) in [
+        ("Authenticator app", "1"),
+        ("client_credentials", "1"),
+        ("login_account", "1"),
+    ] {
+        let row = format!("<td>{what}</td>\n      <td>{count}</td>");
+        assert!(html.contains(&row), "{what}: {count}\n{html}");
+    }
+    assert!(
+        html.contains("sign_in_failed"),
+        "the latest security events"
     );
 }

@@ -133,6 +133,12 @@ async fn an_admin_finds_and_disables_a_person_whose_browser_is_then_signed_out(a
     admins.assert_at("/login/verify").await;
     admins.fill("code", &code_at(&totp, app.clock.now())).await;
     admins.press("Continue").await;
+    // The overview first: its charts are drawn on the server, no script needed.
+    admins.assert_at("/admin").await;
+    admins
+        .assert_reads("Sign-ins per hour, last 24 hours")
+        .await;
+    admins.press("Users").await;
     admins.assert_at("/admin/users").await;
     admins.fill("q", &email).await;
     admins.press("Search").await;
