@@ -279,7 +279,8 @@ impl App {
         })
     }
 
-    /// Adds this node's overview counts to the database every few seconds.
+    /// Adds this node's overview counts to the database every few seconds, and folds the
+    /// metrics' histogram samples into buckets.
     fn spawn_activity_writer(&self) -> tokio::task::JoinHandle<()> {
         let state = self.state.clone();
         tokio::spawn(async move {
@@ -289,6 +290,7 @@ impl App {
                 if let Err(e) = state.metrics.activity().flush(&state.store).await {
                     tracing::warn!(error = %e, "could not add the activity counts");
                 }
+                state.metrics.upkeep();
             }
         })
     }

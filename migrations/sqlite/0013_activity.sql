@@ -8,3 +8,8 @@ create table activity (
     count integer not null,
     primary key (hour, kind, label)
 );
+
+-- The overview's totals count these without reading every account.
+create index users_email_verified on users (email_verified);
+create index users_email_otp_enabled on users (email_otp_enabled);
+create index user_sessions_last_seen on user_sessions (last_seen_at);

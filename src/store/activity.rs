@@ -82,9 +82,9 @@ impl Store {
                 "select \
                    (select count(*) from users), \
                    (select count(*) from users where email_verified), \
-                   (select count(*) from users u where u.email_otp_enabled or exists \
-                      (select 1 from totp_factors t where t.user_id = u.id \
-                       and t.confirmed_at is not null)), \
+                   (select count(*) from users where email_otp_enabled) \
+                   + (select count(*) from totp_factors t join users u on u.id = t.user_id \
+                      where t.confirmed_at is not null and not u.email_otp_enabled), \
                    (select count(*) from user_sessions where last_seen_at >= $1), \
                    (select count(*) from oauth_clients)"
             )

@@ -763,25 +763,11 @@ async fn the_overview_charts_sign_ins_second_steps_tokens_and_refusals(mut app: 
             .expect("POST /api/v1/login");
         assert!(response.status().is_client_error());
     }
-    let machine = app
-        .run_cli(&[
-            "client",
-            "create",
-            "--name",
-            "Billing worker",
-            "--grant-types",
-            "client_credentials",
-            "--scopes",
-            "reports",
-        ])
-        .await;
+    let (id, secret) = crate::helpers::machine_client(&app, "reports").await;
     let token = app
         .fresh_client()
         .post(app.at("/oauth/token"))
-        .basic_auth(
-            machine[0]["client_id"].as_str().expect("id"),
-            machine[0]["client_secret"].as_str(),
-        )
+        .basic_auth(id, Some(secret))
         .form(&[("grant_type", "client_credentials")])
         .send()
         .await

@@ -365,20 +365,8 @@ async fn turn_on_email_codes(app: &TestApp, email: &str) {
 
 /// An OAuth client_credentials access token (audience: the server, not the API).
 async fn client_credentials_token(app: &TestApp) -> String {
-    let out = app
-        .run_cli(&[
-            "client",
-            "create",
-            "--name",
-            "Billing worker",
-            "--grant-types",
-            "client_credentials",
-            "--scopes",
-            "reports",
-        ])
-        .await;
-    let id = out[0]["client_id"].as_str().expect("client_id");
-    let secret = out[0]["client_secret"].as_str().expect("client_secret");
+    let (id, secret) = crate::helpers::machine_client(app, "reports").await;
+    let (id, secret) = (id.as_str(), secret.as_str());
     let response = app
         .fresh_client()
         .post(app.at("/oauth/token"))

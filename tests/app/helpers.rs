@@ -605,3 +605,25 @@ pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     }
     0.0
 }
+
+/// A client_credentials client made with the CLI: its id and secret.
+pub async fn machine_client(app: &TestApp, scopes: &str) -> (String, String) {
+    let out = app
+        .run_cli(&[
+            "client",
+            "create",
+            "--name",
+            "Billing worker",
+            "--grant-types",
+            "client_credentials",
+            "--scopes",
+            scopes,
+        ])
+        .await;
+    let id = out[0]["client_id"].as_str().expect("client_id").to_string();
+    let secret = out[0]["client_secret"]
+        .as_str()
+        .expect("client_secret")
+        .to_string();
+    (id, secret)
+}

@@ -159,20 +159,8 @@ async fn a_throttle_refusal_is_counted_by_its_limit(mut app: TestApp) {
 }
 
 async fn token_grants_and_refresh_reuse_are_counted(app: TestApp) {
-    let out = app
-        .run_cli(&[
-            "client",
-            "create",
-            "--name",
-            "Billing worker",
-            "--grant-types",
-            "client_credentials",
-            "--scopes",
-            "reports",
-        ])
-        .await;
-    let id = out[0]["client_id"].as_str().expect("client_id");
-    let secret = out[0]["client_secret"].as_str().expect("client_secret");
+    let (id, secret) = crate::helpers::machine_client(&app, "reports").await;
+    let (id, secret) = (id.as_str(), secret.as_str());
     for _ in 0..3 {
         let response = app
             .fresh_client()

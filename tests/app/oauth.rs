@@ -8,7 +8,7 @@ use openidconnect::{
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, machine_client};
 
 backend_tests!(
     discovery_and_jwks_describe_the_provider,
@@ -26,27 +26,6 @@ fn http() -> openidconnect::reqwest::Client {
         .redirect(openidconnect::reqwest::redirect::Policy::none())
         .build()
         .expect("http client")
-}
-
-async fn create_machine_client(app: &TestApp, scopes: &str) -> (String, String) {
-    let out = app
-        .run_cli(&[
-            "client",
-            "create",
-            "--name",
-            "Billing worker",
-            "--grant-types",
-            "client_credentials",
-            "--scopes",
-            scopes,
-        ])
-        .await;
-    let id = out[0]["client_id"].as_str().expect("client_id").to_string();
-    let secret = out[0]["client_secret"]
-        .as_str()
-        .expect("client_secret")
-        .to_string();
-    (id, secret)
 }
 
 /// Gets a token with the openidconnect crate (client_secret_basic).
@@ -144,7 +123,7 @@ async fn discovery_and_jwks_describe_the_provider(app: TestApp) {
 }
 
 async fn client_credentials_gives_a_verifiable_access_token(app: TestApp) {
-    let (id, secret) = create_machine_client(&app, "invoices:read invoices:write").await;
+    let (id, secret) = machine_client(&app, "invoices:read invoices:write").await;
     let token = client_credentials_token(&app, &id, &secret, "invoices:read").await;
     let (header, claims) = verify_with_jwks(&app, &token).await;
     assert_eq!(header.typ.as_deref(), Some("at+jwt"), "RFC 9068 header");
@@ -183,7 +162,7 @@ async fn client_credentials_gives_a_verifiable_access_token(app: TestApp) {
 }
 
 async fn client_secret_post_works_and_bad_clients_get_the_rfc_error(app: TestApp) {
-    let (id, secret) = create_machine_client(&app, "reports").await;
+    let (id, secret) = machine_client(&app, "reports").await;
     let (status, headers, body) = post_token(
         &app,
         &[
@@ -274,7 +253,7 @@ async fn client_secret_post_works_and_bad_clients_get_the_rfc_error(app: TestApp
 }
 
 async fn malformed_requests_get_the_rfc_error_never_a_500(app: TestApp) {
-    let (id, secret) = create_machine_client(&app, "reports").await;
+    let (id, secret) = machine_client(&app, "reports").await;
     let (status, _, body) =
         post_token(&app, &[("client_id", &id), ("client_secret", &secret)]).await;
     assert_eq!(
@@ -334,7 +313,7 @@ async fn malformed_requests_get_the_rfc_error_never_a_500(app: TestApp) {
 }
 
 async fn clients_created_rotated_and_deleted_from_the_cli_take_effect_at_once(app: TestApp) {
-    let (id, secret) = create_machine_client(&app, "reports").await;
+    let (id, secret) = machine_client(&app, "reports").await;
     client_credentials_token(&app, &id, &secret, "reports").await;
 
     let listed = app.run_cli(&["client", "list"]).await;
@@ -416,7 +395,7 @@ async fn clients_created_rotated_and_deleted_from_the_cli_take_effect_at_once(ap
 }
 
 async fn after_a_key_rotation_old_tokens_still_verify(app: TestApp) {
-    let (id, secret) = create_machine_client(&app, "reports").await;
+    let (id, secret) = machine_client(&app, "reports").await;
     let old_token = client_credentials_token(&app, &id, &secret, "reports").await;
     let old_kid = jsonwebtoken::decode_header(&old_token).expect("header").kid;
 
@@ -471,7 +450,7 @@ async fn after_a_key_rotation_old_tokens_still_verify(app: TestApp) {
 /// with it before this server read it: the unknown `kid` makes the server read the keys.
 async fn a_token_signed_with_a_key_made_elsewhere_is_checked_after_reading_the_keys(app: TestApp) {
     use portcullis::tokens::{Keys, SigningAlg, TokenService, keys};
-    let (id, secret) = create_machine_client(&app, "reports").await;
+    let (id, secret) = machine_client(&app, "reports").await;
     let config = app.config();
     let elsewhere = portcullis::store::Store::connect(&config.database, 2)
         .await
@@ -544,7 +523,7 @@ async fn introspect(app: &TestApp, id: &str, secret: &str, token: &str) -> Value
 }
 
 async fn es256_and_eddsa_keys_can_be_chosen(mut app: TestApp) {
-    let (id, secret) = create_machine_client(&app, "reports").await;
+    let (id, secret) = machine_client(&app, "reports").await;
     for alg in ["ES256", "EdDSA"] {
         app.restart_with(|raw| raw.signing_alg = alg.into()).await;
         let token = client_credentials_token(&app, &id, &secret, "reports").await;
