@@ -106,7 +106,7 @@ const DESCRIPTIONS: &[(&str, Option<Unit>, &str)] = &[
     (
         DB_ERRORS,
         None,
-        "Requests and jobs that failed on a database error.",
+        "Requests answered with a 5xx because of a database error.",
     ),
     (
         SESSION_ERRORS,
