@@ -764,14 +764,7 @@ async fn the_overview_charts_sign_ins_second_steps_tokens_and_refusals(mut app: 
         assert!(response.status().is_client_error());
     }
     let (id, secret) = crate::helpers::machine_client(&app, "reports").await;
-    let token = app
-        .fresh_client()
-        .post(app.at("/oauth/token"))
-        .basic_auth(id, Some(secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .expect("POST /oauth/token");
+    let token = crate::helpers::client_credentials_grant(&app, &id, &secret).await;
     assert_eq!(token.status(), StatusCode::OK);
 
     let page = app.get("/admin").await;

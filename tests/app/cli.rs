@@ -197,31 +197,9 @@ async fn a_node_given_another_secret_key_refuses_to_start(app: TestApp) {
 #[tokio::test]
 async fn the_file_mailer_logs_who_and_what_but_never_the_body() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port");
-    let url = format!("http://127.0.0.1:{port}");
-    let log = std::fs::File::create(dir.path().join("server.log")).expect("log file");
-    let mut server = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .env_clear()
-        .env("PORTCULLIS_DATA_DIR", dir.path())
-        .env("PORTCULLIS_LISTEN", format!("127.0.0.1:{port}"))
-        .env("PORTCULLIS_PUBLIC_URL", &url)
-        .env("RUST_LOG", "debug")
-        .env("PORTCULLIS_METRICS_LISTEN", "127.0.0.1:0")
-        .arg("serve")
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the server");
+    let (mut server, url) =
+        crate::helpers::serve_binary(dir.path(), &[("RUST_LOG", "debug")]).await;
     let http = reqwest::Client::new();
-    for _ in 0..300 {
-        if http.get(format!("{url}/ready")).send().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
     let email = unique_email();
     let signed_up = http
         .post(format!("{url}/api/v1/signup"))

@@ -627,3 +627,48 @@ pub async fn machine_client(app: &TestApp, scopes: &str) -> (String, String) {
         .to_string();
     (id, secret)
 }
+
+/// A client_credentials grant (client_secret_basic) for the client `id`.
+pub async fn client_credentials_grant(app: &TestApp, id: &str, secret: &str) -> reqwest::Response {
+    app.fresh_client()
+        .post(app.at("/oauth/token"))
+        .basic_auth(id, Some(secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .expect("POST /oauth/token")
+}
+
+/// The real binary serving with its data in `dir` on a free port, its log in
+/// `dir/server.log`, with `env` on top of the basics; waits until it answers. Its URL too.
+pub async fn serve_binary(
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (tokio::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let url = format!("http://127.0.0.1:{port}");
+    let log = std::fs::File::create(dir.join("server.log")).expect("log file");
+    let server = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .env_clear()
+        .env("PORTCULLIS_DATA_DIR", dir)
+        .env("PORTCULLIS_LISTEN", format!("127.0.0.1:{port}"))
+        .env("PORTCULLIS_PUBLIC_URL", &url)
+        .env("PORTCULLIS_METRICS_LISTEN", "127.0.0.1:0")
+        .envs(env.iter().copied())
+        .arg("serve")
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the server");
+    let http = reqwest::Client::new();
+    for _ in 0..300 {
+        if http.get(format!("{url}/health")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    (server, url)
+}

@@ -162,14 +162,7 @@ async fn token_grants_and_refresh_reuse_are_counted(app: TestApp) {
     let (id, secret) = crate::helpers::machine_client(&app, "reports").await;
     let (id, secret) = (id.as_str(), secret.as_str());
     for _ in 0..3 {
-        let response = app
-            .fresh_client()
-            .post(app.at("/oauth/token"))
-            .basic_auth(id, Some(secret))
-            .form(&[("grant_type", "client_credentials")])
-            .send()
-            .await
-            .expect("POST /oauth/token");
+        let response = crate::helpers::client_credentials_grant(&app, id, secret).await;
         assert_eq!(response.status(), StatusCode::OK);
     }
 

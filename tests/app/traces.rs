@@ -10,7 +10,6 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use reqwest::StatusCode;
-use tokio::process::Command;
 
 use crate::helpers::unique_email;
 
@@ -66,45 +65,25 @@ async fn receiver() -> (String, Inbox) {
     (url, inbox)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 #[tokio::test]
 async fn a_request_span_continues_the_callers_trace_with_a_database_span_under_it() {
     let (collector, inbox) = receiver().await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let log = std::fs::File::create(dir.path().join("server.log")).expect("log file");
-    let mut server = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .env_clear()
-        .env("PORTCULLIS_DATA_DIR", dir.path())
-        .env("PORTCULLIS_LISTEN", format!("127.0.0.1:{port}"))
-        .env("PORTCULLIS_PUBLIC_URL", &url)
-        .env("PORTCULLIS_METRICS_LISTEN", "off")
-        .env("PORTCULLIS_LOG_FORMAT", "json")
-        // tower_http logs each answer at debug: a line within the request's span.
-        .env("RUST_LOG", "info,tower_http=debug")
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &collector)
-        .env("OTEL_SERVICE_NAME", "portcullis-under-test")
-        // Send batches at once rather than every 5 s.
-        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
-        .arg("serve")
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the server");
+    let (mut server, url) = crate::helpers::serve_binary(
+        dir.path(),
+        &[
+            ("PORTCULLIS_METRICS_LISTEN", "off"),
+            ("PORTCULLIS_LOG_FORMAT", "json"),
+            // tower_http logs each answer at debug: a line within the request's span.
+            ("RUST_LOG", "info,tower_http=debug"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector),
+            ("OTEL_SERVICE_NAME", "portcullis-under-test"),
+            // Send batches at once rather than every 5 s.
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+    )
+    .await;
     let http = reqwest::Client::new();
-    for _ in 0..300 {
-        if http.get(format!("{url}/health")).send().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let caller_span = "00f067aa0ba902b7";
