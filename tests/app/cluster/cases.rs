@@ -352,3 +352,81 @@ async fn keys_rotated_with_the_cli_reach_every_running_node() {
         }
     }
 }
+
+/// The admin overview reads what every node counted: sign-ins on one node and a failure on
+/// another show on the overview of either (each node adds its counts every 10 s).
+#[tokio::test]
+async fn the_admin_overview_counts_what_every_node_saw() {
+    let Some(cluster) = Cluster::start(2).await else {
+        return;
+    };
+    let (first, second) = (&cluster.nodes[0].url, &cluster.nodes[1].url);
+    let person = cluster.sign_up().await;
+    cluster.api_sign_in(first, &person).await;
+    let wrong = cluster
+        .http
+        .post(format!("{second}/api/v1/login"))
+        .json(&serde_json::json!({ "email": person, "password": "not it" }))
+        .send()
+        .await
+        .expect("POST login");
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+
+    let admin = cluster.sign_up().await;
+    cluster.grant_admin(&admin).await;
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("browser");
+    let page = browser
+        .get(format!("{second}/login"))
+        .send()
+        .await
+        .expect("GET /login")
+        .text()
+        .await
+        .expect("page");
+    let csrf = crate::helpers::hidden_value(&page, "csrf_token").expect("csrf field");
+    let signed_in = browser
+        .post(format!("{second}/login"))
+        .header(reqwest::header::ORIGIN, &cluster.proxy.url)
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("email", admin.as_str()),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .expect("POST /login");
+    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+
+    // The person's sign-in was counted on the first node, the admin's and the failure on the
+    // second: the second node's overview has all three once the first has written its counts.
+    let wanted = "2 signed in, 1 failed.";
+    let mut seen = String::new();
+    for _ in 0..60 {
+        let overview = browser
+            .get(format!("{second}/admin"))
+            .send()
+            .await
+            .expect("GET /admin");
+        assert_eq!(overview.status(), StatusCode::OK);
+        seen = overview.text().await.expect("page");
+        if seen.contains(wanted) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        seen.contains(wanted),
+        "within 30 s the overview reads {wanted:?}:\n{seen}"
+    );
+    // And the first node shows the same.
+    let elsewhere = browser
+        .get(format!("{first}/admin"))
+        .send()
+        .await
+        .expect("GET /admin");
+    assert!(elsewhere.text().await.expect("page").contains(wanted));
+}

@@ -148,6 +148,8 @@ impl Cluster {
             .env("PORTCULLIS_TRUSTED_PROXIES", "127.0.0.1")
             .env("PORTCULLIS_SHUTDOWN_GRACE", "1s")
             .env("PORTCULLIS_METRICS_LISTEN", "127.0.0.1:0")
+            // The overview test's admin is made in the database, without a second factor.
+            .env("PORTCULLIS_ADMIN_REQUIRE_SECOND_FACTOR", "false")
             // The load tests sign many people up from the balancer's one address.
             .env("PORTCULLIS_SIGNUP_MAX_PER_IP", "100000")
             .arg("serve")
@@ -352,6 +354,22 @@ impl Cluster {
             .expect("POST signup");
         assert_eq!(answer.status(), StatusCode::CREATED);
         email
+    }
+
+    /// Gives the account of `email` the admin role, in the shared database.
+    pub async fn grant_admin(&self, email: &str) {
+        let pool = sqlx::PgPool::connect(&self.database.url)
+            .await
+            .expect("connect to the cluster's database");
+        sqlx::query(
+            "insert into user_roles (user_id, role) select id, 'admin' from users \
+             where email_lower = lower($1)",
+        )
+        .bind(email)
+        .execute(&pool)
+        .await
+        .expect("grant admin");
+        pool.close().await;
     }
 
     /// The first-party API's tokens for `email`, signed in at `base`.
