@@ -55,33 +55,8 @@ async fn one_signing_key_for_the_cluster(cluster: &Cluster) {
 
 async fn a_browser_session_holds_on_every_node(cluster: &Cluster) {
     let email = cluster.sign_up().await;
-    let browser = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("browser");
     let base = &cluster.proxy.url;
-    let page = browser
-        .get(format!("{base}/login"))
-        .send()
-        .await
-        .expect("GET /login")
-        .text()
-        .await
-        .expect("page");
-    let csrf = crate::helpers::hidden_value(&page, "csrf_token").expect("csrf field");
-    let signed_in = browser
-        .post(format!("{base}/login"))
-        .header(reqwest::header::ORIGIN, base)
-        .form(&[
-            ("csrf_token", csrf.as_str()),
-            ("email", email.as_str()),
-            ("password", PASSWORD),
-        ])
-        .send()
-        .await
-        .expect("POST /login");
-    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+    let browser = cluster.browser_signed_in(base, &email).await;
 
     let mut served_by = BTreeSet::new();
     for _ in 0..(2 * cluster.nodes.len()) {
@@ -374,32 +349,7 @@ async fn the_admin_overview_counts_what_every_node_saw() {
 
     let admin = cluster.sign_up().await;
     cluster.grant_admin(&admin).await;
-    let browser = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("browser");
-    let page = browser
-        .get(format!("{second}/login"))
-        .send()
-        .await
-        .expect("GET /login")
-        .text()
-        .await
-        .expect("page");
-    let csrf = crate::helpers::hidden_value(&page, "csrf_token").expect("csrf field");
-    let signed_in = browser
-        .post(format!("{second}/login"))
-        .header(reqwest::header::ORIGIN, &cluster.proxy.url)
-        .form(&[
-            ("csrf_token", csrf.as_str()),
-            ("email", admin.as_str()),
-            ("password", PASSWORD),
-        ])
-        .send()
-        .await
-        .expect("POST /login");
-    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+    let browser = cluster.browser_signed_in(second, &admin).await;
 
     // The person's sign-in was counted on the first node, the admin's and the failure on the
     // second: the second node's overview has all three once the first has written its counts.

@@ -356,6 +356,37 @@ impl Cluster {
         email
     }
 
+    /// A browser (cookie jar, no redirects) signed in as `email` with the form at `base`.
+    pub async fn browser_signed_in(&self, base: &str, email: &str) -> reqwest::Client {
+        let browser = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("browser");
+        let page = browser
+            .get(format!("{base}/login"))
+            .send()
+            .await
+            .expect("GET /login")
+            .text()
+            .await
+            .expect("page");
+        let csrf = crate::helpers::hidden_value(&page, "csrf_token").expect("csrf field");
+        let signed_in = browser
+            .post(format!("{base}/login"))
+            .header(reqwest::header::ORIGIN, &self.proxy.url)
+            .form(&[
+                ("csrf_token", csrf.as_str()),
+                ("email", email),
+                ("password", PASSWORD),
+            ])
+            .send()
+            .await
+            .expect("POST /login");
+        assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+        browser
+    }
+
     /// Gives the account of `email` the admin role, in the shared database.
     pub async fn grant_admin(&self, email: &str) {
         let pool = sqlx::PgPool::connect(&self.database.url)
