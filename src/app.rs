@@ -49,6 +49,8 @@ pub struct AppState {
     pub node: Node,
     /// Counters, gauges and histograms for `/metrics` (off: nothing is recorded).
     pub metrics: Metrics,
+    /// Builds the events written with each change (the outbox).
+    pub events: crate::events::Events,
 }
 
 /// The running parts: state plus the session backend the router was built with.
@@ -120,6 +122,7 @@ impl App {
             clock.clone(),
             metrics.clone(),
         );
+        let events = crate::events::Events::from_config(&config, clock.clone());
         let state = AppState {
             node: Node::new(&config.node_name),
             upstreams,
@@ -129,6 +132,7 @@ impl App {
             mailer,
             tokens,
             sessions: sessions.clone(),
+            events,
             clock,
             metrics,
         };
@@ -325,6 +329,7 @@ impl App {
         let router = self.router();
         let key_reader = self.spawn_key_reader();
         let activity = self.spawn_activity_writer();
+        let deliveries = crate::events::worker::spawn(self.state.clone())?;
         let metrics_server = self.metrics_listener.take().map(|listener| {
             let router = crate::ops::metrics::router(self.state.clone());
             tokio::spawn(async move {
@@ -348,6 +353,9 @@ impl App {
         crate::web::server::serve(listener, router, limits, drain).await;
         key_reader.abort();
         activity.abort();
+        // Deliveries in flight keep their lease; another worker (or this one, restarted)
+        // sends them again with the same id.
+        deliveries.abort();
         // What this node counted since the last write, so a restart loses none of it.
         if let Err(e) = self.state.metrics.activity().flush(&self.state.store).await {
             tracing::warn!(error = %e, "could not add the last activity counts");
@@ -406,6 +414,13 @@ async fn prune(state: &AppState) {
         .await
     {
         tracing::warn!(error = %e, "could not prune ended sessions");
+    }
+    // Delivered and failed deliveries stay a week for the admin panel; events as long as a
+    // delivery waits on them.
+    match state.store.prune_events(now - 7 * 24 * 3600).await {
+        Ok(0) => {}
+        Ok(pruned) => tracing::info!(pruned, "forgot delivered events older than a week"),
+        Err(e) => tracing::warn!(error = %e, "could not prune old events"),
     }
     // The overview shows 30 days.
     if let Err(e) = state.store.prune_activity(now - 35 * 24 * 3600).await {

@@ -50,6 +50,42 @@ pub enum Command {
     /// Manage token signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage webhook endpoints (Standard Webhooks); running servers deliver to them at once.
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WebhookCommand {
+    /// Add an endpoint; prints {"id": ..., "secret": "whsec_..."} (the secret is shown once).
+    Add {
+        /// Where events are posted: https://, or http:// for localhost.
+        #[arg(long)]
+        url: String,
+        /// Comma-separated event types, such as user.created,user.deleted (default: all).
+        #[arg(long, value_delimiter = ',')]
+        events: Vec<String>,
+        /// What the endpoint is for, shown in the admin panel.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List the endpoints as JSON lines.
+    List,
+    /// Remove an endpoint and what is queued for it.
+    Remove {
+        /// The endpoint id.
+        id: String,
+    },
+    /// Give an endpoint a new secret; the old one keeps signing for 24 hours.
+    RotateSecret {
+        /// The endpoint id.
+        id: String,
+    },
+    /// Post a signed `io.portcullis.webhook.test` event to an endpoint now and print its answer.
+    Test {
+        /// The endpoint id.
+        id: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -152,6 +188,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User(UserCommand::Create(args)) => create_user(config, args).await,
         Command::Client(command) => client_command(config, command).await,
         Command::Keys(KeysCommand::Rotate { delay, alg }) => rotate_keys(config, delay, alg).await,
+        Command::Webhook(command) => crate::events::cli::run(config, command).await,
     }
 }
 
@@ -204,7 +241,11 @@ async fn create_user(config: Config, args: CreateUser) -> anyhow::Result<()> {
         identity: None,
         now: Clock::system().now(),
     };
-    let user = match store.create_user(new_user).await {
+    let events = crate::events::Events::from_config(&config, Clock::system());
+    let user = match store
+        .create_user(new_user, |user| events.user_created(user, "cli"))
+        .await
+    {
         Ok(user) => user,
         Err(e) if e.is_unique_violation() => bail!("a user with the email {email} already exists"),
         Err(e) => return Err(e.into()),
@@ -242,7 +283,7 @@ fn read_password(from_stdin: bool) -> anyhow::Result<String> {
 
 /// The store, with the change bus connected so running servers hear of what the command
 /// changes (close it with `close_store`, which sends what is queued).
-async fn open_store(config: &Config) -> anyhow::Result<Store> {
+pub(crate) async fn open_store(config: &Config) -> anyhow::Result<Store> {
     let store = Store::connect(&config.database, config.database_max_connections).await?;
     store.migrate().await?;
     let deployment =
@@ -257,7 +298,7 @@ async fn open_store(config: &Config) -> anyhow::Result<Store> {
     Ok(store)
 }
 
-async fn close_store(store: Store) {
+pub(crate) async fn close_store(store: Store) {
     store.changes().flush().await;
     store.close().await;
 }
@@ -284,7 +325,13 @@ async fn client_command(config: Config, command: ClientCommand) -> anyhow::Resul
             };
             new.validate().map_err(|e| anyhow::anyhow!(e))?;
             let (client, secret) = clients::create(&store, &config.secret_key, new, now).await?;
-            cli_audit(&store, now, "cli.client_created", &client.id).await?;
+            cli_audit(
+                &store,
+                now,
+                "cli.client_created",
+                &format!("client {}", client.id),
+            )
+            .await?;
             let mut out = serde_json::json!({ "client_id": client.id });
             if let Some(secret) = secret {
                 out["client_secret"] = serde_json::json!(secret);
@@ -314,13 +361,19 @@ async fn client_command(config: Config, command: ClientCommand) -> anyhow::Resul
             if !store.delete_client(&id, now).await? {
                 bail!("no client with the id {id}");
             }
-            cli_audit(&store, now, "cli.client_deleted", &id).await?;
+            cli_audit(&store, now, "cli.client_deleted", &format!("client {}", id)).await?;
             eprintln!("client {id} deleted");
         }
         ClientCommand::RotateSecret { id } => {
             match clients::rotate_secret(&store, &config.secret_key, &id, now).await? {
                 Some(secret) => {
-                    cli_audit(&store, now, "cli.client_secret_rotated", &id).await?;
+                    cli_audit(
+                        &store,
+                        now,
+                        "cli.client_secret_rotated",
+                        &format!("client {}", id),
+                    )
+                    .await?;
                     println!(
                         "{}",
                         serde_json::json!({ "client_id": id, "client_secret": secret })
@@ -336,8 +389,13 @@ async fn client_command(config: Config, command: ClientCommand) -> anyhow::Resul
     Ok(())
 }
 
-/// Client changes made on the command line go to the audit log too, with no actor.
-async fn cli_audit(store: &Store, now: i64, event: &str, client_id: &str) -> anyhow::Result<()> {
+/// Changes made on the command line go to the audit log too, with no actor.
+pub(crate) async fn cli_audit(
+    store: &Store,
+    now: i64,
+    event: &str,
+    detail: &str,
+) -> anyhow::Result<()> {
     store
         .insert_audit_event(&crate::store::AuditEvent {
             id: 0,
@@ -345,7 +403,7 @@ async fn cli_audit(store: &Store, now: i64, event: &str, client_id: &str) -> any
             event: event.to_string(),
             actor_id: None,
             subject_id: None,
-            detail: Some(format!("client {client_id}")),
+            detail: Some(detail.to_string()),
             ip: None,
             user_agent: Some("portcullis CLI".into()),
         })

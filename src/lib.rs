@@ -20,6 +20,8 @@ pub mod cluster;
 pub mod config;
 /// Random tokens, hashes for storing them, encryption of secrets at rest.
 pub mod crypto;
+/// Events for other apps: the transactional outbox, signed webhooks, NATS JetStream.
+pub mod events;
 /// Parsed input types used at the edge (`Email`, `NextUrl`).
 pub mod input;
 /// Outgoing mail: SMTP, or `.eml` files in the data directory.

@@ -21,6 +21,7 @@ use axum::routing::post;
 use serde::Deserialize;
 
 use crate::app::AppState;
+use crate::web::EmptyForm;
 use crate::web::flash::{self, Flash};
 use crate::web::{AppError, CurrentUser, Layout};
 use crate::web::{CsrfForm, auth};
@@ -206,9 +207,6 @@ async fn revoke_app(
     Ok(Redirect::to("/account").into_response())
 }
 
-#[derive(Deserialize)]
-struct EmptyForm {}
-
 /// Ends every session of the person, here and elsewhere, and makes every token inactive.
 async fn sign_out_everywhere(
     State(state): State<AppState>,
@@ -219,7 +217,13 @@ async fn sign_out_everywhere(
 ) -> Result<Response, AppError> {
     state
         .store
-        .bump_session_epoch(&user.id, state.clock.now())
+        .bump_session_epoch(
+            &user.id,
+            state.clock.now(),
+            state
+                .events
+                .about_user(crate::events::EventType::SessionsEndedEverywhere, &user),
+        )
         .await?;
     crate::audit::record(
         &state,

@@ -86,7 +86,14 @@ pub async fn submit(
     let hash = state.hasher.hash(form.new_password).await?;
     let epoch = state
         .store
-        .set_password_hash(&user.id, &hash, state.clock.now())
+        .set_password_hash(
+            &user.id,
+            &hash,
+            state.clock.now(),
+            state
+                .events
+                .about_user(crate::events::EventType::PasswordChanged, &user),
+        )
         .await?;
     auth::keep_after_epoch_change(&state, &meta, &session, &user, epoch).await?;
     crate::audit::record(

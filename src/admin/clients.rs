@@ -17,6 +17,7 @@ use crate::clients::{
     self, Client, ClientChanges, DEFAULT_ACCESS_TTL, DEFAULT_REFRESH_TTL, GRANT_AUTHORIZATION_CODE,
     GRANT_CLIENT_CREDENTIALS, GRANT_REFRESH_TOKEN, NewClient,
 };
+use crate::web::EmptyForm;
 use crate::web::flash::Flash;
 use crate::web::{AppError, CsrfForm, Layout};
 
@@ -302,9 +303,6 @@ async fn update(
         )
         .await
 }
-
-#[derive(Deserialize)]
-struct EmptyForm {}
 
 async fn rotate(
     action: AdminAction,

@@ -6,6 +6,7 @@ mod audit_log;
 mod clients;
 mod overview;
 mod users;
+mod webhooks;
 
 use axum::Router;
 use axum::extract::FromRequestParts;
@@ -29,6 +30,7 @@ pub fn router() -> Router<AppState> {
         .merge(users::router())
         .merge(clients::router())
         .merge(audit_log::router())
+        .merge(webhooks::router())
 }
 
 /// A signed-in admin. Visitors are sent to sign in; signed-in people without the role get 403.

@@ -97,7 +97,13 @@ pub async fn logout_all(
     let user = caller.user;
     state
         .store
-        .bump_session_epoch(&user.id, state.clock.now())
+        .bump_session_epoch(
+            &user.id,
+            state.clock.now(),
+            state
+                .events
+                .about_user(crate::events::EventType::SessionsEndedEverywhere, &user),
+        )
         .await?;
     audit::record(&state, &meta, Event::own("signed_out_everywhere", &user.id)).await;
     Ok(StatusCode::NO_CONTENT)

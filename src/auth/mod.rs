@@ -250,7 +250,15 @@ pub async fn address_proven(
         store.revoke_consent(&user.id, &client_id, now).await?;
         stripped.app_grants += 1;
     }
-    store.set_email_verified(&user.id, now).await?;
+    store
+        .set_email_verified(
+            &user.id,
+            now,
+            state
+                .events
+                .about_user(crate::events::EventType::UserEmailVerified, user),
+        )
+        .await?;
     if !stripped.is_empty() {
         tracing::warn!(user_id = %user.id, ?stripped, "removed what was attached before the address was confirmed");
         let detail = format!(

@@ -79,6 +79,17 @@ pub struct Config {
     pub audit_retention: Duration,
     pub api_access_token_lifetime: Duration,
     pub api_refresh_token_lifetime: Duration,
+    pub events: EventSettings,
+}
+
+/// Which events are written and where they go.
+#[derive(Clone, Debug)]
+pub struct EventSettings {
+    pub enabled: bool,
+    pub sign_in_events: bool,
+    pub webhook_allow_private: bool,
+    pub nats_url: Option<Secret>,
+    pub max_age: Duration,
 }
 
 pub const GOOGLE_ISSUER: &str = "https://accounts.google.com";
@@ -205,6 +216,7 @@ impl Config {
             ("PORTCULLIS_SESSION_MAX_LIFETIME", raw.session_max_lifetime),
             ("PORTCULLIS_LOGIN_FAILURE_WINDOW", raw.login_failure_window),
             ("PORTCULLIS_AUDIT_RETENTION", raw.audit_retention),
+            ("PORTCULLIS_EVENT_MAX_AGE", raw.event_max_age),
             (
                 "PORTCULLIS_API_ACCESS_TOKEN_LIFETIME",
                 raw.api_access_token_lifetime,
@@ -322,6 +334,18 @@ impl Config {
                 )));
             }
         };
+        let nats_url = match raw.nats_url.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(url) if url.starts_with("nats://") || url.starts_with("tls://") => {
+                Some(Secret::new(url))
+            }
+            Some(url) => {
+                return Err(ConfigError(format!(
+                    "PORTCULLIS_NATS_URL (nats_url) must start with nats:// or tls://, got {:?}",
+                    redact_url(url)
+                )));
+            }
+        };
         let mail_from = match raw.mail_from.as_deref().map(str::trim) {
             None | Some("") => format!(
                 "Portcullis <no-reply@{}>",
@@ -387,6 +411,13 @@ impl Config {
             audit_retention: raw.audit_retention,
             api_access_token_lifetime: raw.api_access_token_lifetime,
             api_refresh_token_lifetime: raw.api_refresh_token_lifetime,
+            events: EventSettings {
+                enabled: raw.events_enabled,
+                sign_in_events: raw.sign_in_events,
+                webhook_allow_private: raw.webhook_allow_private,
+                nats_url,
+                max_age: raw.event_max_age,
+            },
         })
     }
 

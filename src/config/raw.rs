@@ -74,6 +74,17 @@ pub struct RawConfig {
     pub api_access_token_lifetime: Duration,
     #[serde(with = "humantime_serde")]
     pub api_refresh_token_lifetime: Duration,
+    /// Writes events (webhooks, NATS); off only to measure what they cost.
+    pub events_enabled: bool,
+    /// Also writes `sign_in.succeeded` and `sign_in.failed` (many events).
+    pub sign_in_events: bool,
+    /// Lets webhooks reach loopback and private addresses (a receiver on the same network).
+    pub webhook_allow_private: bool,
+    /// NATS server whose JetStream receives every event too.
+    pub nats_url: Option<String>,
+    /// A delivery still failing this long after its event is marked failed.
+    #[serde(with = "humantime_serde")]
+    pub event_max_age: Duration,
 }
 
 /// A list in the config file, or a comma-separated string in an environment variable.
@@ -160,6 +171,11 @@ impl Default for RawConfig {
             audit_retention: Duration::from_secs(365 * 24 * 3600),
             api_access_token_lifetime: Duration::from_secs(15 * 60),
             api_refresh_token_lifetime: Duration::from_secs(30 * 24 * 3600),
+            events_enabled: true,
+            sign_in_events: false,
+            webhook_allow_private: false,
+            nats_url: None,
+            event_max_age: Duration::from_secs(24 * 3600),
         }
     }
 }

@@ -18,6 +18,7 @@ use crate::mfa::factors::{self, CodeCheck};
 use crate::mfa::{CODE_MAILS, code_mails_key, code_mails_message, wrong_codes_message};
 use crate::store::User;
 use crate::throttle;
+use crate::web::EmptyForm;
 use crate::web::auth::{self, PendingSignIn};
 use crate::web::flash::{self, Flash};
 use crate::web::{AppError, CsrfForm, Layout};
@@ -157,9 +158,6 @@ async fn show(
         .await?
         .into_response())
 }
-
-#[derive(Deserialize)]
-struct EmptyForm {}
 
 async fn send_email_code(
     State(state): State<AppState>,

@@ -23,6 +23,7 @@ use crate::auth::{self, Confirmation, Proof};
 use crate::input::mask_email;
 use crate::store::User;
 use crate::throttle::{self, Limit};
+use crate::web::EmptyForm;
 use crate::web::flash::{self, Flash};
 use crate::web::{AppError, CsrfForm, CurrentUser, Layout};
 use factors::CodeCheck;
@@ -101,9 +102,6 @@ async fn back_to_security(session: &Session, message: Flash) -> Result<Response,
     flash::set(session, message).await?;
     Ok(Redirect::to("/account/security").into_response())
 }
-
-#[derive(Deserialize)]
-struct EmptyForm {}
 
 #[derive(Deserialize)]
 struct CodeForm {

@@ -38,6 +38,7 @@ const HASH_QUEUE: &str = "portcullis_password_hash_queue_depth";
 const HASH_DURATION: &str = "portcullis_password_hash_duration_seconds";
 const MAIL_SENT: &str = "portcullis_mail_sent_total";
 const MAIL_FAILED: &str = "portcullis_mail_failures_total";
+const EVENT_DELIVERIES: &str = "portcullis_event_deliveries_total";
 const DB_CONNECTIONS: &str = "portcullis_database_connections";
 const DB_ERRORS: &str = "portcullis_database_errors_total";
 const SESSION_ERRORS: &str = "portcullis_session_store_errors_total";
@@ -97,6 +98,11 @@ const DESCRIPTIONS: &[(&str, Option<Unit>, &str)] = &[
         MAIL_FAILED,
         None,
         "Mails the transport refused (smtp, files).",
+    ),
+    (
+        EVENT_DELIVERIES,
+        None,
+        "Event delivery attempts by sink (webhook, nats) and outcome (delivered, retry, failed).",
     ),
     (
         DB_CONNECTIONS,
@@ -374,6 +380,11 @@ impl Metrics {
     pub fn mail(&self, transport: &str, sent: bool) {
         let name = if sent { MAIL_SENT } else { MAIL_FAILED };
         self.count(name, &[("transport", transport)]);
+    }
+
+    /// One attempt to deliver an event: `outcome` is delivered, retry or failed (given up).
+    pub fn event_delivery(&self, sink: &'static str, outcome: &'static str) {
+        self.count(EVENT_DELIVERIES, &[("sink", sink), ("outcome", outcome)]);
     }
 
     pub fn database_error(&self) {

@@ -241,7 +241,17 @@ async fn submit_reset(
     {
         return Ok(link_problem(problem));
     }
-    state.store.set_password_hash(&user.id, &hash, now).await?;
+    state
+        .store
+        .set_password_hash(
+            &user.id,
+            &hash,
+            now,
+            state
+                .events
+                .about_user(crate::events::EventType::PasswordReset, &user),
+        )
+        .await?;
     crate::throttle::clear(&state, &crate::auth::throttle::account_key(&user.email)).await?;
     // Whoever had another reset link, or was half-way through an API sign-in, is out too.
     state.store.end_email_tokens(&user.id, PURPOSE, now).await?;

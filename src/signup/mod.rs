@@ -95,7 +95,11 @@ pub async fn create_account(
         identity: None,
         now: state.clock.now(),
     };
-    let user = match state.store.create_user(new_user).await {
+    let user = match state
+        .store
+        .create_user(new_user, |user| state.events.user_created(user, "sign_up"))
+        .await
+    {
         Ok(user) => user,
         Err(e) if e.is_unique_violation() => {
             errors.email = Some(

@@ -1,12 +1,18 @@
 //! Changes to an account that touch several tables, each in one transaction: an admin (or the
 //! person) sees all of it happen or none.
 
-use super::{Store, StoreError, StoreResult, on_pool};
+use super::{Store, StoreError, StoreResult, on_pool, write_events};
 
 impl Store {
     /// Disables an account and ends everything it is signed in with: the flag and a new
     /// session epoch (sessions and tokens check both), and its session list.
-    pub async fn disable_user(&self, user_id: &str, now: i64) -> StoreResult<()> {
+    pub async fn disable_user(
+        &self,
+        user_id: &str,
+        now: i64,
+        event: Option<crate::events::NewEvent>,
+    ) -> StoreResult<()> {
+        let events = event.as_slice();
         on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
             sqlx::query(
@@ -21,9 +27,13 @@ impl Store {
                 .bind(user_id)
                 .execute(&mut *tx)
                 .await?;
+            write_events!(tx, events);
             tx.commit().await?;
             Ok::<_, StoreError>(())
         })?;
+        if !events.is_empty() {
+            self.outbox_written();
+        }
         self.security_changed();
         Ok(())
     }

@@ -13,6 +13,7 @@ mod holders;
 mod identities;
 mod keys;
 mod maintenance;
+mod outbox;
 mod refresh_tokens;
 mod revoked_tokens;
 mod roles;
@@ -21,6 +22,7 @@ mod tokens;
 mod user_list;
 mod user_sessions;
 mod users;
+mod webhooks;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -40,10 +42,13 @@ pub use codes::AuthCodeRow;
 pub use factors::TotpFactor;
 pub use identities::Identity;
 pub use keys::SigningKeyRow;
+pub use outbox::{Attempt, ClaimedDelivery, DeliveryRow, NATS_TARGET};
+pub(crate) use outbox::{execute_with_events, write_events};
 pub use refresh_tokens::{RefreshTokenRow, TokenFamily};
 pub use tokens::{EmailCode, TokenProblem};
 pub use user_sessions::UserSession;
 pub use users::{NewIdentity, NewUser, User, email_key as users_email_key};
+pub use webhooks::WebhookEndpointRow;
 
 /// The database, one of a closed set of backends.
 #[derive(Clone, Debug)]
@@ -57,6 +62,8 @@ pub enum Db {
 pub struct Store {
     pub db: Db,
     changes: Changes,
+    /// Woken when this node commits events, so its worker delivers them at once.
+    outbox: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// Runs the same sqlx expression on whichever pool the store holds.
@@ -137,6 +144,7 @@ impl Store {
         Self {
             db,
             changes: Changes::default(),
+            outbox: Default::default(),
         }
     }
 
@@ -149,6 +157,16 @@ impl Store {
     /// A write that can end an access token or a session.
     fn security_changed(&self) {
         self.changes.publish(Change::Tokens);
+    }
+
+    /// Events were committed: the delivery worker looks at once.
+    fn outbox_written(&self) {
+        self.outbox.notify_one();
+    }
+
+    /// Waits until this node commits events.
+    pub async fn outbox_wait(&self) {
+        self.outbox.notified().await;
     }
 
     fn clients_changed(&self) {

@@ -1,6 +1,7 @@
 use sqlx::FromRow;
 
-use super::{Store, StoreError, StoreResult, execute, on_pool};
+use super::{Store, StoreError, StoreResult, execute, execute_with_events, on_pool, write_events};
+use crate::events::NewEvent;
 
 /// A person's account.
 #[derive(Clone, Debug, PartialEq)]
@@ -118,55 +119,19 @@ pub fn email_key(email: &str) -> String {
 }
 
 impl Store {
-    /// Creates a user and their roles in one transaction. A taken email gives a unique
-    /// violation (`StoreError::is_unique_violation`).
-    pub async fn create_user(&self, new: NewUser) -> StoreResult<User> {
-        let id = uuid::Uuid::now_v7().to_string();
-        let email_lower = email_key(&new.email);
-        on_pool!(self, |pool| {
-            let mut tx = pool.begin().await?;
-            sqlx::query(
-                "insert into users (id, email, email_lower, password_hash, display_name, \
-                                  created_at, updated_at, disabled, email_verified) \
-                 values ($1, $2, $3, $4, $5, $6, $6, false, $7)",
-            )
-            .bind(&id)
-            .bind(&new.email)
-            .bind(&email_lower)
-            .bind(&new.password_hash)
-            .bind(&new.display_name)
-            .bind(new.now)
-            .bind(new.email_verified)
-            .execute(&mut *tx)
-            .await?;
-            if let Some(identity) = &new.identity {
-                sqlx::query(
-                    "insert into user_identities (provider, subject, user_id, email, created_at, \
-                     last_used_at) values ($1, $2, $3, $4, $5, $5)",
-                )
-                .bind(&identity.provider)
-                .bind(&identity.subject)
-                .bind(&id)
-                .bind(&identity.email)
-                .bind(new.now)
-                .execute(&mut *tx)
-                .await?;
-            }
-            for role in &new.roles {
-                sqlx::query("insert into user_roles (user_id, role) values ($1, $2)")
-                    .bind(&id)
-                    .bind(role)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await?;
-            Ok::<_, StoreError>(())
-        })?;
-        let mut roles = new.roles;
+    /// Creates a user and their roles in one transaction, with the events `events` makes of the
+    /// new account (its `user.created`). A taken email gives a unique violation
+    /// (`StoreError::is_unique_violation`) and writes no event.
+    pub async fn create_user(
+        &self,
+        new: NewUser,
+        events: impl FnOnce(&User) -> Option<NewEvent>,
+    ) -> StoreResult<User> {
+        let mut roles = new.roles.clone();
         roles.sort();
         roles.dedup();
-        Ok(User {
-            id,
+        let user = User {
+            id: uuid::Uuid::now_v7().to_string(),
             email: new.email,
             display_name: new.display_name,
             password_hash: new.password_hash,
@@ -179,7 +144,53 @@ impl Store {
             totp_enabled: false,
             session_epoch: 0,
             roles,
-        })
+        };
+        let events: Vec<NewEvent> = events(&user).into_iter().collect();
+        let email_lower = email_key(&user.email);
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "insert into users (id, email, email_lower, password_hash, display_name, \
+                                  created_at, updated_at, disabled, email_verified) \
+                 values ($1, $2, $3, $4, $5, $6, $6, false, $7)",
+            )
+            .bind(&user.id)
+            .bind(&user.email)
+            .bind(&email_lower)
+            .bind(&user.password_hash)
+            .bind(&user.display_name)
+            .bind(user.created_at)
+            .bind(user.email_verified)
+            .execute(&mut *tx)
+            .await?;
+            if let Some(identity) = &new.identity {
+                sqlx::query(
+                    "insert into user_identities (provider, subject, user_id, email, created_at, \
+                     last_used_at) values ($1, $2, $3, $4, $5, $5)",
+                )
+                .bind(&identity.provider)
+                .bind(&identity.subject)
+                .bind(&user.id)
+                .bind(&identity.email)
+                .bind(user.created_at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            for role in &user.roles {
+                sqlx::query("insert into user_roles (user_id, role) values ($1, $2)")
+                    .bind(&user.id)
+                    .bind(role)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            write_events!(tx, &events);
+            tx.commit().await?;
+            Ok::<_, StoreError>(())
+        })?;
+        if !events.is_empty() {
+            self.outbox_written();
+        }
+        Ok(user)
     }
 
     pub async fn find_user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
@@ -226,42 +237,66 @@ impl Store {
         user_id: &str,
         disabled: bool,
         now: i64,
+        event: Option<NewEvent>,
     ) -> StoreResult<()> {
-        execute!(
+        execute_with_events!(
             self,
-            "update users set disabled = $1, updated_at = $2 where id = $3",
+            event.as_slice(),
+            "update users set disabled = $1, updated_at = $2 where id = $3 and disabled <> $1",
             disabled,
             now,
             user_id,
-        )?;
+        );
         self.security_changed();
         Ok(())
     }
 
-    pub async fn set_email_verified(&self, user_id: &str, now: i64) -> StoreResult<()> {
-        execute!(
+    /// Marks the address verified; the event is written only when it was not yet.
+    pub async fn set_email_verified(
+        &self,
+        user_id: &str,
+        now: i64,
+        event: Option<NewEvent>,
+    ) -> StoreResult<()> {
+        execute_with_events!(
             self,
-            "update users set email_verified = true, updated_at = $1 where id = $2",
+            event.as_slice(),
+            "update users set email_verified = true, updated_at = $1 \
+             where id = $2 and email_verified = false",
             now,
             user_id,
-        )?;
+        );
         Ok(())
     }
 
     /// Sets a new password hash and ends every session of the user (bumps the session epoch).
     /// Returns the new epoch, for the one session that may continue.
-    pub async fn set_password_hash(&self, user_id: &str, hash: &str, now: i64) -> StoreResult<i64> {
+    pub async fn set_password_hash(
+        &self,
+        user_id: &str,
+        hash: &str,
+        now: i64,
+        event: Option<NewEvent>,
+    ) -> StoreResult<i64> {
+        let events = event.as_slice();
         let epoch = on_pool!(self, |pool| {
-            sqlx::query_scalar::<_, i64>(
+            let mut tx = pool.begin().await?;
+            let epoch = sqlx::query_scalar::<_, i64>(
                 "update users set password_hash = $1, session_epoch = session_epoch + 1, \
                  updated_at = $2 where id = $3 returning session_epoch",
             )
             .bind(hash)
             .bind(now)
             .bind(user_id)
-            .fetch_one(pool)
-            .await
+            .fetch_one(&mut *tx)
+            .await?;
+            write_events!(tx, events);
+            tx.commit().await?;
+            Ok::<_, StoreError>(epoch)
         })?;
+        if !events.is_empty() {
+            self.outbox_written();
+        }
         self.security_changed();
         self.forget_user_sessions(user_id).await?;
         Ok(epoch)
@@ -298,13 +333,19 @@ impl Store {
 impl Store {
     /// "Sign out everywhere": ends every session and makes every token of the user inactive
     /// (they all carry the old epoch).
-    pub async fn bump_session_epoch(&self, user_id: &str, now: i64) -> StoreResult<()> {
-        execute!(
+    pub async fn bump_session_epoch(
+        &self,
+        user_id: &str,
+        now: i64,
+        event: Option<NewEvent>,
+    ) -> StoreResult<()> {
+        execute_with_events!(
             self,
+            event.as_slice(),
             "update users set session_epoch = session_epoch + 1, updated_at = $1 where id = $2",
             now,
             user_id,
-        )?;
+        );
         self.security_changed();
         self.forget_user_sessions(user_id).await
     }
@@ -323,8 +364,13 @@ impl Store {
 impl Store {
     /// Deletes the user; their roles, factors, links, consents and tokens go with them
     /// (foreign keys cascade).
-    pub async fn delete_user(&self, user_id: &str) -> StoreResult<bool> {
-        let removed = execute!(self, "delete from users where id = $1", user_id)?;
+    pub async fn delete_user(&self, user_id: &str, event: Option<NewEvent>) -> StoreResult<bool> {
+        let removed = execute_with_events!(
+            self,
+            event.as_slice(),
+            "delete from users where id = $1",
+            user_id
+        );
         self.security_changed();
         Ok(removed == 1)
     }

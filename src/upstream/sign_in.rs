@@ -37,7 +37,16 @@ pub(super) async fn link_to_signed_in_user(
             let now = state.clock.now();
             if !user.email_verified {
                 // The provider confirmed this very address (`auth::linking`).
-                state.store.set_email_verified(&user.id, now).await?;
+                state
+                    .store
+                    .set_email_verified(
+                        &user.id,
+                        now,
+                        state
+                            .events
+                            .about_user(crate::events::EventType::UserEmailVerified, &user),
+                    )
+                    .await?;
             }
             state
                 .store
@@ -129,7 +138,11 @@ pub(super) async fn sign_in_with(
         }),
         now,
     };
-    let user = match state.store.create_user(new_user).await {
+    let user = match state
+        .store
+        .create_user(new_user, |user| state.events.user_created(user, "upstream"))
+        .await
+    {
         Ok(user) => user,
         Err(e) if e.is_unique_violation() => {
             return Ok(page(

@@ -16,6 +16,7 @@ use crate::input::mask_email;
 use crate::mail::{MailError, messages, single_use_link};
 use crate::store::{TokenProblem, User};
 use crate::throttle::{self, Limit};
+use crate::web::EmptyForm;
 use crate::web::flash::{self, Flash};
 use crate::web::{AppError, CsrfForm, CurrentUser, Layout, MaybeUser};
 
@@ -137,9 +138,6 @@ async fn verify(
     };
     Ok((status, page).into_response())
 }
-
-#[derive(Deserialize)]
-struct EmptyForm {}
 
 async fn resend(
     State(state): State<AppState>,

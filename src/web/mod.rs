@@ -16,6 +16,10 @@ pub use csrf::CsrfForm;
 pub use error::AppError;
 pub use layout::Layout;
 
+/// A form with nothing but its CSRF token (a button that changes something).
+#[derive(serde::Deserialize)]
+pub struct EmptyForm {}
+
 /// A JSON answer that holds tokens or describes them: never cached (RFC 6749 §5.1).
 pub fn no_store_json(body: serde_json::Value) -> axum::response::Response {
     use axum::response::IntoResponse;

@@ -541,15 +541,18 @@ async fn the_user_list_pages_by_keyset_and_deleting_needs_the_email(app: TestApp
     let now = app.clock.now();
     for i in 0..60 {
         app.store
-            .create_user(NewUser {
-                email: format!("page-{i:03}@list.example"),
-                display_name: None,
-                password_hash: None,
-                roles: Vec::new(),
-                email_verified: false,
-                identity: None,
-                now,
-            })
+            .create_user(
+                NewUser {
+                    email: format!("page-{i:03}@list.example"),
+                    display_name: None,
+                    password_hash: None,
+                    roles: Vec::new(),
+                    email_verified: false,
+                    identity: None,
+                    now,
+                },
+                |_| None,
+            )
             .await
             .expect("user");
     }

@@ -605,7 +605,7 @@ async fn a_wrong_password_and_an_unknown_email_get_byte_identical_answers(app: T
 async fn a_disabled_account_cannot_log_in_and_its_tokens_stop_working(app: TestApp) {
     let (email, id, tokens) = signed_in(&app).await;
     app.store
-        .set_user_disabled(&id, true, app.clock.now())
+        .set_user_disabled(&id, true, app.clock.now(), None)
         .await
         .expect("disable");
     let answer = login_answer(&app, &email, PASSWORD).await;
@@ -656,7 +656,7 @@ async fn an_unconfirmed_email_cannot_log_in_when_confirmation_is_required(mut ap
     let answer = login_answer(&app, &email, PASSWORD).await;
     assert_error(&answer, StatusCode::FORBIDDEN, "email_not_verified");
     app.store
-        .set_email_verified(&id, app.clock.now())
+        .set_email_verified(&id, app.clock.now(), None)
         .await
         .expect("verify");
     let tokens = api_login(&app, &email).await;

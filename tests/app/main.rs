@@ -18,6 +18,7 @@ mod browser;
 mod cli;
 mod cluster;
 mod email;
+mod events;
 mod login;
 mod metrics;
 mod oauth;

@@ -936,7 +936,7 @@ async fn revocation_and_introspection_follow_the_rfcs(app: TestApp) {
         .expect("store")
         .expect("user");
     app.store
-        .set_user_disabled(&user.id, true, app.clock.now())
+        .set_user_disabled(&user.id, true, app.clock.now(), None)
         .await
         .expect("disable");
     for token in [&tokens["access_token"], &tokens["refresh_token"]] {

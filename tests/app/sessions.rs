@@ -69,7 +69,7 @@ async fn a_disabled_account_loses_its_session_at_once(app: TestApp) {
         .expect("store")
         .expect("user");
     app.store
-        .set_user_disabled(&user.id, true, app.clock.now())
+        .set_user_disabled(&user.id, true, app.clock.now(), None)
         .await
         .expect("disable");
     assert_eq!(app.get("/account").await.status(), StatusCode::SEE_OTHER);

@@ -400,7 +400,7 @@ async fn linking_a_provider_from_the_account_page_needs_a_recent_sign_in(b: Test
         .expect("q")
         .expect("u");
     b.store
-        .set_email_verified(&user.id, b.clock.now())
+        .set_email_verified(&user.id, b.clock.now(), None)
         .await
         .expect("verify");
     b.clock.advance(16 * 60);

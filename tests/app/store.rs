@@ -27,7 +27,7 @@ fn new_user(email: &str, roles: &[&str]) -> NewUser {
 async fn users_are_found_by_email_whatever_its_case(app: TestApp) {
     let store = &app.store;
     let created = store
-        .create_user(new_user("Ann@Example.com", &["support", "admin"]))
+        .create_user(new_user("Ann@Example.com", &["support", "admin"]), |_| None)
         .await
         .expect("create");
     assert_eq!(created.roles, vec!["admin", "support"]);
@@ -52,7 +52,7 @@ async fn users_are_found_by_email_whatever_its_case(app: TestApp) {
         .await
         .expect("record");
     store
-        .set_user_disabled(&created.id, true, 1_700_000_600)
+        .set_user_disabled(&created.id, true, 1_700_000_600, None)
         .await
         .expect("disable");
     let updated = store
@@ -75,11 +75,11 @@ async fn users_are_found_by_email_whatever_its_case(app: TestApp) {
 async fn a_second_user_with_the_same_email_is_a_unique_violation(app: TestApp) {
     let store = &app.store;
     store
-        .create_user(new_user("bo@example.com", &[]))
+        .create_user(new_user("bo@example.com", &[]), |_| None)
         .await
         .expect("first");
     let err = store
-        .create_user(new_user("BO@example.com", &["admin"]))
+        .create_user(new_user("BO@example.com", &["admin"]), |_| None)
         .await
         .expect_err("refused");
     assert!(err.is_unique_violation(), "{err}");
@@ -182,7 +182,7 @@ fn refresh_row(hash: &str, user_id: &str, now: i64) -> RefreshTokenRow {
 async fn a_refresh_token_rotates_once_even_when_two_requests_race(app: TestApp) {
     let store = &app.store;
     let user = store
-        .create_user(new_user("rita@example.com", &[]))
+        .create_user(new_user("rita@example.com", &[]), |_| None)
         .await
         .expect("user");
     let now = 1_700_000_000;

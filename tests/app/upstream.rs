@@ -82,7 +82,7 @@ pub async fn upstream_person(a: &TestApp) -> String {
         .expect("query")
         .expect("user at A");
     a.store
-        .set_email_verified(&user.id, a.clock.now())
+        .set_email_verified(&user.id, a.clock.now(), None)
         .await
         .expect("verify at A");
     email

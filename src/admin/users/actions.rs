@@ -49,7 +49,10 @@ async fn act(
                 ));
             }
             // Sessions and tokens check the flag and the epoch: both end everything at once.
-            store.disable_user(&user.id, now).await?;
+            let event = state
+                .events
+                .about_user(crate::events::EventType::UserDisabled, &user);
+            store.disable_user(&user.id, now, event).await?;
             (
                 "admin.user_disabled",
                 None,
@@ -60,7 +63,10 @@ async fn act(
             )
         }
         "enable" => {
-            store.set_user_disabled(&user.id, false, now).await?;
+            let event = state
+                .events
+                .about_user(crate::events::EventType::UserEnabled, &user);
+            store.set_user_disabled(&user.id, false, now, event).await?;
             (
                 "admin.user_enabled",
                 None,
@@ -68,7 +74,10 @@ async fn act(
             )
         }
         "verify-email" => {
-            store.set_email_verified(&user.id, now).await?;
+            let event = state
+                .events
+                .about_user(crate::events::EventType::UserEmailVerified, &user);
+            store.set_email_verified(&user.id, now, event).await?;
             (
                 "admin.email_verified",
                 None,

@@ -279,7 +279,10 @@ async fn delete(
         .await?;
         return Ok(Redirect::to(&back).into_response());
     }
-    state.store.delete_user(&user.id).await?;
+    let event = state
+        .events
+        .about_user(crate::events::EventType::UserDeleted, &user);
+    state.store.delete_user(&user.id, event).await?;
     action
         .done(
             "admin.user_deleted",

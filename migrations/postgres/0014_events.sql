@@ -1,0 +1,66 @@
+-- The transactional outbox: each event is written in the transaction of the change it
+-- describes, as a CloudEvents 1.0 JSON document, with one delivery row per sink that wants it.
+create table events (
+    seq bigserial primary key,
+    id text not null unique,
+    type text not null,
+    subject text not null,
+    time bigint not null,
+    document text not null
+);
+create index events_time on events (time);
+
+-- Standard Webhooks endpoints. `events` is ' a b ' (spaces around each type) or '' for all;
+-- secrets are sealed with the server key; the previous one signs too until it expires.
+create table webhook_endpoints (
+    id text primary key,
+    url text not null,
+    description text,
+    events text not null,
+    secret text not null,
+    previous_secret text,
+    previous_secret_until bigint,
+    created_at bigint not null
+);
+
+-- One event for one sink: a webhook endpoint's id, or 'nats'. Claimed with a lease; only the
+-- oldest pending delivery of a subject to a target is claimable, so each subject's events
+-- arrive in order.
+create table deliveries (
+    id bigserial primary key,
+    event_seq bigint not null references events (seq) on delete cascade,
+    target text not null,
+    subject text not null,
+    state text not null default 'pending',
+    attempts bigint not null default 0,
+    next_attempt_at bigint not null,
+    leased_until bigint not null default 0,
+    lease text,
+    last_status bigint,
+    last_error text,
+    created_at bigint not null,
+    finished_at bigint
+);
+create index deliveries_due on deliveries (state, next_attempt_at);
+create index deliveries_queue on deliveries (target, subject, event_seq) where state = 'pending';
+create index deliveries_lease on deliveries (lease);
+create index deliveries_target on deliveries (target, id);
+
+-- Mail waiting for the workers. The message (it holds one-time links and codes) is sealed
+-- with the server key and erased once sent.
+create table mail_queue (
+    id bigserial primary key,
+    recipient text not null,
+    subject text not null,
+    sealed_body text,
+    state text not null default 'pending',
+    attempts bigint not null default 0,
+    next_attempt_at bigint not null,
+    leased_until bigint not null default 0,
+    lease text,
+    last_error text,
+    created_at bigint not null,
+    finished_at bigint
+);
+create index mail_queue_due on mail_queue (state, next_attempt_at);
+create index mail_queue_lease on mail_queue (lease);
