@@ -11,6 +11,7 @@ use crate::app::{App, shutdown_signal};
 use crate::clients::{self, NewClient};
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::events::EventType;
 use crate::input::Email;
 use crate::password::{self, PasswordHasher};
 use crate::store::{NewUser, Store};
@@ -306,6 +307,7 @@ pub(crate) async fn close_store(store: Store) {
 async fn client_command(config: Config, command: ClientCommand) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
     let now = Clock::system().now();
+    let events = crate::events::Events::from_config(&config, Clock::system());
     match command {
         ClientCommand::Create(args) => {
             let new = NewClient {
@@ -324,7 +326,8 @@ async fn client_command(config: Config, command: ClientCommand) -> anyhow::Resul
                 skip_consent: args.skip_consent,
             };
             new.validate().map_err(|e| anyhow::anyhow!(e))?;
-            let (client, secret) = clients::create(&store, &config.secret_key, new, now).await?;
+            let (client, secret) =
+                clients::create(&store, &events, &config.secret_key, new, now).await?;
             cli_audit(
                 &store,
                 now,
@@ -358,14 +361,15 @@ async fn client_command(config: Config, command: ClientCommand) -> anyhow::Resul
             }
         }
         ClientCommand::Delete { id } => {
-            if !store.delete_client(&id, now).await? {
+            let event = events.for_client(EventType::ClientDeleted, &id, serde_json::json!({}));
+            if !store.delete_client(&id, now, event).await? {
                 bail!("no client with the id {id}");
             }
             cli_audit(&store, now, "cli.client_deleted", &format!("client {}", id)).await?;
             eprintln!("client {id} deleted");
         }
         ClientCommand::RotateSecret { id } => {
-            match clients::rotate_secret(&store, &config.secret_key, &id, now).await? {
+            match clients::rotate_secret(&store, &events, &config.secret_key, &id, now).await? {
                 Some(secret) => {
                     cli_audit(
                         &store,
@@ -431,7 +435,8 @@ async fn rotate_keys(
     let store = open_store(&config).await?;
     let now = Clock::system().now();
     let activates_at = now + delay.as_secs() as i64;
-    let kid = keys::create_key(&store, &config.secret_key, alg, now, activates_at).await?;
+    let events = crate::events::Events::from_config(&config, Clock::system());
+    let kid = keys::create_key(&store, &events, &config.secret_key, alg, now, activates_at).await?;
     close_store(store).await;
     println!(
         "{}",

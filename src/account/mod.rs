@@ -190,7 +190,16 @@ async fn revoke_app(
     let now = state.clock.now();
     let message = if state
         .store
-        .revoke_consent(&user.id, &form.client_id, now)
+        .revoke_consent(
+            &user.id,
+            &form.client_id,
+            now,
+            state.events.for_user(
+                crate::events::EventType::ConsentRevoked,
+                &user,
+                serde_json::json!({ "client_id": form.client_id }),
+            ),
+        )
         .await?
     {
         crate::audit::record(

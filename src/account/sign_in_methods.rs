@@ -83,7 +83,16 @@ pub async fn unlink(
         ))
     } else if state
         .store
-        .unlink_identity(&user.id, &form.provider, &form.subject)
+        .unlink_identity(
+            &user.id,
+            &form.provider,
+            &form.subject,
+            state.events.for_user(
+                crate::events::EventType::ProviderUnlinked,
+                &user,
+                serde_json::json!({ "provider": form.provider }),
+            ),
+        )
         .await?
     {
         crate::audit::record(

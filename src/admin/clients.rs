@@ -211,6 +211,7 @@ async fn create(
     };
     let (client, secret) = clients::create_with(
         &state.store,
+        &state.events,
         &state.config.secret_key,
         &changes,
         state.clock.now(),
@@ -292,7 +293,14 @@ async fn update(
             return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
         }
     };
-    clients::update(&state.store, &client.id, &changes, state.clock.now()).await?;
+    clients::update(
+        &state.store,
+        &state.events,
+        &client.id,
+        &changes,
+        state.clock.now(),
+    )
+    .await?;
     action
         .done(
             "admin.client_updated",
@@ -319,6 +327,7 @@ async fn rotate(
     }
     let secret = clients::rotate_secret(
         &state.store,
+        &state.events,
         &state.config.secret_key,
         &client.id,
         state.clock.now(),
@@ -354,7 +363,15 @@ async fn delete(
     }
     state
         .store
-        .delete_client(&client.id, state.clock.now())
+        .delete_client(
+            &client.id,
+            state.clock.now(),
+            state.events.for_client(
+                crate::events::EventType::ClientDeleted,
+                &client.id,
+                serde_json::json!({}),
+            ),
+        )
         .await?;
     action
         .done(

@@ -132,7 +132,15 @@ pub async fn confirm(
     }
     state
         .store
-        .confirm_totp(&user.id, state.clock.now())
+        .confirm_totp(
+            &user.id,
+            state.clock.now(),
+            state.events.for_user(
+                crate::events::EventType::SecondFactorAdded,
+                user,
+                serde_json::json!({ "method": "totp" }),
+            ),
+        )
         .await?;
     audit::record(state, meta, Event::own("totp_enabled", &user.id)).await;
     tracing::info!(user_id = %user.id, "authenticator app enabled through the API");

@@ -51,8 +51,38 @@ pub async fn verify_password(
             PasswordCheck::Paused(_) => "throttled",
         };
         state.metrics.sign_in("password", result);
+        sign_in_event(state, subject, &check).await;
     }
     Ok(check)
+}
+
+/// `sign_in.succeeded` / `sign_in.failed` when the operator asked for them
+/// (`PORTCULLIS_SIGN_IN_EVENTS`). There is no change to write them with: they go alone, and a
+/// failure to write them is logged, not the person's problem.
+async fn sign_in_event(state: &AppState, subject: Subject<'_>, check: &PasswordCheck) {
+    use crate::events::EventType;
+    let event = match (subject, check) {
+        (_, PasswordCheck::Right(user)) => state.events.for_user(
+            EventType::SignInSucceeded,
+            user,
+            serde_json::json!({ "method": "password" }),
+        ),
+        (Subject::Email(typed), _) => state.events.event(
+            EventType::SignInFailed,
+            &crate::store::users_email_key(typed),
+            serde_json::json!({
+                "email": typed,
+                "method": "password",
+                "reason": if matches!(check, PasswordCheck::Paused(_)) { "throttled" } else { "wrong_password_or_unknown_address" },
+            }),
+        ),
+        (Subject::User(_), _) => None,
+    };
+    if let Some(event) = event
+        && let Err(e) = state.store.write_events(&[event]).await
+    {
+        tracing::warn!(error = %e, "could not write a sign-in event");
+    }
 }
 
 async fn check_password(
@@ -239,15 +269,40 @@ pub async fn address_proven(
     let now = state.clock.now();
     let store = &state.store;
     let mut stripped = Stripped {
-        provider_links: store.unlink_all_identities(&user.id).await?,
+        provider_links: store
+            .unlink_all_identities(
+                &user.id,
+                state.events.for_user(
+                    crate::events::EventType::ProviderUnlinked,
+                    user,
+                    serde_json::json!({ "provider": "all" }),
+                ),
+            )
+            .await?,
         ..Default::default()
     };
     if crate::mfa::factors::has_second_factor(state, user).await? {
         stripped.second_factors = true;
     }
-    store.remove_second_factors(&user.id, now).await?;
+    let event = stripped.second_factors.then(|| {
+        state.events.for_user(
+            crate::events::EventType::SecondFactorRemoved,
+            user,
+            serde_json::json!({ "method": "all" }),
+        )
+    });
+    store
+        .remove_second_factors(&user.id, now, event.flatten())
+        .await?;
     for (client_id, _, _, _) in store.consents_of(&user.id).await? {
-        store.revoke_consent(&user.id, &client_id, now).await?;
+        let event = state.events.for_user(
+            crate::events::EventType::ConsentRevoked,
+            user,
+            serde_json::json!({ "client_id": client_id }),
+        );
+        store
+            .revoke_consent(&user.id, &client_id, now, event)
+            .await?;
         stripped.app_grants += 1;
     }
     store

@@ -8,8 +8,10 @@ pub use rules::{check_redirect_uri, check_resource_uri, valid_scope_token};
 
 use crate::config::SecretKey;
 use crate::crypto;
+use crate::events::{EventType, Events};
 use crate::input::space_list;
 use crate::store::{ClientRow, Store, StoreError};
+use serde_json::json;
 
 pub const GRANT_AUTHORIZATION_CODE: &str = "authorization_code";
 pub const GRANT_REFRESH_TOKEN: &str = "refresh_token";
@@ -192,6 +194,7 @@ impl NewClient {
 /// clients, the secret (shown once).
 pub async fn create(
     store: &Store,
+    events: &Events,
     key: &SecretKey,
     new: NewClient,
     now: i64,
@@ -201,7 +204,7 @@ pub async fn create(
         access_token_ttl: DEFAULT_ACCESS_TTL,
         refresh_token_ttl: DEFAULT_REFRESH_TTL,
     };
-    create_with(store, key, &lifetimes, now).await
+    create_with(store, events, key, &lifetimes, now).await
 }
 
 /// 22 random base64url characters (132 bits), never starting with `-` or `_`, so an id can be
@@ -218,6 +221,7 @@ fn new_client_id() -> String {
 /// Creates the client with the given token lifetimes (the admin form sets them).
 pub async fn create_with(
     store: &Store,
+    events: &Events,
     key: &SecretKey,
     settings: &ClientChanges,
     now: i64,
@@ -240,7 +244,12 @@ pub async fn create_with(
         created_at: now,
         updated_at: now,
     };
-    store.create_client(&row).await?;
+    let event = events.for_client(
+        EventType::ClientCreated,
+        &row.id,
+        json!({ "name": row.name, "public": row.secret_hash.is_none() }),
+    );
+    store.create_client(&row, event).await?;
     Ok((Client::from(row), secret))
 }
 
@@ -272,40 +281,59 @@ impl ClientChanges {
 /// ignored.
 pub async fn update(
     store: &Store,
+    events: &Events,
     id: &str,
     changes: &ClientChanges,
     now: i64,
 ) -> Result<bool, StoreError> {
     let new = &changes.client;
+    let event = events.for_client(
+        EventType::ClientChanged,
+        id,
+        json!({ "name": new.name.trim(), "secret_rotated": false }),
+    );
     store
-        .update_client(&ClientRow {
-            id: id.to_string(),
-            name: new.name.trim().to_string(),
-            secret_hash: None,
-            redirect_uris: new.redirect_uris.join(" "),
-            post_logout_redirect_uris: new.post_logout_redirect_uris.join(" "),
-            grant_types: new.grant_types.join(" "),
-            scopes: new.scopes.join(" "),
-            resources: new.resources.join(" "),
-            skip_consent: new.skip_consent,
-            access_token_ttl: changes.access_token_ttl,
-            refresh_token_ttl: changes.refresh_token_ttl,
-            created_at: now,
-            updated_at: now,
-        })
+        .update_client(
+            &ClientRow {
+                id: id.to_string(),
+                name: new.name.trim().to_string(),
+                secret_hash: None,
+                redirect_uris: new.redirect_uris.join(" "),
+                post_logout_redirect_uris: new.post_logout_redirect_uris.join(" "),
+                grant_types: new.grant_types.join(" "),
+                scopes: new.scopes.join(" "),
+                resources: new.resources.join(" "),
+                skip_consent: new.skip_consent,
+                access_token_ttl: changes.access_token_ttl,
+                refresh_token_ttl: changes.refresh_token_ttl,
+                created_at: now,
+                updated_at: now,
+            },
+            event,
+        )
         .await
 }
 
 /// A new secret for a confidential client; `None` when there is no such client or it is public.
 pub async fn rotate_secret(
     store: &Store,
+    events: &Events,
     key: &SecretKey,
     id: &str,
     now: i64,
 ) -> Result<Option<String>, StoreError> {
     let secret = crypto::random_token();
     let changed = store
-        .set_client_secret_hash(id, &crypto::keyed_hash(key, &secret), now)
+        .set_client_secret_hash(
+            id,
+            &crypto::keyed_hash(key, &secret),
+            now,
+            events.for_client(
+                EventType::ClientChanged,
+                id,
+                json!({ "secret_rotated": true }),
+            ),
+        )
         .await?;
     Ok(changed.then_some(secret))
 }

@@ -183,6 +183,29 @@ impl Events {
         )
     }
 
+    /// An event about an account with more `data` (an object) after its id and address.
+    pub fn for_user(
+        &self,
+        kind: EventType,
+        user: &crate::store::User,
+        extra: Value,
+    ) -> Option<NewEvent> {
+        let mut data = json!({ "user_id": user.id, "email": user.email });
+        if let (Some(data), Value::Object(extra)) = (data.as_object_mut(), extra) {
+            data.extend(extra);
+        }
+        self.event(kind, &user.id, data)
+    }
+
+    /// An event about a relying app (its id is the subject).
+    pub fn for_client(&self, kind: EventType, client_id: &str, extra: Value) -> Option<NewEvent> {
+        let mut data = json!({ "client_id": client_id });
+        if let (Some(data), Value::Object(extra)) = (data.as_object_mut(), extra) {
+            data.extend(extra);
+        }
+        self.event(kind, client_id, data)
+    }
+
     /// `user.created` with the account as created.
     pub fn user_created(&self, user: &crate::store::User, via: &str) -> Option<NewEvent> {
         self.event(EventType::UserCreated, &user.id, user_data(user, via))

@@ -98,7 +98,16 @@ async fn confirm_email_codes(
     }
     state
         .store
-        .set_email_otp_enabled(&user.id, true, state.clock.now())
+        .set_email_otp_enabled(
+            &user.id,
+            true,
+            state.clock.now(),
+            state.events.for_user(
+                crate::events::EventType::SecondFactorAdded,
+                &user,
+                serde_json::json!({ "method": "email" }),
+            ),
+        )
         .await?;
     crate::audit::record(
         &state,
@@ -129,7 +138,16 @@ async fn disable_email_codes(
     }
     state
         .store
-        .set_email_otp_enabled(&user.id, false, state.clock.now())
+        .set_email_otp_enabled(
+            &user.id,
+            false,
+            state.clock.now(),
+            state.events.for_user(
+                crate::events::EventType::SecondFactorRemoved,
+                &user,
+                serde_json::json!({ "method": "email" }),
+            ),
+        )
         .await?;
     factors::forget_recovery_codes_if_unprotected(&state, &user.id).await?;
     crate::audit::record(

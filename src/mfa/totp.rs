@@ -103,7 +103,15 @@ async fn confirm_totp(
     }
     state
         .store
-        .confirm_totp(&user.id, state.clock.now())
+        .confirm_totp(
+            &user.id,
+            state.clock.now(),
+            state.events.for_user(
+                crate::events::EventType::SecondFactorAdded,
+                &user,
+                serde_json::json!({ "method": "totp" }),
+            ),
+        )
         .await?;
     crate::audit::record(
         &state,
@@ -132,7 +140,12 @@ async fn disable_totp(
     if let Some(message) = confirm_identity(&state, &meta, &user, &form, true).await? {
         return back_to_security(&session, Flash::error(message)).await;
     }
-    state.store.delete_totp(&user.id).await?;
+    let event = state.events.for_user(
+        crate::events::EventType::SecondFactorRemoved,
+        &user,
+        serde_json::json!({ "method": "totp" }),
+    );
+    state.store.delete_totp(&user.id, event).await?;
     factors::forget_recovery_codes_if_unprotected(&state, &user.id).await?;
     crate::audit::record(
         &state,

@@ -169,6 +169,11 @@ async fn answer(
             &request.client_id,
             &request.scope.join(" "),
             state.clock.now(),
+            state.events.for_user(
+                crate::events::EventType::ConsentGranted,
+                &user,
+                serde_json::json!({ "client_id": request.client_id, "scope": request.scope.join(" ") }),
+            ),
         )
         .await?;
     crate::audit::record(

@@ -39,7 +39,13 @@ impl Store {
     }
 
     /// Removes every second factor: the authenticator app, recovery codes and email codes.
-    pub async fn remove_second_factors(&self, user_id: &str, now: i64) -> StoreResult<()> {
+    pub async fn remove_second_factors(
+        &self,
+        user_id: &str,
+        now: i64,
+        event: Option<crate::events::NewEvent>,
+    ) -> StoreResult<()> {
+        let events = event.as_slice();
         on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
             for sql in [
@@ -55,9 +61,13 @@ impl Store {
             .bind(user_id)
             .execute(&mut *tx)
             .await?;
+            write_events!(tx, events);
             tx.commit().await?;
             Ok::<_, StoreError>(())
         })?;
+        if !events.is_empty() {
+            self.outbox_written();
+        }
         self.security_changed();
         Ok(())
     }
@@ -69,7 +79,9 @@ impl Store {
         user_id: &str,
         client_id: &str,
         now: i64,
+        event: Option<crate::events::NewEvent>,
     ) -> StoreResult<bool> {
+        let events = event.as_slice();
         let revoked = on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
             let deleted = sqlx::query("delete from consents where user_id = $1 and client_id = $2")
@@ -87,9 +99,15 @@ impl Store {
             .bind(client_id)
             .execute(&mut *tx)
             .await?;
+            if deleted == 1 {
+                write_events!(tx, events);
+            }
             tx.commit().await?;
             Ok::<_, StoreError>(deleted == 1)
         })?;
+        if revoked && !events.is_empty() {
+            self.outbox_written();
+        }
         self.security_changed();
         Ok(revoked)
     }

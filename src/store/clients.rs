@@ -2,7 +2,8 @@
 
 use sqlx::FromRow;
 
-use super::{Store, StoreError, StoreResult, execute, on_pool};
+use super::{Store, StoreError, StoreResult, execute_with_events, on_pool, write_events};
+use crate::events::NewEvent;
 
 #[derive(Clone, Debug, FromRow, PartialEq)]
 pub struct ClientRow {
@@ -31,9 +32,14 @@ macro_rules! client_select {
 }
 
 impl Store {
-    pub async fn create_client(&self, client: &ClientRow) -> StoreResult<()> {
-        execute!(
+    pub async fn create_client(
+        &self,
+        client: &ClientRow,
+        event: Option<NewEvent>,
+    ) -> StoreResult<()> {
+        execute_with_events!(
             self,
+            event.as_slice(),
             "insert into oauth_clients (id, name, secret_hash, redirect_uris, \
              post_logout_redirect_uris, grant_types, scopes, resources, skip_consent, \
              access_token_ttl, refresh_token_ttl, created_at, updated_at) \
@@ -51,7 +57,7 @@ impl Store {
             client.refresh_token_ttl,
             client.created_at,
             client.updated_at,
-        )?;
+        );
         self.clients_changed();
         Ok(())
     }
@@ -75,7 +81,13 @@ impl Store {
 
     /// Deletes a client with its consents; its refresh tokens are revoked in the same
     /// transaction, so nothing it was given outlives it. True when a client was deleted.
-    pub async fn delete_client(&self, id: &str, now: i64) -> StoreResult<bool> {
+    pub async fn delete_client(
+        &self,
+        id: &str,
+        now: i64,
+        event: Option<NewEvent>,
+    ) -> StoreResult<bool> {
+        let events = event.as_slice();
         let deleted = on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
             sqlx::query("delete from consents where client_id = $1")
@@ -94,18 +106,29 @@ impl Store {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+            if deleted == 1 {
+                write_events!(tx, events);
+            }
             tx.commit().await?;
             Ok::<_, StoreError>(deleted == 1)
         })?;
+        if deleted && !events.is_empty() {
+            self.outbox_written();
+        }
         self.clients_changed();
         self.security_changed();
         Ok(deleted)
     }
 
     /// Saves a client's settings; its secret and creation time stay. False when it is gone.
-    pub async fn update_client(&self, row: &ClientRow) -> StoreResult<bool> {
-        let updated = execute!(
+    pub async fn update_client(
+        &self,
+        row: &ClientRow,
+        event: Option<NewEvent>,
+    ) -> StoreResult<bool> {
+        let updated = execute_with_events!(
             self,
+            event.as_slice(),
             "update oauth_clients set name = $1, redirect_uris = $2, \
              post_logout_redirect_uris = $3, grant_types = $4, scopes = $5, resources = $6, \
              skip_consent = $7, access_token_ttl = $8, refresh_token_ttl = $9, updated_at = $10 \
@@ -121,7 +144,7 @@ impl Store {
             row.refresh_token_ttl,
             row.updated_at,
             &row.id,
-        )?;
+        );
         self.clients_changed();
         // Turning consent on ends tokens that rest on no consent.
         self.security_changed();
@@ -134,15 +157,17 @@ impl Store {
         id: &str,
         hash: &str,
         now: i64,
+        event: Option<NewEvent>,
     ) -> StoreResult<bool> {
-        let updated = execute!(
+        let updated = execute_with_events!(
             self,
+            event.as_slice(),
             "update oauth_clients set secret_hash = $1, updated_at = $2 \
              where id = $3 and secret_hash is not null",
             hash,
             now,
             id,
-        )?;
+        );
         self.clients_changed();
         Ok(updated == 1)
     }

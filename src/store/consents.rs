@@ -1,6 +1,7 @@
 //! `consents`: what a person allowed each app.
 
-use super::{Store, StoreResult, execute, on_pool};
+use super::{Store, StoreResult, execute_with_events, on_pool};
+use crate::events::NewEvent;
 
 impl Store {
     /// The scopes a person already allowed this client, space-separated; `None` when they have
@@ -25,16 +26,18 @@ impl Store {
         client_id: &str,
         scope: &str,
         now: i64,
+        event: Option<NewEvent>,
     ) -> StoreResult<()> {
-        execute!(
+        execute_with_events!(
             self,
+            event.as_slice(),
             "insert into consents (user_id, client_id, scope, granted_at) values ($1, $2, $3, $4) \
              on conflict (user_id, client_id) do update set scope = excluded.scope",
             user_id,
             client_id,
             scope,
             now,
-        )?;
+        );
         Ok(())
     }
 

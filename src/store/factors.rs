@@ -2,7 +2,8 @@
 
 use sqlx::FromRow;
 
-use super::{Store, StoreError, StoreResult, execute, on_pool};
+use super::{Store, StoreError, StoreResult, execute, execute_with_events, on_pool};
+use crate::events::NewEvent;
 
 #[derive(Clone, Debug, FromRow)]
 pub struct TotpFactor {
@@ -55,13 +56,19 @@ impl Store {
         })
     }
 
-    pub async fn confirm_totp(&self, user_id: &str, now: i64) -> StoreResult<()> {
-        execute!(
+    pub async fn confirm_totp(
+        &self,
+        user_id: &str,
+        now: i64,
+        event: Option<NewEvent>,
+    ) -> StoreResult<()> {
+        execute_with_events!(
             self,
+            event.as_slice(),
             "update totp_factors set confirmed_at = $1 where user_id = $2",
             now,
             user_id,
-        )?;
+        );
         // Cached token checks carry the user, whose `totp_enabled` just changed.
         self.security_changed();
         Ok(())
@@ -80,8 +87,13 @@ impl Store {
         Ok(updated == 1)
     }
 
-    pub async fn delete_totp(&self, user_id: &str) -> StoreResult<()> {
-        execute!(self, "delete from totp_factors where user_id = $1", user_id)?;
+    pub async fn delete_totp(&self, user_id: &str, event: Option<NewEvent>) -> StoreResult<()> {
+        execute_with_events!(
+            self,
+            event.as_slice(),
+            "delete from totp_factors where user_id = $1",
+            user_id
+        );
         self.security_changed();
         Ok(())
     }

@@ -2,7 +2,8 @@
 
 use sqlx::FromRow;
 
-use super::{Store, StoreResult, execute, on_pool};
+use super::{Store, StoreResult, execute, execute_with_events, on_pool};
+use crate::events::NewEvent;
 
 /// A linked upstream account.
 #[derive(Clone, Debug, FromRow, PartialEq)]
@@ -60,9 +61,11 @@ impl Store {
         subject: &str,
         email: Option<&str>,
         now: i64,
+        event: Option<NewEvent>,
     ) -> StoreResult<()> {
-        execute!(
+        execute_with_events!(
             self,
+            event.as_slice(),
             "insert into user_identities (provider, subject, user_id, email, created_at, \
                  last_used_at) values ($1, $2, $3, $4, $5, $5)",
             provider,
@@ -70,7 +73,7 @@ impl Store {
             user_id,
             email,
             now,
-        )?;
+        );
         Ok(())
     }
 
@@ -100,24 +103,31 @@ impl Store {
         user_id: &str,
         provider: &str,
         subject: &str,
+        event: Option<NewEvent>,
     ) -> StoreResult<bool> {
-        let removed = execute!(
+        let removed = execute_with_events!(
             self,
+            event.as_slice(),
             "delete from user_identities where user_id = $1 and provider = $2 and subject = $3",
             user_id,
             provider,
             subject,
-        )?;
+        );
         Ok(removed == 1)
     }
 
     /// Removes every link of a user; returns how many there were.
-    pub async fn unlink_all_identities(&self, user_id: &str) -> StoreResult<u64> {
-        let removed = execute!(
+    pub async fn unlink_all_identities(
+        &self,
+        user_id: &str,
+        event: Option<NewEvent>,
+    ) -> StoreResult<u64> {
+        let removed = execute_with_events!(
             self,
+            event.as_slice(),
             "delete from user_identities where user_id = $1",
             user_id,
-        )?;
+        );
         Ok(removed)
     }
 }

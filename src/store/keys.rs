@@ -2,7 +2,8 @@
 
 use sqlx::FromRow;
 
-use super::{Db, Store, StoreResult, execute, on_pool};
+use super::{Db, Store, StoreResult, execute, execute_with_events, on_pool};
+use crate::events::NewEvent;
 
 #[derive(Clone, Debug, FromRow)]
 pub struct SigningKeyRow {
@@ -26,9 +27,14 @@ impl Store {
         })?)
     }
 
-    pub async fn insert_signing_key(&self, key: &SigningKeyRow) -> StoreResult<()> {
-        execute!(
+    pub async fn insert_signing_key(
+        &self,
+        key: &SigningKeyRow,
+        event: Option<NewEvent>,
+    ) -> StoreResult<()> {
+        execute_with_events!(
             self,
+            event.as_slice(),
             "insert into signing_keys (kid, alg, private_key_enc, created_at, activates_at, \
              retired_at) values ($1, $2, $3, $4, $5, $6)",
             &key.kid,
@@ -37,7 +43,7 @@ impl Store {
             key.created_at,
             key.activates_at,
             key.retired_at,
-        )?;
+        );
         self.keys_changed();
         Ok(())
     }

@@ -4,7 +4,7 @@
 use sqlx::FromRow;
 
 use super::users::{UserRow, user_columns};
-use super::{Store, StoreError, StoreResult, User, execute, on_pool};
+use super::{Store, StoreError, StoreResult, User, execute, execute_with_events, on_pool};
 
 #[derive(Clone, Debug, FromRow)]
 pub struct RefreshTokenRow {
@@ -206,13 +206,19 @@ impl Store {
     }
 
     /// Ends a family: its refresh tokens and the access tokens issued with them.
-    pub async fn revoke_refresh_family(&self, family_id: &str, now: i64) -> StoreResult<()> {
-        execute!(
+    pub async fn revoke_refresh_family(
+        &self,
+        family_id: &str,
+        now: i64,
+        event: Option<crate::events::NewEvent>,
+    ) -> StoreResult<()> {
+        execute_with_events!(
             self,
+            event.as_slice(),
             "update refresh_tokens set revoked_at = $1 where family_id = $2 and revoked_at is null",
             now,
             family_id,
-        )?;
+        );
         self.security_changed();
         Ok(())
     }

@@ -307,14 +307,17 @@ impl Store {
         user_id: &str,
         enabled: bool,
         now: i64,
+        event: Option<NewEvent>,
     ) -> StoreResult<()> {
-        execute!(
+        execute_with_events!(
             self,
-            "update users set email_otp_enabled = $1, updated_at = $2 where id = $3",
+            event.as_slice(),
+            "update users set email_otp_enabled = $1, updated_at = $2 \
+             where id = $3 and email_otp_enabled <> $1",
             enabled,
             now,
             user_id,
-        )?;
+        );
         // Cached token checks carry the user.
         self.security_changed();
         Ok(())

@@ -30,13 +30,19 @@ async fn new_key_row(
 /// of that algorithm from the same moment.
 pub async fn create_key(
     store: &Store,
+    events: &crate::events::Events,
     secret: &SecretKey,
     alg: SigningAlg,
     now: i64,
     activates_at: i64,
 ) -> Result<String, KeyError> {
     let row = new_key_row(secret, alg, now, activates_at).await?;
-    store.insert_signing_key(&row).await?;
+    let event = events.event(
+        crate::events::EventType::SigningKeyRotated,
+        &row.kid,
+        serde_json::json!({ "kid": row.kid, "alg": row.alg, "activates_at": crate::events::rfc3339(activates_at) }),
+    );
+    store.insert_signing_key(&row, event).await?;
     store
         .retire_signing_keys(alg.name(), &row.kid, activates_at)
         .await?;

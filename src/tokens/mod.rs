@@ -43,6 +43,8 @@ pub struct Parts {
     /// Opens the sealed signing keys when they are read again.
     secret: SecretKey,
     metrics: crate::ops::metrics::Metrics,
+    /// Builds the events token changes write (a detected refresh-token reuse).
+    events: crate::events::Events,
 }
 
 /// A token response's contents (RFC 6749 §5.1), before an adapter writes it out.
@@ -109,7 +111,9 @@ impl TokenService {
         clock: Clock,
         metrics: crate::ops::metrics::Metrics,
     ) -> Self {
+        let events = crate::events::Events::from_config(config, clock.clone());
         Self(Arc::new(Parts {
+            events,
             keys,
             clients: ClientCache::default(),
             checks: check::CheckCache::default(),

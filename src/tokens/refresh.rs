@@ -63,8 +63,18 @@ impl TokenService {
             self.metrics.refresh_reuse_detected();
             self.metrics.revoked("sign_in");
             tracing::warn!(client_id = %client.id, "a rotated refresh token was reused; revoking its family");
+            let event = self.events.event(
+                crate::events::EventType::RefreshTokenReuseDetected,
+                &row.user_id,
+                serde_json::json!({
+                    "user_id": row.user_id,
+                    "email": user.email,
+                    "client_id": client.id,
+                    "family_id": row.family_id,
+                }),
+            );
             self.store
-                .revoke_refresh_family(&row.family_id, now)
+                .revoke_refresh_family(&row.family_id, now, event)
                 .await?;
             Err::<TokenSet, RefreshError>(RefreshError::Reused {
                 user_id: row.user_id.clone(),
@@ -76,7 +86,7 @@ impl TokenService {
         }
         if user.disabled || user.session_epoch != row.session_epoch {
             self.store
-                .revoke_refresh_family(&row.family_id, now)
+                .revoke_refresh_family(&row.family_id, now, None)
                 .await?;
             return Err(RefreshError::Invalid);
         }

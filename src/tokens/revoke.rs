@@ -16,7 +16,7 @@ impl TokenService {
         if let Some(row) = self.find_refresh_token(token).await? {
             if row.client_id == client_id {
                 self.store
-                    .revoke_refresh_family(&row.family_id, now)
+                    .revoke_refresh_family(&row.family_id, now, None)
                     .await?;
                 self.metrics.revoked("refresh_token");
             }
@@ -40,7 +40,7 @@ impl TokenService {
         match self.find_refresh_token(refresh_token).await? {
             Some(row) if row.client_id == client_id => {
                 self.store
-                    .revoke_refresh_family(&row.family_id, self.clock.now())
+                    .revoke_refresh_family(&row.family_id, self.clock.now(), None)
                     .await?;
                 self.metrics.revoked("sign_in");
                 Ok(Some(row.user_id))

@@ -215,7 +215,18 @@ async fn submit(
     }
     match state
         .store
-        .link_identity(&user.id, &name, &link.subject, link.email.as_deref(), now)
+        .link_identity(
+            &user.id,
+            &name,
+            &link.subject,
+            link.email.as_deref(),
+            now,
+            state.events.for_user(
+                crate::events::EventType::ProviderLinked,
+                &user,
+                serde_json::json!({ "provider": name }),
+            ),
+        )
         .await
     {
         Ok(()) => {}

@@ -56,6 +56,11 @@ pub(super) async fn link_to_signed_in_user(
                     &person.subject,
                     person.email.as_deref(),
                     now,
+                    state.events.for_user(
+                        crate::events::EventType::ProviderLinked,
+                        &user,
+                        serde_json::json!({ "provider": name }),
+                    ),
                 )
                 .await?;
             tracing::info!(user_id = %user.id, provider = name, "linked an upstream account");

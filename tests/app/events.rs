@@ -27,6 +27,8 @@ backend_tests!(
     the_webhook_commands_add_list_test_rotate_and_remove,
     a_subjects_events_arrive_in_order_even_when_the_first_is_retried,
     an_admin_sees_a_failed_delivery_and_sends_it_again,
+    changes_to_accounts_clients_and_keys_each_write_their_event,
+    sign_in_events_are_written_only_when_asked_for,
     jetstream_receives_each_event_under_its_id,
 );
 
@@ -568,6 +570,113 @@ async fn an_admin_sees_a_failed_delivery_and_sends_it_again(mut app: TestApp) {
             .iter()
             .any(|e| e.event == "admin.webhook_delivery_retried")
     );
+}
+
+/// The documents of the events of `kind`, oldest first.
+async fn events_of(app: &TestApp, kind: &str) -> Vec<Value> {
+    app.store
+        .events_of_type(kind)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, document)| serde_json::from_str(&document).unwrap())
+        .collect()
+}
+
+async fn changes_to_accounts_clients_and_keys_each_write_their_event(app: TestApp) {
+    let email = crate::helpers::signed_up(&app).await;
+    let user = app.store.find_user_by_email(&email).await.unwrap().unwrap();
+    crate::two_factor::enrol_totp(&app).await;
+    let csrf = app.csrf_token("/account/password").await;
+    let changed = app
+        .post_form(
+            "/account/password",
+            &[
+                ("csrf_token", &csrf),
+                ("current_password", PASSWORD),
+                ("new_password", "a-new-long-passphrase-9"),
+            ],
+        )
+        .await;
+    assert_eq!(changed.status(), StatusCode::SEE_OTHER);
+    let (status, tokens) = crate::metrics::api_login(&app, &email, "a-new-long-passphrase-9").await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let first = tokens["mfa_token"].as_str();
+    assert!(first.is_some(), "the second factor is asked: {tokens}");
+
+    let created = app
+        .run_cli(&[
+            "client",
+            "create",
+            "--name",
+            "Reports",
+            "--grant-types",
+            "client_credentials",
+            "--scopes",
+            "reports",
+        ])
+        .await;
+    let client_id = created[0]["client_id"].as_str().unwrap().to_string();
+    app.run_cli(&["client", "rotate-secret", &client_id]).await;
+    app.run_cli(&["client", "delete", &client_id]).await;
+    let rotated = app.run_cli(&["keys", "rotate", "--delay", "10s"]).await;
+    let kid = rotated[0]["kid"].as_str().unwrap().to_string();
+
+    let one = |events: Vec<Value>, what: &str| -> Value {
+        assert_eq!(events.len(), 1, "one {what}: {events:?}");
+        events.into_iter().next().unwrap()
+    };
+    let added = one(events_of(&app, "second_factor.added").await, "factor added");
+    assert_eq!(added["subject"], user.id.as_str());
+    assert_eq!(added["data"]["method"], "totp");
+    let password = one(events_of(&app, "password.changed").await, "password change");
+    assert_eq!(password["data"]["email"], email.as_str());
+    for kind in ["client.created", "client.deleted"] {
+        let event = one(events_of(&app, kind).await, kind);
+        assert_eq!(event["subject"], client_id.as_str());
+    }
+    let rotation = one(events_of(&app, "client.changed").await, "secret rotation");
+    assert_eq!(rotation["data"]["secret_rotated"], true);
+    let key = one(events_of(&app, "signing_key.rotated").await, "key rotation");
+    assert_eq!(key["data"]["kid"], kid.as_str());
+    for document in [added, password, rotation, key] {
+        let text = document.to_string();
+        assert!(
+            !text.contains("secret\":\"") && !text.contains("whsec_") && !text.contains("$argon2")
+        );
+    }
+}
+
+async fn sign_in_events_are_written_only_when_asked_for(mut app: TestApp) {
+    let email = crate::helpers::signed_up(&app).await;
+    app.logout().await;
+    assert_eq!(
+        app.login(&email, PASSWORD).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    assert!(
+        events_of(&app, "sign_in.succeeded").await.is_empty(),
+        "off by default"
+    );
+    app.restart_with(|raw| raw.sign_in_events = true).await;
+    app.logout().await;
+    assert!(
+        app.login(&email, "not-the-password")
+            .await
+            .status()
+            .is_client_error()
+    );
+    assert_eq!(
+        app.login(&email, PASSWORD).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let failed = events_of(&app, "sign_in.failed").await;
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["data"]["email"], email.as_str());
+    let succeeded = events_of(&app, "sign_in.succeeded").await;
+    assert_eq!(succeeded.len(), 1);
+    let user = app.store.find_user_by_email(&email).await.unwrap().unwrap();
+    assert_eq!(succeeded[0]["subject"], user.id.as_str());
 }
 
 /// `portcullis webhook ARGS…` with webhooks to loopback allowed; stdout as JSON lines.

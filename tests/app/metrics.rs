@@ -15,7 +15,7 @@ backend_tests!(
     database_and_session_store_failures_are_counted,
 );
 
-async fn api_login(app: &TestApp, email: &str, password: &str) -> (StatusCode, Value) {
+pub async fn api_login(app: &TestApp, email: &str, password: &str) -> (StatusCode, Value) {
     let response = app
         .fresh_client()
         .post(app.at("/api/v1/login"))

@@ -456,9 +456,17 @@ async fn a_token_signed_with_a_key_made_elsewhere_is_checked_after_reading_the_k
         .await
         .expect("a second connection");
     let now = app.clock.now();
-    let kid = keys::create_key(&elsewhere, &config.secret_key, SigningAlg::Rs256, now, now)
-        .await
-        .expect("a new key");
+    let events = portcullis::events::Events::from_config(&config, app.clock.clone());
+    let kid = keys::create_key(
+        &elsewhere,
+        &events,
+        &config.secret_key,
+        SigningAlg::Rs256,
+        now,
+        now,
+    )
+    .await
+    .expect("a new key");
     let their_keys = Keys::default();
     their_keys
         .reload(&elsewhere, &config.secret_key)

@@ -101,6 +101,7 @@ async fn a_reset_by_the_owner_removes_what_a_squatter_attached_before_the_addres
             &google_subject,
             Some(&squatter_google),
             1,
+            None,
         )
         .await
         .expect("old link");

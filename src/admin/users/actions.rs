@@ -96,7 +96,12 @@ async fn act(
             ("admin.password_reset_sent", None, message)
         }
         "reset-factors" => {
-            store.remove_second_factors(&user.id, now).await?;
+            let event = state.events.for_user(
+                crate::events::EventType::SecondFactorRemoved,
+                &user,
+                serde_json::json!({ "method": "all" }),
+            );
+            store.remove_second_factors(&user.id, now, event).await?;
             (
                 "admin.second_factors_reset",
                 None,
@@ -135,7 +140,14 @@ async fn act(
             )
         }
         "consents-revoke" => {
-            store.revoke_consent(&user.id, &form.client_id, now).await?;
+            let event = state.events.for_user(
+                crate::events::EventType::ConsentRevoked,
+                &user,
+                serde_json::json!({ "client_id": form.client_id }),
+            );
+            store
+                .revoke_consent(&user.id, &form.client_id, now, event)
+                .await?;
             (
                 "admin.consent_revoked",
                 Some(form.client_id.clone()),
