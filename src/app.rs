@@ -330,6 +330,7 @@ impl App {
         let key_reader = self.spawn_key_reader();
         let activity = self.spawn_activity_writer();
         let deliveries = crate::events::worker::spawn(self.state.clone())?;
+        let mail = crate::mail::queue::spawn(self.state.clone());
         let metrics_server = self.metrics_listener.take().map(|listener| {
             let router = crate::ops::metrics::router(self.state.clone());
             tokio::spawn(async move {
@@ -356,6 +357,7 @@ impl App {
         // Deliveries in flight keep their lease; another worker (or this one, restarted)
         // sends them again with the same id.
         deliveries.abort();
+        mail.abort();
         // What this node counted since the last write, so a restart loses none of it.
         if let Err(e) = self.state.metrics.activity().flush(&self.state.store).await {
             tracing::warn!(error = %e, "could not add the last activity counts");
@@ -421,6 +423,11 @@ async fn prune(state: &AppState) {
         Ok(0) => {}
         Ok(pruned) => tracing::info!(pruned, "forgot delivered events older than a week"),
         Err(e) => tracing::warn!(error = %e, "could not prune old events"),
+    }
+    match state.store.prune_mail(now - 7 * 24 * 3600).await {
+        Ok(0) => {}
+        Ok(pruned) => tracing::info!(pruned, "forgot mail sent more than a week ago"),
+        Err(e) => tracing::warn!(error = %e, "could not prune old mail"),
     }
     // The overview shows 30 days.
     if let Err(e) = state.store.prune_activity(now - 35 * 24 * 3600).await {

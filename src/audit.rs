@@ -127,7 +127,7 @@ async fn notify_owner(state: &AppState, user_id: &str, what: &str, row: &AuditEv
         state.config.public_url.as_str().trim_end_matches('/')
     );
     let mail = crate::mail::messages::security_notice(what, &when, row.ip.as_deref(), &reset);
-    if let Err(e) = state.mailer.send(&user.email, &mail).await {
-        tracing::warn!(error = %e, %user_id, "cannot send the security notice");
+    if let Err(e) = crate::mail::queue::queue(state, &user.email, &mail).await {
+        tracing::warn!(error = %e, %user_id, "cannot queue the security notice");
     }
 }

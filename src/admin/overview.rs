@@ -28,6 +28,34 @@ struct OverviewPage {
     /// Second steps by method, tokens by grant, refusals by limit.
     breakdowns: Vec<Breakdown>,
     events: Vec<EventRow>,
+    /// Mail the workers could not send: still retried, or given up.
+    unsent_mail: Vec<UnsentMailRow>,
+}
+
+struct UnsentMailRow {
+    queued: String,
+    recipient: String,
+    subject: String,
+    state: &'static str,
+    attempts: i64,
+    error: String,
+}
+
+impl From<crate::store::UnsentMail> for UnsentMailRow {
+    fn from(mail: crate::store::UnsentMail) -> Self {
+        Self {
+            queued: crate::account::format_time(mail.created_at),
+            recipient: mail.recipient,
+            subject: mail.subject,
+            state: if mail.state == "failed" {
+                "given up"
+            } else {
+                "retrying"
+            },
+            attempts: mail.attempts,
+            error: mail.last_error.unwrap_or_default(),
+        }
+    }
 }
 
 /// Bars over time: sign-ins beside failed sign-ins, one pair a slot.
@@ -218,6 +246,7 @@ async fn show(
     let active_since = now - state.config.session_idle_timeout.as_secs() as i64;
     let totals = state.store.totals(active_since).await?;
     let events = state.store.latest_audit_events(10).await?;
+    let unsent_mail = state.store.unsent_mail(20).await?;
     let last_day: Vec<ActivityCount> = counts
         .iter()
         .filter(|c| c.hour > now - DAY)
@@ -262,5 +291,6 @@ async fn show(
             ),
         ],
         events: events.into_iter().map(EventRow::from).collect(),
+        unsent_mail: unsent_mail.into_iter().map(UnsentMailRow::from).collect(),
     })
 }

@@ -53,9 +53,7 @@ pub async fn signup(
     };
     let errors = match create_account(&state, &meta, &account).await? {
         SignupOutcome::Created(user) => {
-            if let Err(e) = crate::verification::send_link(&state, &user).await? {
-                tracing::warn!(user_id = %user.id, error = %e, "could not send the confirmation link");
-            }
+            crate::verification::send_link(&state, &user).await?;
             let response = SignupResponse {
                 id: user.id,
                 email: user.email,

@@ -334,15 +334,7 @@ pub async fn send_email_code(
     if let Some(wait) = throttle::take(&state, &code_mails_key(&user.id), CODE_MAILS).await? {
         return Err(ApiError::too_many(wait, code_mails_message(wait)));
     }
-    let sent =
-        factors::send_email_code(&state, &user, second_factor::LOGIN_CODE, "to sign in").await?;
-    if sent.is_err() {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "mail_unavailable",
-            "We could not send the email right now. Try again in a few minutes.",
-        ));
-    }
+    factors::send_email_code(&state, &user, second_factor::LOGIN_CODE, "to sign in").await?;
     Ok(Json(SendCodeResponse {
         sent: true,
         expires_in: factors::EMAIL_CODE_SECS,

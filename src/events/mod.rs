@@ -10,6 +10,7 @@ use crate::config::Config;
 
 pub mod cli;
 mod nats;
+pub(crate) mod queue;
 pub mod webhooks;
 pub mod worker;
 

@@ -5,30 +5,56 @@
 //! same id (at least once).
 
 use std::sync::Arc;
-use std::time::Duration;
-
-use tokio::task::JoinSet;
 
 use crate::app::AppState;
 use crate::store::{Attempt, ClaimedDelivery, NATS_TARGET};
 
 use super::nats::NatsSink;
+use super::queue::{self, Queue};
 use super::webhooks;
-
-/// How long a claim holds: longer than a webhook may take.
-const LEASE: Duration = Duration::from_secs(30);
-/// Deliveries in flight at once on one node.
-const MAX_IN_FLIGHT: i64 = 64;
-/// How often the queue is looked at when this node wrote nothing (other nodes' events, retries).
-const POLL_EVERY: Duration = Duration::from_secs(1);
-/// The longest wait between two attempts.
-const MAX_BACKOFF_SECS: i64 = 600;
 
 /// Where deliveries go.
 struct Sinks {
     http: reqwest::Client,
     allow_private: bool,
     nats: Option<NatsSink>,
+}
+
+/// The deliveries of this node's worker.
+#[derive(Clone)]
+struct Deliveries {
+    state: AppState,
+    sinks: Arc<Sinks>,
+}
+
+impl Queue for Deliveries {
+    type Item = ClaimedDelivery;
+    const MAX_IN_FLIGHT: i64 = 64;
+
+    async fn claim(&self, limit: i64) -> Vec<ClaimedDelivery> {
+        let state = &self.state;
+        let now = state.clock.now();
+        let until = now + queue::LEASE.as_secs() as i64;
+        match state
+            .store
+            .claim_deliveries(state.node.name(), now, until, limit)
+            .await
+        {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not claim event deliveries");
+                Vec::new()
+            }
+        }
+    }
+
+    async fn handle(&self, delivery: ClaimedDelivery) {
+        deliver(&self.state, &self.sinks, delivery).await;
+    }
+
+    async fn written(&self) {
+        self.state.store.outbox_wait().await;
+    }
 }
 
 /// Starts the worker. It runs until the task is aborted.
@@ -51,48 +77,8 @@ pub fn spawn(state: AppState) -> anyhow::Result<tokio::task::JoinHandle<()>> {
             ),
             Err(e) => tracing::warn!(error = %e, "could not release the old delivery leases"),
         }
-        // Claims as long as there is room, without waiting for the deliveries in flight: a
-        // slow receiver holds up only its own subjects.
-        let mut in_flight = JoinSet::new();
-        loop {
-            let room = MAX_IN_FLIGHT - in_flight.len() as i64;
-            let claimed = if room > 0 {
-                claim(&state, room).await
-            } else {
-                Vec::new()
-            };
-            let idle = claimed.is_empty();
-            for delivery in claimed {
-                let state = state.clone();
-                let sinks = sinks.clone();
-                in_flight.spawn(async move { deliver(&state, &sinks, delivery).await });
-            }
-            if idle {
-                tokio::select! {
-                    () = state.store.outbox_wait() => {}
-                    () = tokio::time::sleep(POLL_EVERY) => {}
-                    Some(_) = in_flight.join_next() => {}
-                }
-            }
-            while in_flight.try_join_next().is_some() {}
-        }
+        queue::run(Deliveries { state, sinks }).await;
     }))
-}
-
-/// Leases up to `limit` due deliveries.
-async fn claim(state: &AppState, limit: i64) -> Vec<ClaimedDelivery> {
-    let now = state.clock.now();
-    match state
-        .store
-        .claim_deliveries(state.node.name(), now, now + LEASE.as_secs() as i64, limit)
-        .await
-    {
-        Ok(claimed) => claimed,
-        Err(e) => {
-            tracing::warn!(error = %e, "could not claim event deliveries");
-            Vec::new()
-        }
-    }
 }
 
 async fn deliver(state: &AppState, sinks: &Sinks, delivery: ClaimedDelivery) {
@@ -116,9 +102,12 @@ async fn deliver_in_span(state: &AppState, sinks: &Sinks, delivery: ClaimedDeliv
     let outcome = match &error {
         None => Attempt::Delivered { status },
         Some(error) => {
-            let max_age = state.config.events.max_age.as_secs() as i64;
-            let retry_at =
-                (now - delivery.created_at < max_age).then(|| now + backoff(delivery.attempts));
+            let retry_at = queue::retry_at(
+                now,
+                delivery.created_at,
+                delivery.attempts,
+                state.config.events.max_age,
+            );
             if retry_at.is_none() {
                 tracing::warn!(
                     error,
@@ -198,32 +187,4 @@ async fn attempt(
     )
     .await;
     (answer.status.map(i64::from), answer.error)
-}
-
-/// Seconds before the next attempt after `attempts` earlier ones: 1, 2, 4 … up to 10 minutes,
-/// each between half and all of that (jitter, so receivers that come back are not hit by every
-/// retry at once).
-fn backoff(attempts: i64) -> i64 {
-    let full = 1i64
-        .checked_shl(attempts.clamp(0, 30) as u32)
-        .unwrap_or(MAX_BACKOFF_SECS)
-        .min(MAX_BACKOFF_SECS);
-    let half = full / 2;
-    (half + rand::random_range(0..=full - half)).max(1)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_ten_minutes_with_jitter() {
-        for _ in 0..100 {
-            assert!((1..=1).contains(&backoff(0)));
-            assert!((1..=2).contains(&backoff(1)));
-            assert!((4..=8).contains(&backoff(3)));
-            assert!((300..=600).contains(&backoff(20)));
-            assert!((300..=600).contains(&backoff(1000)));
-        }
-    }
 }

@@ -43,20 +43,22 @@ pub async fn start(state: &AppState, session: &Session, user: &User) -> Result<R
     Ok(Redirect::to("/login/verify").into_response())
 }
 
+fn code_sent(user: &User) -> Flash {
+    Flash::success(format!(
+        "We sent a 6-digit code to {}. It expires in 10 minutes.",
+        mask_email(&user.email)
+    ))
+}
+
 /// Mails a sign-in code unless too many went out lately; says what happened.
 async fn mail_login_code(state: &AppState, user: &User) -> Result<Flash, AppError> {
     Ok(
         match throttle::take(state, &code_mails_key(&user.id), CODE_MAILS).await? {
             Some(wait) => Flash::error(code_mails_message(wait)),
-            None => match factors::send_email_code(state, user, LOGIN_CODE, "to sign in").await? {
-                Ok(()) => Flash::success(format!(
-                    "We sent a 6-digit code to {}. It expires in 10 minutes.",
-                    mask_email(&user.email)
-                )),
-                Err(_) => Flash::error(
-                    "We could not send the email right now. Try again in a few minutes.",
-                ),
-            },
+            None => {
+                factors::send_email_code(state, user, LOGIN_CODE, "to sign in").await?;
+                code_sent(user)
+            }
         },
     )
 }
@@ -173,15 +175,10 @@ async fn send_email_code(
     }
     let message = match throttle::take(&state, &code_mails_key(&user.id), CODE_MAILS).await? {
         Some(wait) => Flash::error(code_mails_message(wait)),
-        None => match factors::send_email_code(&state, &user, LOGIN_CODE, "to sign in").await? {
-            Ok(()) => Flash::success(format!(
-                "We sent a 6-digit code to {}. It expires in 10 minutes.",
-                mask_email(&user.email)
-            )),
-            Err(_) => {
-                Flash::error("We could not send the email right now. Try again in a few minutes.")
-            }
-        },
+        None => {
+            factors::send_email_code(&state, &user, LOGIN_CODE, "to sign in").await?;
+            code_sent(&user)
+        }
     };
     flash::set(&session, message).await?;
     Ok(Redirect::to("/login/verify?method=email").into_response())

@@ -5,20 +5,39 @@ use crate::app::AppState;
 use crate::crypto;
 use crate::store::StoreResult;
 
-/// Creates a token for `purpose` that `user_id` may use once within `lifetime_secs`, and
-/// returns the public URL of `path` carrying it.
-pub async fn single_use_link(
+/// Creates a token for `purpose` that `user` may use once within `lifetime_secs`, and queues
+/// `mail(link)` to their address in the same transaction (the link is the public URL of `path`
+/// carrying the token): the link exists exactly when its mail is on its way.
+pub async fn mail_single_use_link(
     state: &AppState,
-    user_id: &str,
+    user: &crate::store::User,
     purpose: &str,
     lifetime_secs: i64,
     path: &str,
-) -> StoreResult<String> {
-    let token = single_use_token(state, user_id, purpose, lifetime_secs).await?;
+    mail: impl FnOnce(&str) -> super::Mail,
+) -> StoreResult<()> {
+    let token = crypto::random_token();
     let mut link = state.config.public_url.clone();
     link.set_path(path);
     link.query_pairs_mut().append_pair("token", &token);
-    Ok(link.into())
+    let now = state.clock.now();
+    let queued = super::queue::sealed(
+        &state.config.secret_key,
+        &user.email,
+        &mail(link.as_str()),
+        now,
+    );
+    state
+        .store
+        .create_email_token(
+            &crypto::sha256_hex(&token),
+            &user.id,
+            purpose,
+            now,
+            now + lifetime_secs,
+            Some(&queued),
+        )
+        .await
 }
 
 /// Creates a token for `purpose` that `user_id` may use once within `lifetime_secs`.
@@ -38,6 +57,7 @@ pub async fn single_use_token(
             purpose,
             now,
             now + lifetime_secs,
+            None,
         )
         .await?;
     Ok(token)

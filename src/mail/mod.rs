@@ -14,7 +14,8 @@ use crate::config::Config;
 pub mod messages;
 
 mod links;
-pub use links::{single_use_link, single_use_token};
+pub mod queue;
+pub use links::{mail_single_use_link, single_use_token};
 
 /// Where mail goes: a closed set, so an enum.
 enum Transport {
@@ -44,7 +45,7 @@ pub enum MailError {
 }
 
 /// The content of one message, rendered to an HTML and a plain-text part from the same fields.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Mail {
     pub subject: String,
     pub heading: String,

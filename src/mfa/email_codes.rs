@@ -39,21 +39,13 @@ async fn start_email_codes(
     if let Some(wait) = throttle::take(&state, &code_mails_key(&user.id), CODE_MAILS).await? {
         return back_to_security(&session, Flash::error(code_mails_message(wait))).await;
     }
-    if factors::send_email_code(
+    factors::send_email_code(
         &state,
         &user,
         ENABLE_EMAIL_CODES,
         "to turn on sign-in codes by email",
     )
-    .await?
-    .is_err()
-    {
-        return back_to_security(
-            &session,
-            Flash::error("We could not send the email right now. Try again in a few minutes."),
-        )
-        .await;
-    }
+    .await?;
     Ok(Redirect::to("/account/security/email-otp").into_response())
 }
 

@@ -4,7 +4,7 @@ use totp_rs::{Algorithm, TOTP};
 
 use crate::app::AppState;
 use crate::crypto;
-use crate::mail::{MailError, messages};
+use crate::mail::messages;
 use crate::store::User;
 use crate::web::AppError;
 
@@ -133,28 +133,27 @@ pub async fn has_second_factor(state: &AppState, user: &User) -> Result<bool, Ap
 }
 
 /// Mails a fresh 6-digit code for `purpose`, replacing any earlier one.
+/// The code and its mail are written in one transaction.
 pub async fn send_email_code(
     state: &AppState,
     user: &User,
     purpose: &str,
     why: &str,
-) -> Result<Result<(), MailError>, AppError> {
+) -> Result<(), AppError> {
     let code = crypto::random_digits(DIGITS as u32);
     let now = state.clock.now();
     let hash = crypto::keyed_hash(&state.config.secret_key, &code);
+    let mail = crate::mail::queue::sealed(
+        &state.config.secret_key,
+        &user.email,
+        &messages::email_code(&code, why),
+        now,
+    );
     state
         .store
-        .put_email_code(&user.id, purpose, &hash, now, now + EMAIL_CODE_SECS)
+        .put_email_code(&user.id, purpose, &hash, now, now + EMAIL_CODE_SECS, &mail)
         .await?;
-    let sent = state
-        .mailer
-        .send(&user.email, &messages::email_code(&code, why))
-        .await;
-    if let Err(e) = &sent {
-        tracing::error!(user_id = %user.id, error = %e, "could not send an email code");
-        state.store.delete_email_code(&user.id, purpose).await?;
-    }
-    Ok(sent)
+    Ok(())
 }
 
 pub async fn check_email_code(

@@ -16,7 +16,7 @@ use tower_sessions::Session;
 use crate::app::AppState;
 use crate::crypto;
 use crate::input::{Email, mask_email};
-use crate::mail::{messages, single_use_link};
+use crate::mail::{mail_single_use_link, messages};
 use crate::password;
 use crate::store::TokenProblem;
 use crate::throttle::{self, Limit};
@@ -99,30 +99,25 @@ async fn submit_forgot(
         return Ok((StatusCode::TOO_MANY_REQUESTS, page).into_response());
     }
 
-    // The answer is the same whether or not the account exists; only a broken mail server
-    // (for an existing account) shows an error, because the person must know to try again.
+    // The answer is the same whether or not the account exists, and as quick: the mail is
+    // queued, never sent while the person waits.
     let email_key = format!(
         "mail:reset:{}",
         crate::store::users_email_key(email.as_str())
     );
     let user = state.store.find_user_by_email(email.as_str()).await?;
-    let mut error = None;
     if let Some(user) = user.filter(|u| !u.disabled)
         && throttle::take(&state, &email_key, PER_EMAIL)
             .await?
             .is_none()
-        && let Err(e) = send_reset_mail(&state, &user).await?
     {
-        tracing::error!(user_id = %user.id, error = %e, "could not send the reset mail");
-        error =
-            Some("We could not send the email right now. Try again in a few minutes.".to_string());
+        send_reset_mail(&state, &user).await?;
     }
-    let sent_to = error.is_none().then(|| mask_email(email.as_str()));
     let page = ForgotPage {
         layout: Layout::new(&session, None).await?,
         email: email.to_string(),
-        error,
-        sent_to,
+        error: None,
+        sent_to: Some(mask_email(email.as_str())),
     };
     Ok(page.into_response())
 }
@@ -141,14 +136,18 @@ struct TokenQuery {
     token: String,
 }
 
-/// Mails a single-use reset link (1 hour). The outer error is ours, the inner one the mailer's.
-pub async fn send_reset_mail(
-    state: &AppState,
-    user: &crate::store::User,
-) -> Result<Result<(), crate::mail::MailError>, AppError> {
-    let link = single_use_link(state, &user.id, PURPOSE, LIFETIME_SECS, "/password/reset").await?;
-    let mail = messages::password_reset(&link);
-    Ok(state.mailer.send(&user.email, &mail).await)
+/// Queues a mail with a single-use reset link (1 hour).
+pub async fn send_reset_mail(state: &AppState, user: &crate::store::User) -> Result<(), AppError> {
+    mail_single_use_link(
+        state,
+        user,
+        PURPOSE,
+        LIFETIME_SECS,
+        "/password/reset",
+        messages::password_reset,
+    )
+    .await?;
+    Ok(())
 }
 
 fn link_problem(problem: TokenProblem) -> Response {

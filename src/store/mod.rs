@@ -12,6 +12,7 @@ mod factors;
 mod holders;
 mod identities;
 mod keys;
+mod mail_queue;
 mod maintenance;
 mod outbox;
 mod refresh_tokens;
@@ -42,6 +43,8 @@ pub use codes::AuthCodeRow;
 pub use factors::TotpFactor;
 pub use identities::Identity;
 pub use keys::SigningKeyRow;
+pub(crate) use mail_queue::write_mails;
+pub use mail_queue::{ClaimedMail, QueuedMail, UnsentMail};
 pub use outbox::{Attempt, ClaimedDelivery, DeliveryRow, NATS_TARGET};
 pub(crate) use outbox::{execute_with_events, write_events};
 pub use refresh_tokens::{RefreshTokenRow, TokenFamily};
@@ -64,6 +67,8 @@ pub struct Store {
     changes: Changes,
     /// Woken when this node commits events, so its worker delivers them at once.
     outbox: std::sync::Arc<tokio::sync::Notify>,
+    /// Woken when this node queues mail.
+    mail: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// Runs the same sqlx expression on whichever pool the store holds.
@@ -145,6 +150,7 @@ impl Store {
             db,
             changes: Changes::default(),
             outbox: Default::default(),
+            mail: Default::default(),
         }
     }
 
@@ -167,6 +173,15 @@ impl Store {
     /// Waits until this node commits events.
     pub async fn outbox_wait(&self) {
         self.outbox.notified().await;
+    }
+
+    fn mail_queued(&self) {
+        self.mail.notify_one();
+    }
+
+    /// Waits until this node queues mail.
+    pub async fn mail_wait(&self) {
+        self.mail.notified().await;
     }
 
     fn clients_changed(&self) {

@@ -2,7 +2,7 @@
 
 use sqlx::FromRow;
 
-use super::{Store, StoreError, StoreResult, execute, on_pool};
+use super::{QueuedMail, Store, StoreError, StoreResult, execute, on_pool, write_mails};
 
 /// Why a link could not be used, so the page can say what to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,17 +36,29 @@ impl Store {
         purpose: &str,
         now: i64,
         expires_at: i64,
+        mail: Option<&QueuedMail>,
     ) -> StoreResult<()> {
-        execute!(
-            self,
-            "insert into email_tokens (token_hash, user_id, purpose, created_at, expires_at) \
+        let mails = mail.as_slice();
+        on_pool!(self, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "insert into email_tokens (token_hash, user_id, purpose, created_at, expires_at) \
                  values ($1, $2, $3, $4, $5)",
-            token_hash,
-            user_id,
-            purpose,
-            now,
-            expires_at,
-        )?;
+            )
+            .bind(token_hash)
+            .bind(user_id)
+            .bind(purpose)
+            .bind(now)
+            .bind(expires_at)
+            .execute(&mut *tx)
+            .await?;
+            write_mails!(tx, mails);
+            tx.commit().await?;
+            Ok::<_, StoreError>(())
+        })?;
+        if !mails.is_empty() {
+            self.mail_queued();
+        }
         Ok(())
     }
 
@@ -133,7 +145,9 @@ impl Store {
         code_hash: &str,
         now: i64,
         expires_at: i64,
+        mail: &QueuedMail,
     ) -> StoreResult<()> {
+        let mails = std::slice::from_ref(mail);
         on_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
             sqlx::query("delete from email_codes where user_id = $1 and purpose = $2")
@@ -152,9 +166,12 @@ impl Store {
             .bind(expires_at)
             .execute(&mut *tx)
             .await?;
+            write_mails!(tx, mails);
             tx.commit().await?;
             Ok::<_, StoreError>(())
-        })
+        })?;
+        self.mail_queued();
+        Ok(())
     }
 
     pub async fn email_code(&self, user_id: &str, purpose: &str) -> StoreResult<Option<EmailCode>> {

@@ -13,7 +13,7 @@ use tower_sessions::Session;
 use crate::app::AppState;
 use crate::crypto;
 use crate::input::mask_email;
-use crate::mail::{MailError, messages, single_use_link};
+use crate::mail::{mail_single_use_link, messages};
 use crate::store::{TokenProblem, User};
 use crate::throttle::{self, Limit};
 use crate::web::EmptyForm;
@@ -35,17 +35,18 @@ pub fn router() -> Router<AppState> {
         .route("/account/verify-email", post(resend))
 }
 
-/// Creates a new link and mails it.
-pub async fn send_link(state: &AppState, user: &User) -> Result<Result<(), MailError>, AppError> {
-    let link = single_use_link(state, &user.id, PURPOSE, LIFETIME_SECS, "/verify-email").await?;
-    let sent = state
-        .mailer
-        .send(&user.email, &messages::verify_email(&link))
-        .await;
-    if let Err(e) = &sent {
-        tracing::error!(user_id = %user.id, error = %e, "could not send the verification mail");
-    }
-    Ok(sent)
+/// Creates a new link and queues its mail.
+pub async fn send_link(state: &AppState, user: &User) -> Result<(), AppError> {
+    mail_single_use_link(
+        state,
+        user,
+        PURPOSE,
+        LIFETIME_SECS,
+        "/verify-email",
+        messages::verify_email,
+    )
+    .await?;
+    Ok(())
 }
 
 /// Sends a link unless this account had too many lately; says what happened.
@@ -57,15 +58,11 @@ pub async fn send_link_throttled(state: &AppState, user: &User) -> Result<Flash,
             throttle::minutes(wait)
         )));
     }
-    Ok(match send_link(state, user).await? {
-        Ok(()) => Flash::success(format!(
-            "We sent a link to {}. It expires in 24 hours.",
-            mask_email(&user.email)
-        )),
-        Err(_) => Flash::error(
-            "We could not send the email right now. Try again in a few minutes.".to_string(),
-        ),
-    })
+    send_link(state, user).await?;
+    Ok(Flash::success(format!(
+        "We sent a link to {}. It expires in 24 hours.",
+        mask_email(&user.email)
+    )))
 }
 
 #[derive(Template, WebTemplate)]

@@ -40,9 +40,10 @@ async fn forgot_password_answers_the_same_for_known_and_unknown_emails(app: Test
     assert!(known_page.contains(message) && unknown_page.contains(message));
     assert!(
         app.last_mail_to(&email)
+            .await
             .contains("Subject: Reset your password")
     );
-    assert!(app.mails_to(&unknown).is_empty());
+    assert!(app.mails_to(&unknown).await.is_empty());
 
     let (status, page) = ask_for_reset(&app, "not an email").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -76,7 +77,7 @@ async fn a_reset_link_sets_a_new_password_once_and_signs_out_every_device(app: T
     app.logout().await;
 
     ask_for_reset(&app, &email).await;
-    let link = app.link_in(&app.last_mail_to(&email), "/password/reset");
+    let link = app.link_in(&app.last_mail_to(&email).await, "/password/reset");
     let form = app.page(&link).await;
     assert!(form.contains("autocomplete=\"new-password\""));
     let reset_token = crate::helpers::hidden_value(&form, "token").expect("token field");
@@ -166,7 +167,7 @@ async fn expired_and_forged_reset_links_are_refused(app: TestApp) {
     let email = signed_up(&app).await;
     app.logout().await;
     ask_for_reset(&app, &email).await;
-    let link = app.link_in(&app.last_mail_to(&email), "/password/reset");
+    let link = app.link_in(&app.last_mail_to(&email).await, "/password/reset");
 
     let forged = app.get("/password/reset?token=forged-token").await;
     assert_eq!(forged.status(), StatusCode::BAD_REQUEST);

@@ -352,7 +352,7 @@ async fn turn_on_email_codes(app: &TestApp, email: &str) {
         )
         .await;
     assert_eq!(location(&start), "/account/security/email-otp");
-    let code = mailed_code(&app.last_mail_to(email));
+    let code = mailed_code(&app.last_mail_to(email).await);
     let csrf = app.csrf_token("/account/security/email-otp").await;
     let done = app
         .post_form(
@@ -892,13 +892,17 @@ async fn an_emailed_code_completes_a_login(app: TestApp) {
     );
     assert!(!methods.contains(&"totp".to_string()), "{methods:?}");
 
-    let before = app.mails_to(&email).len();
+    let before = app.mails_to(&email).await.len();
     let sent = post(&app, "/2fa/email/send", json!({"mfa_token": mfa_token})).await;
     assert_eq!(sent.status, StatusCode::OK, "{}", sent.text);
     assert_eq!(sent.body["sent"], true);
     assert_eq!(sent.body["expires_in"], 600);
-    assert_eq!(app.mails_to(&email).len(), before + 1, "a mail arrives");
-    let code = mailed_code(&app.last_mail_to(&email));
+    assert_eq!(
+        app.mails_to(&email).await.len(),
+        before + 1,
+        "a mail arrives"
+    );
+    let code = mailed_code(&app.last_mail_to(&email).await);
     assert_eq!(code.len(), 6, "a 6-digit code: {code}");
 
     let done = complete(&app, &mfa_token, &code, Some("email")).await;
@@ -912,7 +916,7 @@ async fn email_codes_are_not_sent_to_someone_who_has_not_turned_them_on(app: Tes
     let (email, _, tokens) = signed_in(&app).await;
     enrol_totp_via_api(&app, &tokens.access).await;
     let (mfa_token, _) = mfa_login(&app, &email).await;
-    let before = app.mails_to(&email).len();
+    let before = app.mails_to(&email).await.len();
     let refused = post(&app, "/2fa/email/send", json!({"mfa_token": mfa_token})).await;
     assert_error(&refused, StatusCode::CONFLICT, "email_codes_off");
     let unknown = post(
@@ -922,7 +926,7 @@ async fn email_codes_are_not_sent_to_someone_who_has_not_turned_them_on(app: Tes
     )
     .await;
     assert_error(&unknown, StatusCode::UNAUTHORIZED, "invalid_mfa_token");
-    assert_eq!(app.mails_to(&email).len(), before, "no mail");
+    assert_eq!(app.mails_to(&email).await.len(), before, "no mail");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -456,9 +456,22 @@ impl TestApp {
             .collect()
     }
 
+    /// Waits (up to 10 s) until the mail worker has tried every queued mail once: pages queue
+    /// their mail and answer before it is sent.
+    pub async fn mail_settled(&self) {
+        for _ in 0..200 {
+            if self.store.untried_mail().await.expect("mail queue") == 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("mail still waiting to be sent after 10 s");
+    }
+
     /// Every mail written to `<data dir>/mail/` for `to`, oldest first, with quoted-printable
-    /// soft breaks and escapes decoded.
-    pub fn mails_to(&self, to: &str) -> Vec<String> {
+    /// soft breaks and escapes decoded (once the queue has been worked off).
+    pub async fn mails_to(&self, to: &str) -> Vec<String> {
+        self.mail_settled().await;
         let dir = self.data_dir.join("mail");
         let mut files: Vec<_> = std::fs::read_dir(&dir)
             .map(|entries| entries.filter_map(Result::ok).map(|e| e.path()).collect())
@@ -472,8 +485,9 @@ impl TestApp {
             .collect()
     }
 
-    pub fn last_mail_to(&self, to: &str) -> String {
+    pub async fn last_mail_to(&self, to: &str) -> String {
         self.mails_to(to)
+            .await
             .pop()
             .unwrap_or_else(|| panic!("no mail to {to}"))
     }

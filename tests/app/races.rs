@@ -227,6 +227,7 @@ async fn thirty_parallel_reset_requests_send_no_more_mails_than_the_limit(app: T
     );
     let resets = app
         .mails_to(&email)
+        .await
         .iter()
         .filter(|mail| mail.contains("/password/reset"))
         .count();

@@ -117,7 +117,7 @@ async fn a_reset_by_the_owner_removes_what_a_squatter_attached_before_the_addres
         &[("csrf_token", &csrf), ("email", &owners_address)],
     )
     .await;
-    let link = b.link_in(&b.last_mail_to(&owners_address), "/password/reset");
+    let link = b.link_in(&b.last_mail_to(&owners_address).await, "/password/reset");
     let token = link.split("token=").nth(1).expect("token").to_string();
     let csrf = b.csrf_token_with(&owner, &link).await;
     let new_password = "owners-new-password-5";
@@ -227,7 +227,7 @@ async fn a_reset_ends_other_reset_links_api_second_steps_and_half_finished_sign_
             &[("csrf_token", &csrf), ("email", &email)],
         )
         .await;
-        links.push(app.link_in(&app.last_mail_to(&email), "/password/reset"));
+        links.push(app.link_in(&app.last_mail_to(&email).await, "/password/reset"));
     }
     assert_ne!(links[0], links[1]);
     // An API sign-in waiting for its second step, and a browser at the second step.
@@ -446,10 +446,10 @@ async fn look_alike_spellings_of_an_address_are_one_account_whose_mail_reaches_t
         &[("csrf_token", &csrf), ("email", &owner)],
     )
     .await;
-    let mail = app.last_mail_to(&owner);
+    let mail = app.last_mail_to(&owner).await;
     assert!(mail.contains("/password/reset"), "the owner got the link");
     assert!(
-        app.mails_to(&look_alike).is_empty(),
+        app.mails_to(&look_alike).await.is_empty(),
         "nothing went to the look-alike"
     );
 }
@@ -570,6 +570,7 @@ async fn the_owner_gets_a_mail_for_each_change_to_how_the_account_is_signed_in_t
             .filter(|mail| mail.contains(&email) && mail.contains("Subject: Security notice"))
             .collect()
     };
+    app.mail_settled().await;
     assert!(notices(&smtp).is_empty(), "no notice for signing up");
 
     enrol_totp(&app).await;
@@ -592,6 +593,7 @@ async fn the_owner_gets_a_mail_for_each_change_to_how_the_account_is_signed_in_t
         .await;
     assert_eq!(location(&changed), "/account");
 
+    app.mail_settled().await;
     let sent = notices(&smtp);
     for what in [
         "an authenticator app was added to your account",

@@ -1,19 +1,46 @@
 //! A small real SMTP server for tests: it speaks the protocol over TCP, accepts every message
-//! and keeps it so a test can read it back.
+//! and keeps it so a test can read it back. A held sink answers no message until released, as a
+//! mail server that is slow or stuck.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+
+use tokio::sync::Semaphore;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct SmtpSink {
     pub port: u16,
     messages: Arc<Mutex<Vec<String>>>,
+    /// One permit per message that may be answered.
+    gate: Arc<Semaphore>,
+    /// Messages received and not yet answered.
+    held: Arc<AtomicUsize>,
 }
 
 impl SmtpSink {
     pub async fn start() -> Self {
+        Self::start_with(Semaphore::MAX_PERMITS).await
+    }
+
+    /// A sink that holds every message (no answer to its data) until `release`.
+    pub async fn start_held() -> Self {
+        Self::start_with(0).await
+    }
+
+    /// Lets every held message and all later ones through.
+    pub fn release(&self) {
+        self.gate.add_permits(Semaphore::MAX_PERMITS / 2);
+    }
+
+    /// Messages received whose answer is held back.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::SeqCst)
+    }
+
+    async fn start_with(permits: usize) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind SMTP sink");
@@ -21,11 +48,17 @@ impl SmtpSink {
         let sink = Self {
             port,
             messages: Arc::default(),
+            gate: Arc::new(Semaphore::new(permits)),
+            held: Arc::default(),
         };
         let messages = Arc::clone(&sink.messages);
+        let gate = Arc::clone(&sink.gate);
+        let held = Arc::clone(&sink.held);
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let messages = Arc::clone(&messages);
+                let gate = Arc::clone(&gate);
+                let held = Arc::clone(&held);
                 tokio::spawn(async move {
                     let (read, mut write) = stream.into_split();
                     let mut lines = BufReader::new(read).lines();
@@ -49,6 +82,11 @@ impl SmtpSink {
                                     message.push_str(data);
                                     message.push_str("\r\n");
                                 }
+                                held.fetch_add(1, Ordering::SeqCst);
+                                if let Ok(permit) = gate.acquire().await {
+                                    permit.forget();
+                                }
+                                held.fetch_sub(1, Ordering::SeqCst);
                                 if let Ok(mut all) = messages.lock() {
                                     all.push(message);
                                 }

@@ -369,7 +369,7 @@ pub async fn enable_email_codes(app: &TestApp, email: &str, first_factor: bool) 
         )
         .await;
     assert_eq!(location(&start), "/account/security/email-otp");
-    let mail = app.last_mail_to(email);
+    let mail = app.last_mail_to(email).await;
     let code = mailed_code(&mail);
     let page = app.page("/account/security/email-otp").await;
     let csrf = hidden_value(&page, "csrf_token").expect("csrf");
@@ -421,7 +421,7 @@ async fn email_codes_turn_on_with_a_mailed_code_and_sign_the_person_in(app: Test
     let page = app.page("/login/verify?method=email").await;
     assert!(page.contains("We sent a 6-digit code to"));
     assert!(page.contains("Code from the email to"));
-    let mail = app.last_mail_to(&email);
+    let mail = app.last_mail_to(&email).await;
     assert!(mail.contains("It expires in 10 minutes."));
     let code = mailed_code(&mail);
     assert_eq!(code.len(), 6);
@@ -443,7 +443,7 @@ async fn send_login_code(app: &TestApp, email: &str) -> String {
     let csrf = hidden_value(&page, "csrf_token").expect("csrf");
     app.post_form("/login/verify/email", &[("csrf_token", &csrf)])
         .await;
-    mailed_code(&app.last_mail_to(email))
+    mailed_code(&app.last_mail_to(email).await)
 }
 
 async fn email_codes_expire_and_allow_five_attempts(app: TestApp) {
@@ -455,7 +455,7 @@ async fn email_codes_expire_and_allow_five_attempts(app: TestApp) {
         &[("csrf_token", &csrf)],
     )
     .await;
-    let code = mailed_code(&app.last_mail_to(&email));
+    let code = mailed_code(&app.last_mail_to(&email).await);
     app.clock.advance(10 * 60 + 1);
     let csrf = app.csrf_token("/account/security/email-otp").await;
     let late = app
@@ -510,9 +510,9 @@ async fn email_codes_expire_and_allow_five_attempts(app: TestApp) {
     for _ in 0..2 {
         send_login_code(&app, &email).await;
     }
-    let before = app.mails_to(&email).len();
+    let before = app.mails_to(&email).await.len();
     send_login_code(&app, &email).await;
-    assert_eq!(app.mails_to(&email).len(), before);
+    assert_eq!(app.mails_to(&email).await.len(), before);
     assert!(
         app.page("/login/verify?method=email")
             .await

@@ -440,7 +440,7 @@ async fn linked_methods_are_listed_and_unlinked_only_while_another_remains(b: Te
         &[("csrf_token", &token), ("email", &email)],
     )
     .await;
-    let link = b.link_in(&b.last_mail_to(&email), "/password/reset");
+    let link = b.link_in(&b.last_mail_to(&email).await, "/password/reset");
     let form = b.page(&link).await;
     let reset = b
         .post_form(

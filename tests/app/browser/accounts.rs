@@ -74,7 +74,7 @@ async fn a_forgotten_password_is_reset_from_the_mailed_link(app: TestApp) {
     tab.press("Send the link").await;
     tab.assert_reads("If an account exists").await;
 
-    let link = app.link_in(&app.last_mail_to(&email), "/password/reset");
+    let link = app.link_in(&app.last_mail_to(&email).await, "/password/reset");
     tab.open(&app.at(&link)).await;
     tab.assert_reads("Choose a new password").await;
     let new_password = "violet-harbour-lantern-7";
