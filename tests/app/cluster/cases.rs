@@ -380,3 +380,46 @@ async fn the_admin_overview_counts_what_every_node_saw() {
         .expect("GET /admin");
     assert!(elsewhere.text().await.expect("page").contains(wanted));
 }
+
+/// The delivery workers of all nodes share one queue: the events of sign-ups through the
+/// balancer, each refused once by the receiver, reach it on their retry exactly once, whichever
+/// node's worker took them (`FOR UPDATE SKIP LOCKED` claims; the retries of all of them come due
+/// together, so the nodes' workers compete for the same rows).
+#[tokio::test]
+async fn the_nodes_share_the_event_queue_and_deliver_each_event_once() {
+    let Some(cluster) = Cluster::start(3).await else {
+        return;
+    };
+    const SIGN_UPS: usize = 15;
+    let receiver = crate::events::Receiver::start(SIGN_UPS, Duration::ZERO).await;
+    cluster
+        .cli(&[
+            "webhook",
+            "add",
+            "--url",
+            &receiver.url,
+            "--events",
+            "user.created",
+        ])
+        .await;
+    for _ in 0..SIGN_UPS {
+        cluster.sign_up().await;
+    }
+    let received = receiver
+        .wait_until(|r| r.iter().filter(|r| r.status == 204).count() >= SIGN_UPS)
+        .await;
+    // A moment more for any second delivery to show.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let delivered: Vec<String> = receiver
+        .received()
+        .iter()
+        .filter(|r| r.status == 204)
+        .map(|r| r.id())
+        .collect();
+    let mut distinct = delivered.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), SIGN_UPS, "every event arrived");
+    assert_eq!(delivered.len(), SIGN_UPS, "none twice: {delivered:?}");
+    assert!(received.iter().filter(|r| r.status == 500).count() >= SIGN_UPS);
+}

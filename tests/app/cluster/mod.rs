@@ -127,6 +127,8 @@ impl Cluster {
             .env("PORTCULLIS_SECRET_KEY", &self.secret)
             .env("PORTCULLIS_PUBLIC_URL", &self.proxy.url)
             .env("PORTCULLIS_DATA_DIR", data_dir)
+            // The tests' webhook receivers listen on loopback.
+            .env("PORTCULLIS_WEBHOOK_ALLOW_PRIVATE", "true")
             .env("RUST_LOG", "warn,portcullis=info");
         if let Some(redis) = &self.redis {
             command.env("PORTCULLIS_REDIS_URL", redis);
