@@ -27,13 +27,14 @@ pub trait Queue: Clone + Send + Sync + 'static {
     fn written(&self) -> impl Future<Output = ()> + Send;
 }
 
-/// Runs until the task is aborted. Claims as long as there is room, without waiting for the
-/// items in flight: a slow receiver holds up only its own work.
+/// Runs until the task is aborted. Claims while there is room, without waiting for the items
+/// in flight (a slow receiver holds up only its own work), and in batches: a claim is a write,
+/// so it waits until a quarter of the places are free.
 pub async fn run<Q: Queue>(queue: Q) {
     let mut in_flight = JoinSet::new();
     loop {
         let room = Q::MAX_IN_FLIGHT - in_flight.len() as i64;
-        let claimed = if room > 0 {
+        let claimed = if in_flight.is_empty() || room >= (Q::MAX_IN_FLIGHT / 4).max(1) {
             queue.claim(room).await
         } else {
             Vec::new()
