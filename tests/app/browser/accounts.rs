@@ -1,5 +1,6 @@
 //! A person's own account in a real browser: sign-up, sign-out, sign-in, a wrong password, a
-//! reset by mail, signing out another browser, and an admin disabling someone.
+//! reset by mail, signing out another browser, an admin disabling someone, and an admin sending
+//! a failed webhook delivery again.
 
 use reqwest::StatusCode;
 
@@ -13,6 +14,7 @@ backend_tests!(
     a_forgotten_password_is_reset_from_the_mailed_link,
     a_person_signs_out_another_browser_from_their_account_page,
     an_admin_finds_and_disables_a_person_whose_browser_is_then_signed_out,
+    an_admin_sends_a_failed_webhook_delivery_again_from_the_webhooks_page,
 );
 
 /// Opens the sign-in page and signs in with `password`.
@@ -154,4 +156,53 @@ async fn an_admin_finds_and_disables_a_person_whose_browser_is_then_signed_out(a
     theirs.assert_reads("disabled").await;
     admins.assert_no_problems();
     theirs.assert_no_problems();
+}
+
+async fn an_admin_sends_a_failed_webhook_delivery_again_from_the_webhooks_page(mut app: TestApp) {
+    let Some(browser) = Browser::launch().await else {
+        return;
+    };
+    // Deliveries are given up a second after their event: the first retry is the last.
+    app.restart_with(|raw| {
+        raw.webhook_allow_private = true;
+        raw.event_max_age = std::time::Duration::from_secs(1);
+    })
+    .await;
+    let admin_email = signed_up(&app).await;
+    let (totp, _) = enrol_totp(&app).await;
+    crate::helpers::make_admin(&app, &admin_email).await;
+    let receiver = crate::events::Receiver::start(2, std::time::Duration::ZERO).await;
+    let (endpoint, _) = crate::events::add_endpoint(&app, &receiver.url, &["user.created"]).await;
+    person(&app).await;
+    for _ in 0..100 {
+        let deliveries = app.store.recent_deliveries(&endpoint, 1).await.unwrap();
+        if deliveries.first().is_some_and(|d| d.state == "failed") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    let tab = browser.window().await;
+    tab.open(&app.at("/admin")).await;
+    sign_in_here(&tab, &admin_email).await;
+    tab.assert_at("/login/verify").await;
+    tab.fill("code", &code_at(&totp, app.clock.now())).await;
+    tab.press("Continue").await;
+    tab.assert_at("/admin").await;
+    tab.press("Webhooks").await;
+    tab.assert_at("/admin/webhooks").await;
+    tab.assert_reads(&receiver.url).await;
+    tab.assert_reads("answered 500").await;
+    tab.press("Retry now").await;
+    tab.assert_at("/admin/webhooks").await;
+    tab.assert_reads("The delivery is queued").await;
+    let received = receiver
+        .wait_until(|r| r.iter().any(|r| r.status == 204))
+        .await;
+    assert_eq!(
+        received.len(),
+        3,
+        "two refusals, then the retry from the page"
+    );
+    tab.assert_no_problems();
 }
