@@ -305,15 +305,7 @@ pub async fn address_proven(
             .await?;
         stripped.app_grants += 1;
     }
-    store
-        .set_email_verified(
-            &user.id,
-            now,
-            state
-                .events
-                .about_user(crate::events::EventType::UserEmailVerified, user),
-        )
-        .await?;
+    crate::verification::mark_verified(state, user).await?;
     if !stripped.is_empty() {
         tracing::warn!(user_id = %user.id, ?stripped, "removed what was attached before the address was confirmed");
         let detail = format!(

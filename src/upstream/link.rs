@@ -202,16 +202,7 @@ async fn submit(
     let now = state.clock.now();
     if link.confirms_email {
         // The provider confirmed this very address (see `auth::linking`).
-        state
-            .store
-            .set_email_verified(
-                &user.id,
-                now,
-                state
-                    .events
-                    .about_user(crate::events::EventType::UserEmailVerified, &user),
-            )
-            .await?;
+        crate::verification::mark_verified(&state, &user).await?;
     }
     match state
         .store

@@ -37,16 +37,7 @@ pub(super) async fn link_to_signed_in_user(
             let now = state.clock.now();
             if !user.email_verified {
                 // The provider confirmed this very address (`auth::linking`).
-                state
-                    .store
-                    .set_email_verified(
-                        &user.id,
-                        now,
-                        state
-                            .events
-                            .about_user(crate::events::EventType::UserEmailVerified, &user),
-                    )
-                    .await?;
+                crate::verification::mark_verified(state, &user).await?;
             }
             state
                 .store

@@ -35,6 +35,18 @@ pub fn router() -> Router<AppState> {
         .route("/account/verify-email", post(resend))
 }
 
+/// Marks the address confirmed, with its `user.email_verified` event (written only when it was
+/// not confirmed yet).
+pub async fn mark_verified(state: &AppState, user: &User) -> Result<(), crate::store::StoreError> {
+    let event = state
+        .events
+        .about_user(crate::events::EventType::UserEmailVerified, user);
+    state
+        .store
+        .set_email_verified(&user.id, state.clock.now(), event)
+        .await
+}
+
 /// Creates a new link and queues its mail.
 pub async fn send_link(state: &AppState, user: &User) -> Result<(), AppError> {
     mail_single_use_link(

@@ -945,7 +945,7 @@ async fn whoami_describes_the_person_the_token_belongs_to(app: TestApp) {
     assert_eq!(me.body["mfa_enabled"], false);
 
     app.store
-        .add_user_role(&id, "editor")
+        .add_user_role(&id, "editor", None)
         .await
         .expect("add role");
     let tokens = api_login(&app, &email).await;

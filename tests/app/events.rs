@@ -29,6 +29,7 @@ backend_tests!(
     an_admin_sees_a_failed_delivery_and_sends_it_again,
     changes_to_accounts_clients_and_keys_each_write_their_event,
     sign_in_events_are_written_only_when_asked_for,
+    an_admin_granting_a_role_writes_user_updated_once,
     jetstream_receives_each_event_under_its_id,
 );
 
@@ -677,6 +678,32 @@ async fn sign_in_events_are_written_only_when_asked_for(mut app: TestApp) {
     assert_eq!(succeeded.len(), 1);
     let user = app.store.find_user_by_email(&email).await.unwrap().unwrap();
     assert_eq!(succeeded[0]["subject"], user.id.as_str());
+}
+
+async fn an_admin_granting_a_role_writes_user_updated_once(app: TestApp) {
+    let email = crate::helpers::signed_up(&app).await;
+    let user = app.store.find_user_by_email(&email).await.unwrap().unwrap();
+    app.logout().await;
+    crate::admin::admin(&app).await;
+    let page = format!("/admin/users/{}", user.id);
+    for _ in 0..2 {
+        let csrf = app.csrf_token(&page).await;
+        let granted = app
+            .post_form(
+                &format!("{page}/roles-add"),
+                &[("csrf_token", &csrf), ("role", "editor")],
+            )
+            .await;
+        assert_eq!(granted.status(), StatusCode::SEE_OTHER);
+    }
+    let updated = events_of(&app, "user.updated").await;
+    assert_eq!(
+        updated.len(),
+        1,
+        "the second grant changed nothing: {updated:?}"
+    );
+    assert_eq!(updated[0]["subject"], user.id.as_str());
+    assert_eq!(updated[0]["data"]["role_added"], "editor");
 }
 
 /// `portcullis webhook ARGS…` with webhooks to loopback allowed; stdout as JSON lines.

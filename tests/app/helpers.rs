@@ -570,7 +570,7 @@ pub async fn make_admin(app: &TestApp, email: &str) -> portcullis::store::User {
         .expect("query")
         .expect("the account");
     app.store
-        .add_user_role(&user.id, "admin")
+        .add_user_role(&user.id, "admin", None)
         .await
         .expect("grant admin");
     user

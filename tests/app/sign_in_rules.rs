@@ -628,7 +628,7 @@ async fn the_defaults_are_short_sessions_and_admins_with_a_second_factor(mut app
         .expect("q")
         .expect("u");
     app.store
-        .add_user_role(&user.id, "admin")
+        .add_user_role(&user.id, "admin", None)
         .await
         .expect("grant admin");
     let refused = app.get("/admin/users").await;

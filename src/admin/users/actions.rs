@@ -74,10 +74,7 @@ async fn act(
             )
         }
         "verify-email" => {
-            let event = state
-                .events
-                .about_user(crate::events::EventType::UserEmailVerified, &user);
-            store.set_email_verified(&user.id, now, event).await?;
+            crate::verification::mark_verified(state, &user).await?;
             (
                 "admin.email_verified",
                 None,
@@ -112,7 +109,12 @@ async fn act(
                     "A role name is 1 to 64 letters, digits, '-', '_', '.' or ':'.".into(),
                 ));
             }
-            store.add_user_role(&user.id, &role).await?;
+            let event = state.events.for_user(
+                crate::events::EventType::UserUpdated,
+                &user,
+                serde_json::json!({ "role_added": role }),
+            );
+            store.add_user_role(&user.id, &role, event).await?;
             (
                 "admin.role_granted",
                 Some(role.clone()),
@@ -126,7 +128,12 @@ async fn act(
                     "You cannot take the admin role from yourself.".into(),
                 ));
             }
-            store.remove_user_role(&user.id, &role).await?;
+            let event = state.events.for_user(
+                crate::events::EventType::UserUpdated,
+                &user,
+                serde_json::json!({ "role_removed": role }),
+            );
+            store.remove_user_role(&user.id, &role, event).await?;
             (
                 "admin.role_revoked",
                 Some(role.clone()),
