@@ -191,26 +191,31 @@ impl Events {
         user: &crate::store::User,
         extra: Value,
     ) -> Option<NewEvent> {
-        let mut data = json!({ "user_id": user.id, "email": user.email });
-        if let (Some(data), Value::Object(extra)) = (data.as_object_mut(), extra) {
-            data.extend(extra);
-        }
-        self.event(kind, &user.id, data)
+        let data = json!({ "user_id": user.id, "email": user.email });
+        self.event(kind, &user.id, merged(data, extra))
     }
 
     /// An event about a relying app (its id is the subject).
     pub fn for_client(&self, kind: EventType, client_id: &str, extra: Value) -> Option<NewEvent> {
-        let mut data = json!({ "client_id": client_id });
-        if let (Some(data), Value::Object(extra)) = (data.as_object_mut(), extra) {
-            data.extend(extra);
-        }
-        self.event(kind, client_id, data)
+        self.event(
+            kind,
+            client_id,
+            merged(json!({ "client_id": client_id }), extra),
+        )
     }
 
     /// `user.created` with the account as created.
     pub fn user_created(&self, user: &crate::store::User, via: &str) -> Option<NewEvent> {
         self.event(EventType::UserCreated, &user.id, user_data(user, via))
     }
+}
+
+/// `data` with the fields of `extra` (an object) after its own.
+fn merged(mut data: Value, extra: Value) -> Value {
+    if let (Some(fields), Value::Object(extra)) = (data.as_object_mut(), extra) {
+        fields.extend(extra);
+    }
+    data
 }
 
 /// What events say about an account: never its password hash, factors or secrets.

@@ -354,18 +354,13 @@ pub async fn post(
     }
 }
 
-/// The error with its causes (reqwest's own text is often just "error sending request").
+/// The error with its causes (reqwest's own text is often just "error sending request"), short
+/// enough for the admin panel.
 fn describe(error: &reqwest::Error) -> String {
-    let mut text = if error.is_timeout() {
+    let text = if error.is_timeout() {
         "timed out".to_string()
     } else {
-        error.to_string()
+        crate::ops::error_chain(error)
     };
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
     text.chars().take(500).collect()
 }

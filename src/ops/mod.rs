@@ -96,3 +96,16 @@ pub async fn close_when_draining(
     }
     response
 }
+
+/// An error with its causes, for logs and the admin panel (reqwest hides the interesting part
+/// in `source`).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

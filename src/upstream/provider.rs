@@ -17,6 +17,7 @@ use openidconnect::{
 use tokio::sync::RwLock;
 
 use crate::config::UpstreamConfig;
+use crate::ops::error_chain;
 
 /// How long a discovery document and its keys are trusted before they are fetched again.
 const METADATA_TTL: Duration = Duration::from_secs(3600);
@@ -241,16 +242,4 @@ impl Provider {
                 .map(|n| n.as_str().to_string()),
         })
     }
-}
-
-/// An error with its causes, for logs (reqwest hides the interesting part in `source`).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
