@@ -605,19 +605,7 @@ async fn changes_to_accounts_clients_and_keys_each_write_their_event(app: TestAp
     let first = tokens["mfa_token"].as_str();
     assert!(first.is_some(), "the second factor is asked: {tokens}");
 
-    let created = app
-        .run_cli(&[
-            "client",
-            "create",
-            "--name",
-            "Reports",
-            "--grant-types",
-            "client_credentials",
-            "--scopes",
-            "reports",
-        ])
-        .await;
-    let client_id = created[0]["client_id"].as_str().unwrap().to_string();
+    let (client_id, _) = crate::helpers::machine_client(&app, "reports").await;
     app.run_cli(&["client", "rotate-secret", &client_id]).await;
     app.run_cli(&["client", "delete", &client_id]).await;
     let rotated = app.run_cli(&["keys", "rotate", "--delay", "10s"]).await;
