@@ -10,6 +10,7 @@ use axum::Router;
 use axum::http::{HeaderMap, StatusCode as AxumStatus};
 use axum::routing::post;
 use portcullis::events::webhooks::{self, NewEndpoint};
+use portcullis::store::DeliveryRow;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use standardwebhooks::Webhook;
@@ -147,6 +148,27 @@ pub async fn add_endpoint(app: &TestApp, url: &str, events: &[&str]) -> (String,
     .await
     .expect("endpoint added");
     (added.id, added.secret)
+}
+
+/// Waits (up to 10 s) until the newest deliveries to `endpoint` satisfy `done`; returns them.
+/// The receiver sees an attempt before the worker records its outcome, so tests wait for it.
+pub async fn deliveries_until(
+    store: &portcullis::store::Store,
+    endpoint: &str,
+    done: impl Fn(&[DeliveryRow]) -> bool,
+) -> Vec<DeliveryRow> {
+    let mut deliveries = Vec::new();
+    for _ in 0..100 {
+        deliveries = store
+            .recent_deliveries(endpoint, 10)
+            .await
+            .expect("deliveries");
+        if done(&deliveries) {
+            return deliveries;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the deliveries never reached the expected state: {deliveries:?}");
 }
 
 /// Restarts `app` allowing webhooks to loopback, where the test receivers listen.
@@ -325,7 +347,10 @@ async fn webhooks_are_signed_retried_after_a_500_and_keep_their_id(app: TestApp)
             .is_err()
     );
 
-    let deliveries = app.store.recent_deliveries(&endpoint, 10).await.unwrap();
+    let deliveries = deliveries_until(&app.store, &endpoint, |d| {
+        d.iter().all(|d| d.state != "pending")
+    })
+    .await;
     assert_eq!(deliveries.len(), 1);
     assert_eq!(deliveries[0].state, "delivered");
     assert_eq!(deliveries[0].attempts, 3);
@@ -426,16 +451,11 @@ async fn webhooks_reach_no_private_address_unless_allowed(app: TestApp) {
         app.signup(&unique_email(), PASSWORD).await.status(),
         StatusCode::SEE_OTHER
     );
-    let mut last_error = None;
-    for _ in 0..100 {
-        let deliveries = app.store.recent_deliveries(&endpoint, 1).await.unwrap();
-        last_error = deliveries.first().and_then(|d| d.last_error.clone());
-        if last_error.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let last_error = last_error.expect("the attempt failed");
+    let deliveries = deliveries_until(&app.store, &endpoint, |d| {
+        d.first().is_some_and(|d| d.last_error.is_some())
+    })
+    .await;
+    let last_error = deliveries[0].last_error.clone().unwrap_or_default();
     assert!(last_error.contains("private"), "{last_error}");
     assert!(
         receiver.received().is_empty(),
@@ -521,16 +541,11 @@ async fn an_admin_sees_a_failed_delivery_and_sends_it_again(mut app: TestApp) {
         .await
         .unwrap();
     assert_eq!(answer.status(), StatusCode::CREATED);
-    let mut failed = None;
-    for _ in 0..100 {
-        let deliveries = app.store.recent_deliveries(&endpoint, 1).await.unwrap();
-        if let Some(d) = deliveries.into_iter().find(|d| d.state == "failed") {
-            failed = Some(d);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let failed = failed.expect("the delivery was given up");
+    let deliveries = deliveries_until(&app.store, &endpoint, |d| {
+        d.first().is_some_and(|d| d.state == "failed")
+    })
+    .await;
+    let failed = &deliveries[0];
     assert_eq!(failed.last_status, Some(500));
 
     let page = app.page("/admin/webhooks").await;
@@ -1002,20 +1017,13 @@ async fn killed_mid_delivery(database_url: Option<String>) {
         );
     }
     // And the restarted server recorded them as delivered.
-    let mut states = Vec::new();
-    for _ in 0..50 {
-        states = store
-            .recent_deliveries(endpoint, 10)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|d| d.state)
-            .collect();
-        if states.iter().all(|s| s == "delivered") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let states: Vec<String> = deliveries_until(&store, endpoint, |d| {
+        d.iter().all(|d| d.state == "delivered")
+    })
+    .await
+    .into_iter()
+    .map(|d| d.state)
+    .collect();
     assert_eq!(states, ["delivered"; 5]);
     store.close().await;
 }

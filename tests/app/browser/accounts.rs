@@ -174,13 +174,10 @@ async fn an_admin_sends_a_failed_webhook_delivery_again_from_the_webhooks_page(m
     let receiver = crate::events::Receiver::start(2, std::time::Duration::ZERO).await;
     let (endpoint, _) = crate::events::add_endpoint(&app, &receiver.url, &["user.created"]).await;
     person(&app).await;
-    for _ in 0..100 {
-        let deliveries = app.store.recent_deliveries(&endpoint, 1).await.unwrap();
-        if deliveries.first().is_some_and(|d| d.state == "failed") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    crate::events::deliveries_until(&app.store, &endpoint, |d| {
+        d.first().is_some_and(|d| d.state == "failed")
+    })
+    .await;
 
     let tab = browser.window().await;
     tab.open(&app.at("/admin")).await;
