@@ -70,6 +70,12 @@ impl App {
             .await
             .context("cannot open the database; check PORTCULLIS_DATABASE_URL")?;
         store.migrate().await?;
+        let store = match &config.database_replica {
+            Some(url) => store
+                .with_replica(url.expose(), config.database_max_connections)
+                .context("cannot use PORTCULLIS_DATABASE_REPLICA_URL")?,
+            None => store,
+        };
         let deployment =
             crate::cluster::check_secret_key(&store, &config.secret_key, clock.now()).await?;
         crate::cluster::warn_about_configuration(&config);
@@ -91,7 +97,7 @@ impl App {
         .await
         .context("cannot connect the change bus (Redis, else Postgres)")?;
         let metrics = match config.metrics_listen {
-            Some(_) => Metrics::new(store.backend_name(), clock.clone()),
+            Some(_) => Metrics::new(store.backend_name(), &config.region, clock.clone()),
             None => Metrics::without_prometheus(clock.clone()),
         };
         let metrics_listener = match config.metrics_listen {
@@ -220,6 +226,12 @@ impl App {
                 config.max_body_bytes,
                 refuse_declared_oversize,
             ))
+            // While the primary is lost, what needs it is refused at once with 503; token
+            // checks go on from the region's replica (ops::primary).
+            .layer(axum::middleware::from_fn_with_state(
+                self.state.store.clone(),
+                crate::ops::primary::refuse_what_needs_the_primary,
+            ))
             // A bug in a handler becomes the designed 500 page, not a dropped connection.
             .layer(CatchPanicLayer::custom(|_| {
                 AppError::Internal(anyhow::anyhow!("a request handler panicked")).into_response()
@@ -234,10 +246,12 @@ impl App {
             // the caller's trace (W3C traceparent) and is exported when tracing is on.
             .layer(TraceLayer::new_for_http().make_span_with({
                 let node = self.state.node.clone();
+                let region = config.region.clone();
                 move |request: &axum::extract::Request| {
                     let span = tracing::info_span!(
                         "request",
                         node = node.name(),
+                        region = region.as_str(),
                         method = %request.method(),
                         path = request.uri().path(),
                         trace_id = tracing::field::Empty,
@@ -331,6 +345,11 @@ impl App {
         let activity = self.spawn_activity_writer();
         let deliveries = crate::events::worker::spawn(self.state.clone())?;
         let mail = crate::mail::queue::spawn(self.state.clone());
+        let primary_watcher = crate::ops::primary::spawn_watcher(
+            self.state.store.clone(),
+            self.state.config.region.clone(),
+            self.state.metrics.clone(),
+        );
         let metrics_server = self.metrics_listener.take().map(|listener| {
             let router = crate::ops::metrics::router(self.state.clone());
             tokio::spawn(async move {
@@ -358,6 +377,9 @@ impl App {
         // sends them again with the same id.
         deliveries.abort();
         mail.abort();
+        if let Some(watcher) = primary_watcher {
+            watcher.abort();
+        }
         // What this node counted since the last write, so a restart loses none of it.
         if let Err(e) = self.state.metrics.activity().flush(&self.state.store).await {
             tracing::warn!(error = %e, "could not add the last activity counts");
@@ -428,6 +450,10 @@ async fn prune(state: &AppState) {
         Ok(0) => {}
         Ok(pruned) => tracing::info!(pruned, "forgot mail sent more than a week ago"),
         Err(e) => tracing::warn!(error = %e, "could not prune old mail"),
+    }
+    // Other regions follow the change log within seconds; an hour covers a replica's restart.
+    if let Err(e) = state.store.prune_change_log(now - 3600).await {
+        tracing::warn!(error = %e, "could not prune the change log");
     }
     // The overview shows 30 days.
     if let Err(e) = state.store.prune_activity(now - 35 * 24 * 3600).await {

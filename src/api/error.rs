@@ -54,7 +54,7 @@ pub enum BodyErrors {
 pub struct ApiError {
     pub status: StatusCode,
     pub body: ErrorBody,
-    /// Seconds, for 429 answers.
+    /// Seconds, for 429 and 503 answers.
     pub retry_after: Option<i64>,
     /// A 500 whose cause was the database (counted in the metrics).
     database_failure: bool,
@@ -114,8 +114,26 @@ impl ApiError {
         )
     }
 
+    /// 503 with `Retry-After`: the database does not take writes now.
+    pub fn unavailable() -> Self {
+        let mut error = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "This service cannot save changes right now (its database is being replaced). Try \
+             again in a moment; tokens you hold keep working.",
+        );
+        error.retry_after = Some(crate::ops::primary::RETRY_AFTER_SECONDS as i64);
+        error
+    }
+
     fn internal(cause: impl Into<anyhow::Error>) -> Self {
         let cause = cause.into();
+        if crate::store::unavailable_in(&cause) {
+            tracing::warn!(error = %crate::ops::error_chain(cause.as_ref()), "API request refused: the database is unavailable");
+            let mut error = Self::unavailable();
+            error.database_failure = true;
+            return error;
+        }
         tracing::error!(error = %cause, "an API request failed");
         let mut error = Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,

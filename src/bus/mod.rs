@@ -7,7 +7,11 @@
 //! single process and needs no transport. Messages can be lost (a reconnect), so the caches keep
 //! their short lifetimes as the fallback, and a node that lost its subscription treats
 //! everything as changed.
+//!
+//! Redis and `NOTIFY` stay in one region; on Postgres every change is also written to the
+//! primary's change log, which every node follows on its region's replica (`log`).
 
+mod log;
 mod postgres;
 mod redis;
 
@@ -214,10 +218,18 @@ pub async fn connect(
             Transport::Postgres(bus) => bus.subscribe(changes, until).await?,
         }
     }
+    // Other regions hear of changes through the primary's change log (see `log`).
+    let change_log = matches!(store.db, Db::Postgres(_)).then(|| store.clone());
+    if role == Role::Server
+        && let Some(store) = &change_log
+    {
+        let until = stopped(stop.subscribe());
+        tokio::spawn(log::follow(store.clone(), changes.clone(), until));
+    }
     let until = stopped(stop.subscribe());
     tokio::spawn(async move {
         tokio::select! {
-            () = send_all(&transport, &changes, queue) => {}
+            () = send_all(&transport, change_log.as_ref(), &changes, queue) => {}
             () = until => {}
         }
         if let Transport::Redis(bus) = &transport {
@@ -231,6 +243,7 @@ pub async fn connect(
 /// how long the other nodes keep the old answer.
 async fn send_all(
     transport: &Transport,
+    change_log: Option<&Store>,
     changes: &Changes,
     mut queue: mpsc::UnboundedReceiver<Outgoing>,
 ) {
@@ -249,6 +262,10 @@ async fn send_all(
                         "could not publish a change to the other nodes; they see it when \
                          their caches expire"
                     );
+                }
+                if let Some(store) = change_log {
+                    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+                    log::record(store, changes, change, now).await;
                 }
             }
             Outgoing::Flush(done) => {

@@ -8,6 +8,8 @@ use crate::web::server::ConnectionLimits;
 
 pub(super) struct NodeSettings {
     pub name: String,
+    pub region: String,
+    pub database_replica: Option<super::Secret>,
     pub database_max_connections: u32,
     pub shutdown_grace: Duration,
     pub connection_limits: ConnectionLimits,
@@ -38,6 +40,45 @@ pub(super) fn settings(
             ));
         }
     };
+    let region = match raw.region.as_deref().map(str::trim) {
+        None | Some("") => "default".to_string(),
+        Some(region)
+            if region.len() <= 64
+                && region
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) =>
+        {
+            region.to_string()
+        }
+        Some(region) => {
+            return Err(ConfigError(format!(
+                "PORTCULLIS_REGION must be at most 64 letters, digits, '-', '_' or '.', got \
+                 {region:?}"
+            )));
+        }
+    };
+    let database_replica = match raw.database_replica_url.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(url) => match database {
+            DatabaseUrl::Postgres(_)
+                if url.starts_with("postgres://") || url.starts_with("postgresql://") =>
+            {
+                Some(super::Secret::new(url))
+            }
+            DatabaseUrl::Postgres(_) => {
+                return Err(ConfigError(
+                    "PORTCULLIS_DATABASE_REPLICA_URL must start with postgres://".into(),
+                ));
+            }
+            DatabaseUrl::Sqlite(_) => {
+                return Err(ConfigError(
+                    "PORTCULLIS_DATABASE_REPLICA_URL needs PORTCULLIS_DATABASE_URL to be the \
+                     Postgres primary it replicates; SQLite has no replicas"
+                        .into(),
+                ));
+            }
+        },
+    };
     let connection_limits = connection_limits(raw)?;
     for (name, value) in [
         ("PORTCULLIS_HEADER_READ_TIMEOUT", raw.header_read_timeout),
@@ -64,6 +105,8 @@ pub(super) fn settings(
     });
     Ok(NodeSettings {
         name: node_name,
+        region,
+        database_replica,
         database_max_connections: raw.database_max_connections,
         shutdown_grace,
         connection_limits,

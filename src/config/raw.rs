@@ -13,6 +13,11 @@ pub struct RawConfig {
     pub database_max_connections: u32,
     /// This node's name in logs and `/ready`; the host name when unset.
     pub node_name: Option<String>,
+    /// The region this node runs in, shown in logs, metrics and `/ready`.
+    pub region: Option<String>,
+    /// The region's streaming replica of the primary (Postgres); token checks read there.
+    /// Unset in the primary's region.
+    pub database_replica_url: Option<String>,
     /// After SIGTERM, how long `/ready` answers 503 before the node stops taking requests, so
     /// the load balancer takes it out first. Unset: 5 s on Postgres, none on SQLite.
     #[serde(with = "humantime_serde::option")]
@@ -137,6 +142,8 @@ impl Default for RawConfig {
             database_url: None,
             database_max_connections: 10,
             node_name: None,
+            region: None,
+            database_replica_url: None,
             shutdown_grace: None,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(10),

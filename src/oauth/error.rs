@@ -16,6 +16,8 @@ pub struct OAuthError {
     pub basic_challenge: bool,
     /// A server_error whose cause was the database (counted in the metrics).
     database_failure: bool,
+    /// Answer with `Retry-After` (503).
+    retry_after: bool,
 }
 
 impl OAuthError {
@@ -26,6 +28,7 @@ impl OAuthError {
             description: description.into(),
             basic_challenge: false,
             database_failure: false,
+            retry_after: false,
         }
     }
 
@@ -72,8 +75,26 @@ impl OAuthError {
         )
     }
 
+    /// 503 `temporarily_unavailable` (RFC 6749 §4.1.2.1's code, used by every endpoint
+    /// here): the database does not take writes now. The caller adds `Retry-After`.
+    pub fn temporarily_unavailable() -> Self {
+        let mut error = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "the server cannot save changes right now; try again shortly",
+        );
+        error.retry_after = true;
+        error
+    }
+
     pub fn server_error(cause: impl Into<anyhow::Error>) -> Self {
         let cause = cause.into();
+        if crate::store::unavailable_in(&cause) {
+            tracing::warn!(error = %crate::ops::error_chain(cause.as_ref()), "protocol request refused: the database is unavailable");
+            let mut error = Self::temporarily_unavailable();
+            error.database_failure = true;
+            return error;
+        }
         tracing::error!(error = %cause, "protocol request failed");
         let mut error = Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -132,6 +153,9 @@ impl IntoResponse for OAuthError {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Basic realm=\"portcullis\", charset=\"UTF-8\""),
             );
+        }
+        if self.retry_after {
+            crate::ops::primary::with_retry_after(&mut response);
         }
         crate::ops::metrics::mark_failure(&mut response, self.database_failure);
         response

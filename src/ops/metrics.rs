@@ -44,6 +44,7 @@ const DB_ERRORS: &str = "portcullis_database_errors_total";
 const SESSION_ERRORS: &str = "portcullis_session_store_errors_total";
 const KEY_AGE: &str = "portcullis_signing_key_age_seconds";
 const BUILD_INFO: &str = "portcullis_build_info";
+const PRIMARY_WRITABLE: &str = "portcullis_database_primary_writable";
 
 /// What each metric means, for the `# HELP` lines.
 const DESCRIPTIONS: &[(&str, Option<Unit>, &str)] = &[
@@ -127,7 +128,13 @@ const DESCRIPTIONS: &[(&str, Option<Unit>, &str)] = &[
     (
         BUILD_INFO,
         None,
-        "Always 1: the version and the storage backend as labels.",
+        "Always 1: the version, the storage backend and the region as labels.",
+    ),
+    (
+        PRIMARY_WRITABLE,
+        None,
+        "1 while the primary database takes writes; 0 while it is lost or read-only (writes \
+         are refused with 503, token checks go on from the region's replica).",
     ),
 ];
 
@@ -194,7 +201,7 @@ impl Metrics {
     }
 
     /// A fresh recorder, its histograms with buckets in seconds.
-    pub fn new(backend: &str, clock: Clock) -> Self {
+    pub fn new(backend: &str, region: &str, clock: Clock) -> Self {
         let builder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS);
         let recorder = match builder {
@@ -217,10 +224,19 @@ impl Metrics {
         };
         metrics.gauge(
             BUILD_INFO,
-            &[("version", env!("CARGO_PKG_VERSION")), ("backend", backend)],
+            &[
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("backend", backend),
+                ("region", region),
+            ],
             1.0,
         );
         metrics
+    }
+
+    /// Whether the primary database takes writes, as the watcher last found.
+    pub fn primary_writable(&self, writable: bool) {
+        self.gauge(PRIMARY_WRITABLE, &[], if writable { 1.0 } else { 0.0 });
     }
 
     pub fn is_on(&self) -> bool {

@@ -2,6 +2,7 @@
 
 pub mod activity;
 pub mod metrics;
+pub mod primary;
 pub mod telemetry;
 
 use std::time::Duration;
@@ -34,6 +35,7 @@ async fn health() -> Json<Value> {
 async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let (status, Json(mut body)) = readiness(&state).await;
     body["node"] = json!(state.node.name());
+    body["region"] = json!(state.config.region);
     (status, Json(body))
 }
 
@@ -44,21 +46,23 @@ async fn readiness(state: &AppState) -> (StatusCode, Json<Value>) {
             Json(json!({ "status": "draining", "reason": "shutting down" })),
         );
     }
-    let ping = tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await;
-    match ping {
-        Ok(Ok(())) => sessions_ready(state).await,
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "readiness check: database unreachable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "status": "unavailable", "reason": "database unreachable" })),
-            )
-        }
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "unavailable", "reason": "database timed out" })),
-        ),
+    let (code, status, database) = primary::database_readiness(&state.store).await;
+    if code != StatusCode::OK {
+        tracing::warn!(%database, "readiness check: database unreachable");
+        return (
+            code,
+            Json(
+                json!({ "status": status, "reason": "database unreachable", "database": database }),
+            ),
+        );
     }
+    let (code, Json(mut body)) = sessions_ready(state).await;
+    if code == StatusCode::OK {
+        // Read-only: token checks are answered from the replica; writes get 503.
+        body["status"] = json!(status);
+    }
+    body["database"] = database;
+    (code, Json(body))
 }
 
 /// Looks up a session id that does not exist: a round trip to the session store.

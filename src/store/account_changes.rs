@@ -34,7 +34,7 @@ impl Store {
         if !events.is_empty() {
             self.outbox_written();
         }
-        self.security_changed();
+        self.security_changed_for(&[user_id]).await;
         Ok(())
     }
 
@@ -68,7 +68,7 @@ impl Store {
         if !events.is_empty() {
             self.outbox_written();
         }
-        self.security_changed();
+        self.security_changed_for(&[user_id]).await;
         Ok(())
     }
 
@@ -108,7 +108,7 @@ impl Store {
         if revoked && !events.is_empty() {
             self.outbox_written();
         }
-        self.security_changed();
+        self.security_changed_for(&[user_id]).await;
         Ok(revoked)
     }
 }

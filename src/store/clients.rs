@@ -2,7 +2,9 @@
 
 use sqlx::FromRow;
 
-use super::{Store, StoreError, StoreResult, execute_with_events, on_pool, write_events};
+use super::{
+    Store, StoreError, StoreResult, execute_with_events, on_pool, read_nearby, write_events,
+};
 use crate::events::NewEvent;
 
 #[derive(Clone, Debug, FromRow, PartialEq)]
@@ -62,8 +64,10 @@ impl Store {
         Ok(())
     }
 
+    /// A client, from the region's replica when it has it (a client just created there may
+    /// not be yet: then the primary).
     pub async fn find_client(&self, id: &str) -> StoreResult<Option<ClientRow>> {
-        Ok(on_pool!(self, |pool| {
+        Ok(read_nearby!(self, &[id], Option::is_some, |pool| {
             sqlx::query_as::<_, ClientRow>(concat!(client_select!(), " where id = $1"))
                 .bind(id)
                 .fetch_optional(pool)
@@ -115,6 +119,7 @@ impl Store {
         if deleted && !events.is_empty() {
             self.outbox_written();
         }
+        self.wrote(&[id]).await;
         self.clients_changed();
         self.security_changed();
         Ok(deleted)
@@ -145,6 +150,7 @@ impl Store {
             row.updated_at,
             &row.id,
         );
+        self.wrote(&[&row.id]).await;
         self.clients_changed();
         // Turning consent on ends tokens that rest on no consent.
         self.security_changed();
@@ -168,6 +174,7 @@ impl Store {
             now,
             id,
         );
+        self.wrote(&[id]).await;
         self.clients_changed();
         Ok(updated == 1)
     }

@@ -70,7 +70,7 @@ impl Store {
             user_id,
         );
         // Cached token checks carry the user, whose `totp_enabled` just changed.
-        self.security_changed();
+        self.security_changed_for(&[user_id]).await;
         Ok(())
     }
 
@@ -94,7 +94,7 @@ impl Store {
             "delete from totp_factors where user_id = $1",
             user_id
         );
-        self.security_changed();
+        self.security_changed_for(&[user_id]).await;
         Ok(())
     }
 

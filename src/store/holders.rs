@@ -4,15 +4,25 @@
 use sqlx::FromRow;
 
 use super::users::{UserRow, user_columns};
-use super::{Store, StoreResult, User, on_pool};
+use super::{Store, StoreResult, User, read_nearby};
 
-/// A user's row with one yes/no fact about them (a token revoked, a session registered),
-/// read in one query.
+/// A user's row with whether their session is registered, read in one query.
 #[derive(FromRow)]
 struct HolderRow {
     #[sqlx(flatten)]
     user: UserRow,
     flag: bool,
+}
+
+/// A user's row with the facts that decide one of their tokens, read in one query.
+#[derive(FromRow)]
+struct TokenHolderRow {
+    #[sqlx(flatten)]
+    user: UserRow,
+    /// The token was revoked, or its grant ended.
+    ended: bool,
+    /// The consent the token rests on is there (or it needs none).
+    consented: bool,
 }
 
 impl Store {
@@ -27,35 +37,52 @@ impl Store {
         jti: &str,
         family: Option<&str>,
         consent_since: Option<(&str, i64)>,
+        token_epoch: i64,
     ) -> StoreResult<Option<(User, bool)>> {
         const SQL: &str = concat!(
             "select ",
             user_columns!(),
-            ", (not exists(select 1 from revoked_access_tokens where jti = $2) \
-             and not exists(select 1 from refresh_tokens where family_id = $3 \
-             and revoked_at is not null) \
-             and ($4 = '' or exists(select 1 from consents where user_id = $1 \
-             and client_id = $4 and granted_at <= $5))) as flag from users where id = $1"
+            ", (exists(select 1 from revoked_access_tokens where jti = $2) \
+             or exists(select 1 from refresh_tokens where family_id = $3 \
+             and revoked_at is not null)) as ended, \
+             ($4 = '' or exists(select 1 from consents where user_id = $1 \
+             and client_id = $4 and granted_at <= $5)) as consented from users where id = $1"
         );
         let (client_id, issued_at) = consent_since.unwrap_or(("", 0));
-        let row = on_pool!(self, |pool| {
-            sqlx::query_as::<_, HolderRow>(SQL)
+        let family = family.unwrap_or("");
+        // The replica answers for the token when it is at least as new as the token: it knows
+        // the person, their epoch is not older than the token's, and either it has seen the
+        // token end (an end is final) or the consent the token rests on. Anything else may be
+        // what it has not replayed yet (a person just signed up, a consent just given, a
+        // sign-out everywhere followed by a new sign-in): the primary decides.
+        let settled = |row: &Option<TokenHolderRow>| {
+            row.as_ref().is_some_and(|row| {
+                row.user.session_epoch >= token_epoch && (row.ended || row.consented)
+            })
+        };
+        let row = read_nearby!(self, &[user_id, jti, family], settled, |pool| {
+            sqlx::query_as::<_, TokenHolderRow>(SQL)
                 .bind(user_id)
                 .bind(jti)
-                .bind(family.unwrap_or(""))
+                .bind(family)
                 .bind(client_id)
                 .bind(issued_at)
                 .fetch_optional(pool)
                 .await
         })?;
-        Ok(row.map(|row| (row.user.into_user(), row.flag)))
+        Ok(row.map(|row| {
+            let good = !row.ended && row.consented;
+            (row.user.into_user(), good)
+        }))
     }
+
     /// The user of a browser session and whether the session is still registered, in one
     /// query: this runs on every signed-in page.
     pub async fn find_session_holder(
         &self,
         user_id: &str,
         session_id: &str,
+        session_epoch: i64,
     ) -> StoreResult<Option<(User, bool)>> {
         const SQL: &str = concat!(
             "select ",
@@ -63,7 +90,14 @@ impl Store {
             ", exists(select 1 from user_sessions where id = $2 and user_id = $1) as flag \
              from users where id = $1"
         );
-        let row = on_pool!(self, |pool| {
+        // A session the replica does not know may be just registered, and one newer than
+        // the person's epoch there may follow a change it has not replayed: the primary
+        // decides.
+        let settled = |row: &Option<HolderRow>| {
+            row.as_ref()
+                .is_some_and(|row| row.flag && row.user.session_epoch >= session_epoch)
+        };
+        let row = read_nearby!(self, &[user_id, session_id], settled, |pool| {
             sqlx::query_as::<_, HolderRow>(SQL)
                 .bind(user_id)
                 .bind(session_id)

@@ -5,6 +5,7 @@ mod account_changes;
 mod activity;
 mod audit;
 mod canary;
+mod change_log;
 mod clients;
 mod codes;
 mod consents;
@@ -16,6 +17,7 @@ mod mail_queue;
 mod maintenance;
 mod outbox;
 mod refresh_tokens;
+mod regions;
 mod revoked_tokens;
 mod roles;
 mod throttle;
@@ -48,6 +50,8 @@ pub use mail_queue::{ClaimedMail, QueuedMail, UnsentMail};
 pub use outbox::{Attempt, ClaimedDelivery, DeliveryRow, NATS_TARGET};
 pub(crate) use outbox::{execute_with_events, write_events};
 pub use refresh_tokens::{RefreshTokenRow, TokenFamily};
+pub(crate) use regions::read_nearby;
+pub use regions::{PrimaryState, Replica};
 pub use tokens::{EmailCode, TokenProblem};
 pub use user_sessions::UserSession;
 pub use users::{NewIdentity, NewUser, User, email_key as users_email_key};
@@ -63,7 +67,11 @@ pub enum Db {
 /// The database and the change generations its writes move (see `bus::Changes`).
 #[derive(Clone, Debug)]
 pub struct Store {
+    /// The primary: every write, and every read that must see the latest state.
     pub db: Db,
+    /// The region's streaming replica, where token and session checks read (see `regions`).
+    replica: Option<std::sync::Arc<Replica>>,
+    primary: std::sync::Arc<regions::PrimaryHealth>,
     changes: Changes,
     /// Woken when this node commits events, so its worker delivers them at once.
     outbox: std::sync::Arc<tokio::sync::Notify>,
@@ -142,12 +150,48 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// The database cannot be reached, or does not take writes now (a primary shutting down,
+    /// a standby not yet promoted): worth a 503 and a retry, not a 500.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Database(e) if sqlx_unavailable(e))
+    }
+}
+
+fn sqlx_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        // SQLSTATE class 08 (connection exception), 57P01-57P03 (shutting down, cannot
+        // connect now), 25006 (read-only transaction: a standby).
+        sqlx::Error::Database(e) => e.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "25006")
+        }),
+        _ => false,
+    }
+}
+
+/// Whether `cause`, or one of its causes, is the database being unavailable.
+pub fn unavailable_in(cause: &anyhow::Error) -> bool {
+    cause.chain().any(|e| {
+        e.downcast_ref::<StoreError>()
+            .is_some_and(StoreError::is_unavailable)
+            || e.downcast_ref::<sqlx::Error>()
+                .is_some_and(sqlx_unavailable)
+    })
+}
+
 pub type StoreResult<T> = Result<T, StoreError>;
 
 impl Store {
     pub fn new(db: Db) -> Self {
         Self {
             db,
+            replica: None,
+            primary: Default::default(),
             changes: Changes::default(),
             outbox: Default::default(),
             mail: Default::default(),
@@ -163,6 +207,14 @@ impl Store {
     /// A write that can end an access token or a session.
     fn security_changed(&self) {
         self.changes.publish(Change::Tokens);
+    }
+
+    /// A write about `subjects` (ids of people, token families, tokens) that can end an
+    /// access token or a session: other nodes drop their cached checks, and this node reads the
+    /// subjects from the primary until its replica holds the change.
+    async fn security_changed_for(&self, subjects: &[&str]) {
+        self.wrote(subjects).await;
+        self.security_changed();
     }
 
     /// Events were committed: the delivery worker looks at once.
@@ -256,6 +308,9 @@ impl Store {
     }
 
     pub async fn close(&self) {
-        on_pool!(self, |pool| pool.close().await)
+        on_pool!(self, |pool| pool.close().await);
+        if let Some(replica) = &self.replica {
+            replica.pool.close().await;
+        }
     }
 }

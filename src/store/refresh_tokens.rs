@@ -219,7 +219,7 @@ impl Store {
             now,
             family_id,
         );
-        self.security_changed();
+        self.security_changed_for(&[family_id]).await;
         Ok(())
     }
 
@@ -279,7 +279,7 @@ impl Store {
             family_id,
             user_id,
         )?;
-        self.security_changed();
+        self.security_changed_for(&[family_id, user_id]).await;
         Ok(revoked > 0)
     }
 

@@ -15,7 +15,6 @@ impl Store {
         })?;
         Ok(roles)
     }
-    /// Adds a role; true when the user did not have it.
     /// Adds a role; true when the user did not have it (only then is `event` written).
     pub async fn add_user_role(
         &self,
@@ -30,6 +29,8 @@ impl Store {
             user_id,
             role,
         );
+        // whoami shows the roles.
+        self.wrote(&[user_id]).await;
         Ok(added == 1)
     }
 
@@ -46,6 +47,8 @@ impl Store {
             user_id,
             role,
         );
+        // whoami shows the roles.
+        self.wrote(&[user_id]).await;
         Ok(removed == 1)
     }
 }

@@ -60,10 +60,10 @@ pub(super) struct UserRow {
     created_at: i64,
     updated_at: i64,
     last_login_at: Option<i64>,
-    disabled: bool,
+    pub(super) disabled: bool,
     email_verified: bool,
     email_otp_enabled: bool,
-    session_epoch: i64,
+    pub(super) session_epoch: i64,
     /// Space-separated, from `user_columns!`.
     roles: Option<String>,
     /// From `user_columns!` too.
@@ -247,7 +247,7 @@ impl Store {
             now,
             user_id,
         );
-        self.security_changed();
+        self.security_changed_for(&[user_id]).await;
         Ok(())
     }
 
@@ -266,6 +266,8 @@ impl Store {
             now,
             user_id,
         );
+        // userinfo and whoami show it.
+        self.wrote(&[user_id]).await;
         Ok(())
     }
 
@@ -297,7 +299,7 @@ impl Store {
         if !events.is_empty() {
             self.outbox_written();
         }
-        self.security_changed();
+        self.security_changed_for(&[user_id]).await;
         self.forget_user_sessions(user_id).await?;
         Ok(epoch)
     }
@@ -319,7 +321,7 @@ impl Store {
             user_id,
         );
         // Cached token checks carry the user.
-        self.security_changed();
+        self.security_changed_for(&[user_id]).await;
         Ok(())
     }
 
@@ -349,7 +351,7 @@ impl Store {
             now,
             user_id,
         );
-        self.security_changed();
+        self.security_changed_for(&[user_id]).await;
         self.forget_user_sessions(user_id).await
     }
 
@@ -374,7 +376,7 @@ impl Store {
             "delete from users where id = $1",
             user_id
         );
-        self.security_changed();
+        self.security_changed_for(&[user_id]).await;
         Ok(removed == 1)
     }
 }

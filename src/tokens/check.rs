@@ -105,7 +105,13 @@ impl TokenService {
             .then(|| (client_id, claims["iat"].as_i64().unwrap_or(0)));
         let holder = self
             .store
-            .find_token_holder(sub, jti, claims["sid"].as_str(), consent_since)
+            .find_token_holder(
+                sub,
+                jti,
+                claims["sid"].as_str(),
+                consent_since,
+                sep.unwrap_or(0),
+            )
             .await?;
         Ok(match holder {
             Some((user, good)) if good && !user.disabled && sep == Some(user.session_epoch) => {

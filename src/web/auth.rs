@@ -221,7 +221,11 @@ pub async fn session_user(session: &Session, state: &AppState) -> Result<Option<
     let epoch = session.get::<i64>(EPOCH).await?.unwrap_or(0);
     // Sessions from before the registry have no id: they are signed out once.
     let id = session.get::<String>(SESSION_ID).await?.unwrap_or_default();
-    let user = match state.store.find_session_holder(&user_id, &id).await? {
+    let user = match state
+        .store
+        .find_session_holder(&user_id, &id, epoch)
+        .await?
+    {
         // A password reset or change bumps the epoch, ending sessions from before it; a session
         // ended from a list has lost its registry row.
         Some((user, true)) if !user.disabled && user.session_epoch == epoch => user,

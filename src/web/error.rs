@@ -26,6 +26,9 @@ pub enum AppError {
         message: String,
         action: Option<(&'static str, &'static str)>,
     },
+    /// The database does not take writes now (its primary is lost or being replaced).
+    #[error("the database is unavailable")]
+    Unavailable,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -128,6 +131,12 @@ impl IntoResponse for AppError {
                 forward = action;
                 (status, title, message)
             }
+            Self::Internal(cause) if crate::store::unavailable_in(&cause) => {
+                tracing::warn!(error = %crate::ops::error_chain(cause.as_ref()), "request refused: the database is unavailable");
+                database_failure = true;
+                unavailable()
+            }
+            Self::Unavailable => unavailable(),
             Self::Internal(cause) => {
                 tracing::error!(error = ?cause, "request failed");
                 database_failure = crate::ops::metrics::caused_by_database(&cause);
@@ -142,9 +151,22 @@ impl IntoResponse for AppError {
         let mut page = ErrorPage::new(status, title, message);
         page.action = forward;
         let mut response = page.into_response_with(status);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            crate::ops::primary::with_retry_after(&mut response);
+        }
         crate::ops::metrics::mark_failure(&mut response, database_failure);
         response
     }
+}
+
+fn unavailable() -> (StatusCode, &'static str, String) {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Changes are paused for a moment",
+        "This service cannot save anything right now, so signing in and changes to accounts \
+         wait. Nothing you did before was lost; please try again in a minute."
+            .to_string(),
+    )
 }
 
 /// The router's fallback: every unknown path gets the designed 404 page.

@@ -25,6 +25,7 @@ mod oauth;
 mod oidc_flow;
 mod prometheus;
 mod races;
+mod regions;
 mod security;
 mod sessions;
 mod sign_in_rules;

@@ -41,7 +41,11 @@ async fn metrics_are_served_on_their_own_listener_only(app: TestApp) {
         metric(
             &text,
             "portcullis_build_info",
-            &[("version", env!("CARGO_PKG_VERSION")), ("backend", backend)]
+            &[
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("backend", backend),
+                ("region", "default")
+            ]
         ),
         1.0,
         "{text}"
@@ -261,15 +265,17 @@ async fn requests_are_counted_by_route_template_never_by_raw_path(app: TestApp) 
     assert_eq!(health_latency, 1.0, "a histogram with buckets: {text}");
 }
 
-/// With the database gone, an API sign-in fails on it, and a page with a session cookie fails
-/// to load the session: each is counted.
+/// With the database gone, an API sign-in fails on it (503), and a page with a session cookie
+/// fails to load the session: each is counted.
 async fn database_and_session_store_failures_are_counted(app: TestApp) {
     let email = signed_up(&app).await;
     assert_eq!(app.get("/account").await.status(), StatusCode::OK);
     app.store.close().await;
 
+    // A database that does not answer is a 503 to try again, not a 500.
     let (status, body) = api_login(&app, &email, PASSWORD).await;
-    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"], "unavailable");
     let text = app.metrics().await;
     assert!(
         metric(&text, "portcullis_database_errors_total", &[]) >= 1.0,
