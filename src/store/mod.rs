@@ -267,6 +267,10 @@ impl Store {
                 let pool = PgPoolOptions::new()
                     .max_connections(max_connections)
                     .acquire_timeout(Duration::from_secs(5))
+                    // No ping before each use: from another region a ping is a round trip to
+                    // the primary on every query. A connection that broke (a failover) fails its
+                    // next query, which answers 503, and is closed.
+                    .test_before_acquire(false)
                     .connect_with(options)
                     .await?;
                 Ok(Self::new(Db::Postgres(pool)))

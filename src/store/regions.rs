@@ -111,6 +111,7 @@ impl Store {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(REPLICA_ACQUIRE)
+            .test_before_acquire(false)
             .connect_lazy_with(options);
         self.replica = Some(Arc::new(Replica {
             pool,

@@ -26,6 +26,7 @@ mod oidc_flow;
 mod prometheus;
 mod races;
 mod regions;
+mod remote;
 mod security;
 mod sessions;
 mod sign_in_rules;

@@ -275,62 +275,13 @@ async fn the_forwarded_client_address_counts_only_from_a_trusted_proxy(mut app: 
     );
 }
 
-/// A Redis server of the test's own on a free port, stopped when dropped.
-struct OwnRedis {
-    child: std::process::Child,
-    url: String,
-}
-
-impl OwnRedis {
-    async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-            ])
-            .args(["--appendonly", "no"])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (it is on this machine kind and in CI)");
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        Self {
-            child,
-            url: format!("redis://127.0.0.1:{port}"),
-        }
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 async fn readiness_fails_when_the_redis_session_store_is_gone(mut app: TestApp) {
-    let mut redis = OwnRedis::start().await;
+    let mut redis = crate::helpers::OwnRedis::start().await;
     let url = redis.url.clone();
     app.restart_with(|raw| raw.redis_url = Some(url)).await;
     assert_eq!(app.get("/ready").await.status(), StatusCode::OK);
 
-    let _ = redis.child.kill();
-    let _ = redis.child.wait();
+    redis.stop();
     let ready = app.get("/ready").await;
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: serde_json::Value = ready.json().await.expect("json");

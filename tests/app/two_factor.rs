@@ -358,8 +358,8 @@ async fn a_removed_second_factor_is_no_longer_asked_for(app: TestApp) {
     assert_eq!(location(&response), "/account", "no second step any more");
 }
 
-/// Turns email codes on; the recovery codes page appears only when it is the first factor.
-/// Turns codes by email on for the signed-in user with the mailed code (after a wrong one).
+/// Turns codes by email on for the signed-in user with the mailed code (after a wrong one);
+/// the recovery codes page appears only when it is the first factor.
 pub async fn enable_email_codes(app: &TestApp, email: &str, first_factor: bool) {
     let csrf = app.csrf_token("/account/security").await;
     let start = app

@@ -36,6 +36,7 @@ async fn one_signing_key_for_the_cluster(cluster: &Cluster) {
     for (i, node) in cluster.nodes.iter().enumerate() {
         published.push(cluster.published_kids(i).await);
         let ready: serde_json::Value = cluster
+            .remote
             .http
             .get(format!("{}/ready", node.url))
             .send()
@@ -56,7 +57,7 @@ async fn one_signing_key_for_the_cluster(cluster: &Cluster) {
 async fn a_browser_session_holds_on_every_node(cluster: &Cluster) {
     let email = cluster.sign_up().await;
     let base = &cluster.proxy.url;
-    let browser = cluster.browser_signed_in(base, &email).await;
+    let browser = cluster.remote.browser_signed_in(base, &email).await;
 
     let mut served_by = BTreeSet::new();
     for _ in 0..(2 * cluster.nodes.len()) {
@@ -81,8 +82,8 @@ async fn tokens_from_any_node_verify_at_every_node(cluster: &Cluster) {
     let (id, secret) = cluster.machine_client().await;
     let email = cluster.sign_up().await;
     for signer in &cluster.nodes {
-        let client_token = cluster.client_token(&signer.url, &id, &secret).await;
-        let (person_token, _) = cluster.api_sign_in(&signer.url, &email).await;
+        let client_token = cluster.remote.client_token(&signer.url, &id, &secret).await;
+        let (person_token, _) = cluster.remote.api_sign_in(&signer.url, &email).await;
         for i in 0..cluster.nodes.len() {
             for token in [&client_token, &person_token] {
                 cluster.verify_with_jwks_of(i, token).await;
@@ -91,6 +92,7 @@ async fn tokens_from_any_node_verify_at_every_node(cluster: &Cluster) {
         for checker in &cluster.nodes {
             assert!(
                 cluster
+                    .remote
                     .active_at(&checker.url, &id, &secret, &client_token)
                     .await,
                 "a client token from {} at {}",
@@ -98,7 +100,7 @@ async fn tokens_from_any_node_verify_at_every_node(cluster: &Cluster) {
                 checker.url
             );
             assert_eq!(
-                cluster.whoami(&checker.url, &person_token).await,
+                cluster.remote.whoami(&checker.url, &person_token).await,
                 StatusCode::OK,
                 "a person's token from {} at {}",
                 signer.url,
@@ -113,13 +115,19 @@ async fn a_revocation_on_one_node_is_refused_at_once_on_the_others(cluster: &Clu
     let [writer, others @ ..] = cluster.nodes.as_slice() else {
         unreachable!("a cluster has nodes");
     };
-    let token = cluster.client_token(&writer.url, &id, &secret).await;
+    let token = cluster.remote.client_token(&writer.url, &id, &secret).await;
     // The other nodes have just checked it: their caches hold "active".
     for other in others {
-        assert!(cluster.active_at(&other.url, &id, &secret, &token).await);
+        assert!(
+            cluster
+                .remote
+                .active_at(&other.url, &id, &secret, &token)
+                .await
+        );
     }
     let since = Instant::now();
     let revoked = cluster
+        .remote
         .http
         .post(format!("{}/oauth/revoke", writer.url))
         .basic_auth(&id, Some(&secret))
@@ -130,7 +138,10 @@ async fn a_revocation_on_one_node_is_refused_at_once_on_the_others(cluster: &Clu
     assert_eq!(revoked.status(), StatusCode::OK);
     for other in others {
         let seen = time_until(since, TOKEN_CHANGE_SEEN_WITHIN, || async {
-            !cluster.active_at(&other.url, &id, &secret, &token).await
+            !cluster
+                .remote
+                .active_at(&other.url, &id, &secret, &token)
+                .await
         })
         .await;
         assert!(seen.is_some(), "{} refuses the revoked token", other.url);
@@ -142,12 +153,16 @@ async fn a_sign_out_on_one_node_ends_the_family_on_the_others(cluster: &Cluster)
     let [writer, others @ ..] = cluster.nodes.as_slice() else {
         unreachable!("a cluster has nodes");
     };
-    let (access, refresh) = cluster.api_sign_in(&writer.url, &email).await;
+    let (access, refresh) = cluster.remote.api_sign_in(&writer.url, &email).await;
     for other in others {
-        assert_eq!(cluster.whoami(&other.url, &access).await, StatusCode::OK);
+        assert_eq!(
+            cluster.remote.whoami(&other.url, &access).await,
+            StatusCode::OK
+        );
     }
     let since = Instant::now();
     let signed_out = cluster
+        .remote
         .http
         .post(format!("{}/api/v1/logout", writer.url))
         .json(&json!({ "refresh_token": refresh }))
@@ -157,7 +172,7 @@ async fn a_sign_out_on_one_node_ends_the_family_on_the_others(cluster: &Cluster)
     assert!(signed_out.status().is_success(), "{}", signed_out.status());
     for other in others {
         let seen = time_until(since, TOKEN_CHANGE_SEEN_WITHIN, || async {
-            cluster.whoami(&other.url, &access).await == StatusCode::UNAUTHORIZED
+            cluster.remote.whoami(&other.url, &access).await == StatusCode::UNAUTHORIZED
         })
         .await;
         assert!(seen.is_some(), "{} refuses the signed-out token", other.url);
@@ -168,13 +183,14 @@ async fn a_client_deleted_on_one_node_is_refused_on_all(cluster: &Cluster) {
     let (id, secret) = cluster.machine_client().await;
     // Every node has looked the client up (and caches it).
     for node in &cluster.nodes {
-        cluster.client_token(&node.url, &id, &secret).await;
+        cluster.remote.client_token(&node.url, &id, &secret).await;
     }
     let since = Instant::now();
     cluster.cli(&["client", "delete", &id]).await;
     for node in &cluster.nodes {
         let seen = time_until(since, CLIENT_CHANGE_SEEN_WITHIN, || async {
             cluster
+                .remote
                 .http
                 .post(format!("{}/oauth/token", node.url))
                 .basic_auth(&id, Some(&secret))
@@ -196,7 +212,7 @@ async fn wrong_passwords_spread_over_the_nodes_share_one_limit(cluster: &Cluster
     let barrier = Arc::new(Barrier::new(PARALLEL));
     let mut tasks = Vec::new();
     for _ in 0..PARALLEL {
-        let (barrier, http, email) = (barrier.clone(), cluster.http.clone(), email.clone());
+        let (barrier, http, email) = (barrier.clone(), cluster.remote.http.clone(), email.clone());
         let url = format!("{}/api/v1/login", cluster.proxy.url);
         tasks.push(tokio::spawn(async move {
             barrier.wait().await;
@@ -243,6 +259,7 @@ async fn wrong_passwords_spread_over_the_nodes_share_one_limit(cluster: &Cluster
     // The right password is refused on every node while the account is paused.
     for node in &cluster.nodes {
         let answer = cluster
+            .remote
             .http
             .post(format!("{}/api/v1/login", node.url))
             .json(&json!({ "email": email, "password": PASSWORD }))
@@ -275,7 +292,7 @@ async fn keys_rotated_with_the_cli_reach_every_running_node() {
     let old_kids = cluster.published_kids(0).await;
     let mut old_tokens = Vec::new();
     for node in &cluster.nodes {
-        old_tokens.push(cluster.client_token(&node.url, &id, &secret).await);
+        old_tokens.push(cluster.remote.client_token(&node.url, &id, &secret).await);
     }
 
     let since = Instant::now();
@@ -305,7 +322,7 @@ async fn keys_rotated_with_the_cli_reach_every_running_node() {
     tokio::time::sleep(Duration::from_secs((activates_at - now + 1).max(0) as u64)).await;
     let mut new_tokens = Vec::new();
     for node in &cluster.nodes {
-        let token = cluster.client_token(&node.url, &id, &secret).await;
+        let token = cluster.remote.client_token(&node.url, &id, &secret).await;
         let kid = jsonwebtoken::decode_header(&token).expect("header").kid;
         assert_eq!(
             kid.as_deref(),
@@ -323,7 +340,12 @@ async fn keys_rotated_with_the_cli_reach_every_running_node() {
         );
         for token in old_tokens.iter().chain(&new_tokens) {
             cluster.verify_with_jwks_of(i, token).await;
-            assert!(cluster.active_at(&checker.url, &id, &secret, token).await);
+            assert!(
+                cluster
+                    .remote
+                    .active_at(&checker.url, &id, &secret, token)
+                    .await
+            );
         }
     }
 }
@@ -337,8 +359,9 @@ async fn the_admin_overview_counts_what_every_node_saw() {
     };
     let (first, second) = (&cluster.nodes[0].url, &cluster.nodes[1].url);
     let person = cluster.sign_up().await;
-    cluster.api_sign_in(first, &person).await;
+    cluster.remote.api_sign_in(first, &person).await;
     let wrong = cluster
+        .remote
         .http
         .post(format!("{second}/api/v1/login"))
         .json(&serde_json::json!({ "email": person, "password": "not it" }))
@@ -349,7 +372,7 @@ async fn the_admin_overview_counts_what_every_node_saw() {
 
     let admin = cluster.sign_up().await;
     cluster.grant_admin(&admin).await;
-    let browser = cluster.browser_signed_in(second, &admin).await;
+    let browser = cluster.remote.browser_signed_in(second, &admin).await;
 
     // The person's sign-in was counted on the first node, the admin's and the failure on the
     // second: the second node's overview has all three once the first has written its counts.

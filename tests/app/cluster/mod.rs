@@ -16,7 +16,8 @@ use tokio::process::{Child, Command};
 use crate::helpers::PgDatabase;
 use proxy::Proxy;
 
-pub const PASSWORD: &str = "correct horse battery staple";
+pub use crate::remote::PASSWORD;
+use crate::remote::Remote;
 
 /// The Postgres and Redis the cluster tests need; `None` (skipped with a notice) outside CI.
 fn services() -> Option<(String, String)> {
@@ -54,7 +55,7 @@ impl Node {
 pub struct Cluster {
     pub nodes: Vec<Node>,
     pub proxy: Proxy,
-    pub http: reqwest::Client,
+    pub remote: Remote,
     database: PgDatabase,
     /// `None`: sessions in Postgres and changes over `LISTEN/NOTIFY`.
     redis: Option<String>,
@@ -89,11 +90,8 @@ impl Cluster {
         );
         let mut cluster = Self {
             nodes: Vec::new(),
+            remote: Remote::new(&proxy.url),
             proxy,
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("client"),
             database,
             redis,
             secret: crate::helpers::random_secret_key(),
@@ -119,14 +117,9 @@ impl Cluster {
 
     /// The environment every node and the CLI share.
     fn command(&self, data_dir: &std::path::Path) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+        let mut command =
+            crate::remote::portcullis(&self.database.url, &self.secret, &self.proxy.url, data_dir);
         command
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("PORTCULLIS_DATABASE_URL", &self.database.url)
-            .env("PORTCULLIS_SECRET_KEY", &self.secret)
-            .env("PORTCULLIS_PUBLIC_URL", &self.proxy.url)
-            .env("PORTCULLIS_DATA_DIR", data_dir)
             // The tests' webhook receivers listen on loopback.
             .env("PORTCULLIS_WEBHOOK_ALLOW_PRIVATE", "true")
             .env("RUST_LOG", "warn,portcullis=info");
@@ -167,6 +160,7 @@ impl Cluster {
         let node = &self.nodes[i];
         for _ in 0..600 {
             let ready = self
+                .remote
                 .http
                 .get(format!("{}/ready", node.url))
                 .send()
@@ -202,7 +196,13 @@ impl Cluster {
         let ready_url = format!("{}/ready", self.nodes[i].url);
         let mut draining = None;
         for _ in 0..100 {
-            let answer = self.http.get(&ready_url).send().await.expect("GET /ready");
+            let answer = self
+                .remote
+                .http
+                .get(&ready_url)
+                .send()
+                .await
+                .expect("GET /ready");
             if answer.status() == StatusCode::SERVICE_UNAVAILABLE {
                 draining = Some(answer.json::<Value>().await.expect("json"));
                 break;
@@ -228,18 +228,7 @@ impl Cluster {
     /// Runs `portcullis ARGS…` against the cluster's database; its stdout as JSON.
     pub async fn cli(&self, args: &[&str]) -> Value {
         let dir = tempfile::tempdir().expect("temp dir");
-        let out = self
-            .command(dir.path())
-            .args(args)
-            .output()
-            .await
-            .expect("run portcullis");
-        assert!(
-            out.status.success(),
-            "portcullis {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+        crate::remote::cli_output(self.command(dir.path()), args).await
     }
 
     /// A confidential client for `client_credentials`; its id and secret.
@@ -265,44 +254,10 @@ impl Cluster {
         )
     }
 
-    /// A `client_credentials` access token from `base` (a node or the balancer).
-    pub async fn client_token(&self, base: &str, id: &str, secret: &str) -> String {
-        let answer: Value = self
-            .http
-            .post(format!("{base}/oauth/token"))
-            .basic_auth(id, Some(secret))
-            .form(&[("grant_type", "client_credentials")])
-            .send()
-            .await
-            .expect("POST token")
-            .json()
-            .await
-            .expect("json");
-        answer["access_token"]
-            .as_str()
-            .unwrap_or_else(|| panic!("a token from {base}: {answer}"))
-            .to_string()
-    }
-
-    /// RFC 7662 introspection at `base`: whether the token is active there.
-    pub async fn active_at(&self, base: &str, id: &str, secret: &str, token: &str) -> bool {
-        let answer: Value = self
-            .http
-            .post(format!("{base}/oauth/introspect"))
-            .basic_auth(id, Some(secret))
-            .form(&[("token", token)])
-            .send()
-            .await
-            .expect("POST introspect")
-            .json()
-            .await
-            .expect("json");
-        answer["active"] == true
-    }
-
     /// The kids node `i` publishes.
     pub async fn published_kids(&self, i: usize) -> Vec<String> {
         let jwks: Value = self
+            .remote
             .http
             .get(format!("{}/oauth/jwks", self.nodes[i].url))
             .send()
@@ -323,6 +278,7 @@ impl Cluster {
     /// the JWKS from whichever node answered.
     pub async fn verify_with_jwks_of(&self, i: usize, token: &str) {
         let jwks: jsonwebtoken::jwk::JwkSet = self
+            .remote
             .http
             .get(format!("{}/oauth/jwks", self.nodes[i].url))
             .send()
@@ -348,6 +304,7 @@ impl Cluster {
     pub async fn sign_up(&self) -> String {
         let email = crate::helpers::unique_email();
         let answer = self
+            .remote
             .http
             .post(format!("{}/api/v1/signup", self.proxy.url))
             .json(&json!({ "email": email, "password": PASSWORD }))
@@ -356,37 +313,6 @@ impl Cluster {
             .expect("POST signup");
         assert_eq!(answer.status(), StatusCode::CREATED);
         email
-    }
-
-    /// A browser (cookie jar, no redirects) signed in as `email` with the form at `base`.
-    pub async fn browser_signed_in(&self, base: &str, email: &str) -> reqwest::Client {
-        let browser = reqwest::Client::builder()
-            .cookie_store(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("browser");
-        let page = browser
-            .get(format!("{base}/login"))
-            .send()
-            .await
-            .expect("GET /login")
-            .text()
-            .await
-            .expect("page");
-        let csrf = crate::helpers::hidden_value(&page, "csrf_token").expect("csrf field");
-        let signed_in = browser
-            .post(format!("{base}/login"))
-            .header(reqwest::header::ORIGIN, &self.proxy.url)
-            .form(&[
-                ("csrf_token", csrf.as_str()),
-                ("email", email),
-                ("password", PASSWORD),
-            ])
-            .send()
-            .await
-            .expect("POST /login");
-        assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
-        browser
     }
 
     /// Gives the account of `email` the admin role, in the shared database.
@@ -403,41 +329,6 @@ impl Cluster {
         .await
         .expect("grant admin");
         pool.close().await;
-    }
-
-    /// The first-party API's tokens for `email`, signed in at `base`.
-    pub async fn api_sign_in(&self, base: &str, email: &str) -> (String, String) {
-        let answer: Value = self
-            .http
-            .post(format!("{base}/api/v1/login"))
-            .json(&json!({ "email": email, "password": PASSWORD }))
-            .send()
-            .await
-            .expect("POST login")
-            .json()
-            .await
-            .expect("json");
-        (
-            answer["access_token"]
-                .as_str()
-                .unwrap_or_else(|| panic!("tokens: {answer}"))
-                .to_string(),
-            answer["refresh_token"]
-                .as_str()
-                .unwrap_or_else(|| panic!("tokens: {answer}"))
-                .to_string(),
-        )
-    }
-
-    /// `GET /api/v1/whoami` at `base` with `token`: its status.
-    pub async fn whoami(&self, base: &str, token: &str) -> StatusCode {
-        self.http
-            .get(format!("{base}/api/v1/whoami"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("GET whoami")
-            .status()
     }
 }
 

@@ -21,7 +21,7 @@ async fn a_node_killed_under_load_loses_no_acknowledged_sign_up() {
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
     for _ in 0..WORKERS {
-        let (stop, http) = (stop.clone(), cluster.http.clone());
+        let (stop, http) = (stop.clone(), cluster.remote.http.clone());
         let url = format!("{}/api/v1/signup", cluster.proxy.url);
         workers.push(tokio::spawn(async move {
             let mut acknowledged = Vec::new();
@@ -70,6 +70,7 @@ async fn a_node_killed_under_load_loses_no_acknowledged_sign_up() {
     );
     for email in &acknowledged {
         let answer = cluster
+            .remote
             .http
             .post(format!("{}/api/v1/login", cluster.proxy.url))
             .json(&json!({ "email": email, "password": PASSWORD }))
@@ -89,7 +90,7 @@ async fn a_rolling_restart_under_load_fails_no_request() {
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
     for worker in 0..WORKERS {
-        let (stop, http) = (stop.clone(), cluster.http.clone());
+        let (stop, http) = (stop.clone(), cluster.remote.http.clone());
         let (base, id, secret) = (cluster.proxy.url.clone(), id.clone(), secret.clone());
         workers.push(tokio::spawn(async move {
             let (mut done, mut failures) = (0usize, Vec::new());
@@ -158,10 +159,11 @@ async fn measure_cross_node_invalidation() {
     let (writer, reader) = (&cluster.nodes[0].url, &cluster.nodes[1].url);
     let mut samples = Vec::new();
     for _ in 0..rounds {
-        let token = cluster.client_token(writer, &id, &secret).await;
-        assert!(cluster.active_at(reader, &id, &secret, &token).await);
+        let token = cluster.remote.client_token(writer, &id, &secret).await;
+        assert!(cluster.remote.active_at(reader, &id, &secret, &token).await);
         let since = Instant::now();
         cluster
+            .remote
             .http
             .post(format!("{writer}/oauth/revoke"))
             .basic_auth(&id, Some(&secret))
@@ -170,7 +172,7 @@ async fn measure_cross_node_invalidation() {
             .await
             .expect("POST revoke");
         let seen = time_until(since, Duration::from_secs(5), || async {
-            !cluster.active_at(reader, &id, &secret, &token).await
+            !cluster.remote.active_at(reader, &id, &secret, &token).await
         })
         .await
         .expect("the other node refuses the token");

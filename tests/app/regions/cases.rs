@@ -145,6 +145,7 @@ impl RelyingApp {
             .map(|(_, v)| v.into_owned())
             .unwrap_or_else(|| panic!("a code: {target}"));
         let tokens: Value = regions
+            .remote
             .http
             .post(format!("{}/oauth/token", node.url))
             .basic_auth(&self.id, Some(&self.secret))
@@ -301,7 +302,7 @@ async fn a_password_change_in_the_second_region_is_read_back_at_once(regions: &R
     let csrf = regions.csrf_of(&browser, two, "/account/password").await;
     let changed = browser
         .post(format!("{}/account/password", two.url))
-        .header(reqwest::header::ORIGIN, &regions.public_url)
+        .header(reqwest::header::ORIGIN, &regions.remote.public_url)
         .form(&[
             ("csrf_token", csrf.as_str()),
             ("current_password", PASSWORD),
@@ -360,6 +361,7 @@ async fn losing_the_primary_leaves_token_checks_and_refuses_writes_fast(
     assert_eq!(regions.userinfo_at(two, app_token).await, StatusCode::OK);
     assert!(regions.active_at(two, &app.client(), app_token).await);
     let jwks = regions
+        .remote
         .http
         .get(format!("{}/oauth/jwks", two.url))
         .send()
@@ -377,9 +379,10 @@ async fn losing_the_primary_leaves_token_checks_and_refuses_writes_fast(
 
     let started = Instant::now();
     let page = regions
+        .remote
         .http
         .post(format!("{}/login", two.url))
-        .header(reqwest::header::ORIGIN, &regions.public_url)
+        .header(reqwest::header::ORIGIN, &regions.remote.public_url)
         .form(&[("email", "someone@example.com"), ("password", PASSWORD)])
         .send()
         .await
@@ -391,6 +394,7 @@ async fn losing_the_primary_leaves_token_checks_and_refuses_writes_fast(
 
     let started = Instant::now();
     let grant = regions
+        .remote
         .http
         .post(format!("{}/oauth/token", two.url))
         .basic_auth(&app.id, Some(&app.secret))

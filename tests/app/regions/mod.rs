@@ -13,12 +13,12 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::process::{Child, Command};
 
 pub use delay::DelayProxy;
 
-pub const PASSWORD: &str = "correct horse battery staple";
+pub use crate::remote::PASSWORD;
 /// One-way latency between the regions: 50 ms, or `PORTCULLIS_TEST_ONE_WAY_MS`.
 pub fn one_way() -> Duration {
     let ms = std::env::var("PORTCULLIS_TEST_ONE_WAY_MS")
@@ -278,46 +278,6 @@ impl Drop for Postgres {
     }
 }
 
-/// A Redis server of the test's own (one per region).
-pub struct Redis {
-    pub url: String,
-    _process: Child,
-}
-
-impl Redis {
-    async fn start() -> Self {
-        let port = free_port();
-        let process = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start redis-server");
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return Self {
-                    url: format!("redis://127.0.0.1:{port}"),
-                    _process: process,
-                };
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("redis-server did not start on {port}");
-    }
-}
-
 /// One node of the real binary in a region.
 pub struct RegionNode {
     pub url: String,
@@ -356,10 +316,10 @@ pub struct Regions {
     pub replica: Postgres,
     /// Region two's way to the primary: its node's writes and its replica's stream.
     pub link: DelayProxy,
-    _redis: [Redis; 2],
-    pub http: reqwest::Client,
-    /// The one public URL (the issuer) of both regions, as a global balancer serves them.
-    pub public_url: String,
+    redis: [crate::helpers::OwnRedis; 2],
+    /// Requests as people and apps make them; its public URL is the one of both regions (the
+    /// issuer), as a global balancer serves them.
+    pub remote: crate::remote::Remote,
     secret: String,
 }
 
@@ -371,7 +331,10 @@ impl Regions {
         let primary = Postgres::primary(&bin).await;
         let link = DelayProxy::start(primary.port, one_way()).await;
         let replica = Postgres::replica_of(&bin, link.port).await;
-        let redis = [Redis::start().await, Redis::start().await];
+        let redis = [
+            crate::helpers::OwnRedis::start().await,
+            crate::helpers::OwnRedis::start().await,
+        ];
         eprintln!(
             "primary, replica and two Redis started in {:?}",
             started.elapsed()
@@ -379,21 +342,17 @@ impl Regions {
         let mut regions = Self {
             one: RegionNode::not_started("one"),
             two: RegionNode::not_started("two"),
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("client"),
-            public_url: format!("http://127.0.0.1:{}", free_port()),
+            remote: crate::remote::Remote::new(&format!("http://127.0.0.1:{}", free_port())),
             secret: crate::helpers::random_secret_key(),
             primary,
             replica,
             link,
-            _redis: redis,
+            redis,
         };
         // Region one first: it migrates the database the other region then reads.
         let one_env = [
             ("PORTCULLIS_DATABASE_URL", regions.primary.url("portcullis")),
-            ("PORTCULLIS_REDIS_URL", regions._redis[0].url.clone()),
+            ("PORTCULLIS_REDIS_URL", regions.redis[0].url.clone()),
             ("PORTCULLIS_REGION", "one".to_string()),
         ];
         regions.one = regions.spawn("one", &one_env).await;
@@ -410,7 +369,7 @@ impl Regions {
                 "PORTCULLIS_DATABASE_REPLICA_URL",
                 regions.replica.url("portcullis"),
             ),
-            ("PORTCULLIS_REDIS_URL", regions._redis[1].url.clone()),
+            ("PORTCULLIS_REDIS_URL", regions.redis[1].url.clone()),
             ("PORTCULLIS_REGION", "two".to_string()),
         ];
         regions.two = regions.spawn("two", &two_env).await;
@@ -427,7 +386,7 @@ impl Regions {
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("PORTCULLIS_SECRET_KEY", &self.secret)
-            .env("PORTCULLIS_PUBLIC_URL", &self.public_url)
+            .env("PORTCULLIS_PUBLIC_URL", &self.remote.public_url)
             .env("PORTCULLIS_DATA_DIR", dir.path())
             .env("PORTCULLIS_LISTEN", format!("127.0.0.1:{port}"))
             .env("PORTCULLIS_NODE_NAME", format!("node-{region}"))
@@ -460,7 +419,13 @@ impl Regions {
 
     /// `/ready` of `node`: its status and body.
     pub async fn ready(&self, node: &RegionNode) -> (StatusCode, Value) {
-        match self.http.get(format!("{}/ready", node.url)).send().await {
+        match self
+            .remote
+            .http
+            .get(format!("{}/ready", node.url))
+            .send()
+            .await
+        {
             Ok(answer) => {
                 let status = answer.status();
                 (status, answer.json().await.unwrap_or(Value::Null))
@@ -472,164 +437,61 @@ impl Regions {
     /// Runs `portcullis ARGS…` on the primary, as an operator in region one; stdout as JSON.
     pub async fn cli(&self, args: &[&str]) -> Value {
         let dir = tempfile::tempdir().expect("temp dir");
-        let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("PORTCULLIS_DATABASE_URL", self.primary.url("portcullis"))
-            .env("PORTCULLIS_SECRET_KEY", &self.secret)
-            .env("PORTCULLIS_PUBLIC_URL", &self.public_url)
-            .env("PORTCULLIS_DATA_DIR", dir.path())
-            .args(args)
-            .output()
-            .await
-            .expect("run portcullis");
-        assert!(
-            out.status.success(),
-            "portcullis {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
+        let command = crate::remote::portcullis(
+            &self.primary.url("portcullis"),
+            &self.secret,
+            &self.remote.public_url,
+            dir.path(),
         );
-        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+        crate::remote::cli_output(command, args).await
     }
 
-    /// `POST /api/v1/signup` at `node`: the answer.
     pub async fn sign_up_at(&self, node: &RegionNode, email: &str) -> reqwest::Response {
-        self.http
-            .post(format!("{}/api/v1/signup", node.url))
-            .json(&json!({ "email": email, "password": PASSWORD }))
-            .send()
-            .await
-            .expect("POST signup")
+        self.remote.sign_up(&node.url, email).await
     }
 
-    /// `POST /api/v1/login` at `node`: the answer.
     pub async fn api_login_at(&self, node: &RegionNode, email: &str) -> reqwest::Response {
-        self.http
-            .post(format!("{}/api/v1/login", node.url))
-            .json(&json!({ "email": email, "password": PASSWORD }))
-            .send()
-            .await
-            .expect("POST login")
+        self.remote.api_login(&node.url, email).await
     }
 
-    /// The first-party API's access and refresh token for `email`, signed in at `node`.
     pub async fn api_tokens_at(&self, node: &RegionNode, email: &str) -> (String, String) {
-        let answer: Value = self
-            .api_login_at(node, email)
-            .await
-            .json()
-            .await
-            .expect("json");
-        let token = |name: &str| {
-            answer[name]
-                .as_str()
-                .unwrap_or_else(|| panic!("tokens from {}: {answer}", node.region))
-                .to_string()
-        };
-        (token("access_token"), token("refresh_token"))
+        self.remote.api_sign_in(&node.url, email).await
+    }
+
+    pub async fn api_logout_at(&self, node: &RegionNode, refresh: &str) {
+        self.remote.api_logout(&node.url, refresh).await
     }
 
     pub async fn whoami_at(&self, node: &RegionNode, token: &str) -> StatusCode {
-        self.http
-            .get(format!("{}/api/v1/whoami", node.url))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("GET whoami")
-            .status()
+        self.remote.whoami(&node.url, token).await
     }
 
     pub async fn userinfo_at(&self, node: &RegionNode, token: &str) -> StatusCode {
-        self.http
-            .get(format!("{}/oauth/userinfo", node.url))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("GET userinfo")
-            .status()
+        self.remote.userinfo(&node.url, token).await
     }
 
-    /// RFC 7662 introspection at `node` by `client`: whether `token` is active there.
+    /// Whether `token` is active at `node`, introspected by `client` (id, secret).
     pub async fn active_at(
         &self,
         node: &RegionNode,
         client: &(String, String),
         token: &str,
     ) -> bool {
-        let answer: Value = self
-            .http
-            .post(format!("{}/oauth/introspect", node.url))
-            .basic_auth(&client.0, Some(&client.1))
-            .form(&[("token", token)])
-            .send()
+        self.remote
+            .active_at(&node.url, &client.0, &client.1, token)
             .await
-            .expect("POST introspect")
-            .json()
-            .await
-            .expect("json");
-        answer["active"] == true
     }
 
-    /// Ends the sign-in of `refresh` at `node` (`POST /api/v1/logout`): its access token too.
-    pub async fn api_logout_at(&self, node: &RegionNode, refresh: &str) {
-        let answer = self
-            .http
-            .post(format!("{}/api/v1/logout", node.url))
-            .json(&json!({ "refresh_token": refresh }))
-            .send()
-            .await
-            .expect("POST logout");
-        assert!(
-            answer.status().is_success(),
-            "logout at {}: {}",
-            node.region,
-            answer.status()
-        );
-    }
-
-    /// A browser (cookie jar, no redirects) signed in as `email` with the form at `node`.
     pub async fn browser_signed_in(&self, node: &RegionNode, email: &str) -> reqwest::Client {
-        let browser = reqwest::Client::builder()
-            .cookie_store(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("browser");
-        let csrf = self.csrf_of(&browser, node, "/login").await;
-        let signed_in = browser
-            .post(format!("{}/login", node.url))
-            .header(reqwest::header::ORIGIN, &self.public_url)
-            .form(&[
-                ("csrf_token", csrf.as_str()),
-                ("email", email),
-                ("password", PASSWORD),
-            ])
-            .send()
-            .await
-            .expect("POST /login");
-        assert_eq!(
-            signed_in.status(),
-            StatusCode::SEE_OTHER,
-            "signed in at {}",
-            node.region
-        );
-        browser
+        self.remote.browser_signed_in(&node.url, email).await
     }
 
-    /// The CSRF token of the form on `path`.
     pub async fn csrf_of(
         &self,
         browser: &reqwest::Client,
         node: &RegionNode,
         path: &str,
     ) -> String {
-        let page = browser
-            .get(format!("{}{path}", node.url))
-            .send()
-            .await
-            .expect("GET a form")
-            .text()
-            .await
-            .expect("page");
-        crate::helpers::hidden_value(&page, "csrf_token")
-            .unwrap_or_else(|| panic!("a csrf field on {path}: {page}"))
+        crate::remote::csrf_of(browser, &node.url, path).await
     }
 }
