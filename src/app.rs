@@ -408,13 +408,10 @@ async fn refuse_declared_oversize(
     if declared.is_none_or(|length| length <= max as u64) {
         return next.run(request).await;
     }
-    let path = request.uri().path();
-    if path.starts_with("/api/") {
-        crate::api::error::ApiError::too_large().into_response()
-    } else if path.starts_with("/oauth/") {
-        crate::oauth::OAuthError::too_large().into_response()
-    } else {
-        AppError::PayloadTooLarge.into_response()
+    match crate::web::Surface::of(request.uri().path()) {
+        crate::web::Surface::Api => crate::api::error::ApiError::too_large().into_response(),
+        crate::web::Surface::Protocol => crate::oauth::OAuthError::too_large().into_response(),
+        crate::web::Surface::Page => AppError::PayloadTooLarge.into_response(),
     }
 }
 

@@ -98,12 +98,11 @@ pub async fn refuse_what_needs_the_primary(
 
 /// 503 with `Retry-After` in the answer format of the part of the server asked.
 pub fn unavailable_for(path: &str) -> Response {
-    if path.starts_with("/api/") {
-        crate::api::error::ApiError::unavailable().into_response()
-    } else if path.starts_with("/oauth/") && path != crate::oauth::AUTHORIZE_PATH {
-        crate::oauth::OAuthError::temporarily_unavailable().into_response()
-    } else {
-        crate::web::error::AppError::Unavailable.into_response()
+    use crate::web::Surface;
+    match Surface::of(path) {
+        Surface::Api => crate::api::error::ApiError::unavailable().into_response(),
+        Surface::Protocol => crate::oauth::OAuthError::temporarily_unavailable().into_response(),
+        Surface::Page => crate::web::AppError::Unavailable.into_response(),
     }
 }
 

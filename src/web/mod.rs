@@ -16,6 +16,29 @@ pub use csrf::CsrfForm;
 pub use error::AppError;
 pub use layout::Layout;
 
+/// The part of the server a path belongs to. It decides the format of an answer given before
+/// any handler runs (a 413, a 503): the API's JSON, RFC 6749 JSON for the protocol endpoints,
+/// or a page. `/oauth/authorize` and `/oauth/logout` are pages a person sees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Surface {
+    Api,
+    Protocol,
+    Page,
+}
+
+impl Surface {
+    pub fn of(path: &str) -> Self {
+        use crate::oauth::{AUTHORIZE_PATH, LOGOUT_PATH};
+        if path.starts_with("/api/") {
+            Self::Api
+        } else if path.starts_with("/oauth/") && path != AUTHORIZE_PATH && path != LOGOUT_PATH {
+            Self::Protocol
+        } else {
+            Self::Page
+        }
+    }
+}
+
 /// A form with nothing but its CSRF token (a button that changes something).
 #[derive(serde::Deserialize)]
 pub struct EmptyForm {}

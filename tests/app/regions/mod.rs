@@ -29,7 +29,8 @@ pub fn one_way() -> Duration {
 }
 
 /// The Postgres binaries (`initdb`, `pg_ctl`, `pg_basebackup`): `PORTCULLIS_TEST_PG_BIN`, else
-/// the newest under `/usr/lib/postgresql`. `None` (skipped with a notice) outside CI.
+/// the newest under `/usr/lib/postgresql`; and `redis-server`. `None` (skipped with a notice)
+/// outside CI when one is missing.
 fn postgres_bin() -> Option<PathBuf> {
     let found = std::env::var_os("PORTCULLIS_TEST_PG_BIN")
         .map(PathBuf::from)
@@ -46,11 +47,22 @@ fn postgres_bin() -> Option<PathBuf> {
             versions.pop().map(|(_, bin)| bin)
         })
         .filter(|bin| bin.join("pg_ctl").exists());
-    if found.is_none() {
+    let redis = std::process::Command::new("redis-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if found.is_none() || !redis {
         if std::env::var_os("CI").is_some() {
-            panic!("CI needs the Postgres server binaries (initdb, pg_ctl, pg_basebackup)");
+            panic!(
+                "CI needs the Postgres server binaries (initdb, pg_ctl, pg_basebackup) and \
+                 redis-server"
+            );
         }
-        eprintln!("skipped: the multi-region tests need the Postgres server binaries");
+        eprintln!(
+            "skipped: the multi-region tests need the Postgres server binaries and redis-server"
+        );
+        return None;
     }
     found
 }
