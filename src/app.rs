@@ -51,6 +51,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Builds the events written with each change (the outbox).
     pub events: crate::events::Events,
+    /// The WebAuthn relying party, when passkeys are on.
+    pub passkeys: crate::passkeys::Passkeys,
 }
 
 /// The running parts: state plus the session backend the router was built with.
@@ -129,7 +131,9 @@ impl App {
             metrics.clone(),
         );
         let events = crate::events::Events::from_config(&config, clock.clone());
+        let passkeys = crate::passkeys::Passkeys::from_config(&config)?;
         let state = AppState {
+            passkeys,
             node: Node::new(&config.node_name),
             upstreams,
             config: Arc::new(config),
@@ -185,6 +189,7 @@ impl App {
             .merge(crate::account::router())
             .merge(crate::verification::router())
             .merge(crate::mfa::router())
+            .merge(crate::passkeys::router())
             .merge(crate::oauth::pages_router())
             .merge(crate::password_reset::router())
             .merge(crate::upstream::router())
@@ -208,6 +213,7 @@ impl App {
             // The first-party API: Bearer tokens, no browser session.
             .merge(crate::api::router(config))
             .route("/static/style.css", get(static_files::style_css))
+            .route("/static/passkeys.js", get(static_files::passkeys_js))
             .route("/static/favicon.svg", get(static_files::favicon_svg))
             .route("/favicon.ico", get(static_files::favicon_ico))
             .merge(pages)
@@ -451,6 +457,9 @@ async fn prune(state: &AppState) {
     // Other regions follow the change log within seconds; an hour covers a replica's restart.
     if let Err(e) = state.store.prune_change_log(now - 3600).await {
         tracing::warn!(error = %e, "could not prune the change log");
+    }
+    if let Err(e) = state.store.prune_passkey_challenges(now).await {
+        tracing::warn!(error = %e, "could not prune ended passkey ceremonies");
     }
     // The overview shows 30 days.
     if let Err(e) = state.store.prune_activity(now - 35 * 24 * 3600).await {

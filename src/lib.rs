@@ -26,6 +26,8 @@ pub mod events;
 pub mod input;
 /// Outgoing mail: SMTP, or `.eml` files in the data directory.
 pub mod mail;
+/// Passkeys (WebAuthn): registering credentials and proving with them; the account's passkeys.
+pub mod passkeys;
 /// Password hashing (argon2id on a bounded pool) and the password policy.
 pub mod password;
 /// Browser session store: SQL (SQLite/Postgres) or Redis behind one enum.

@@ -27,7 +27,35 @@ struct ConfirmPage {
     next: String,
     /// The person can confirm with a code from their (confirmed) authenticator app.
     totp: bool,
+    /// The ceremony for confirming with a passkey, when the person has one.
+    passkey_options: Option<String>,
     error: Option<String>,
+}
+
+/// The confirmation page, answering a change it stopped (403) or a proof that did not hold.
+pub async fn confirm_page(
+    state: &AppState,
+    session: &Session,
+    user: &User,
+    return_to: &str,
+    status: StatusCode,
+    error: Option<String>,
+) -> Result<Response, AppError> {
+    let passkey_options = if user.has_passkey && state.passkeys.enabled() {
+        crate::passkeys::begin_for_user(state, user, crate::passkeys::Purpose::Confirm)
+            .await?
+            .map(|ceremony| ceremony.into_json())
+    } else {
+        None
+    };
+    let page = ConfirmPage {
+        layout: Layout::new(session, Some(user)).await?,
+        next: return_to.to_string(),
+        totp: factors::totp_enabled(state, user).await?,
+        passkey_options,
+        error,
+    };
+    Ok((status, page).into_response())
 }
 
 /// `None` when the person proved who they are recently; otherwise the page that asks them to,
@@ -42,13 +70,9 @@ pub async fn step_up_page(
     if sign_in::recently_confirmed(confirmed, state.clock.now()) {
         return Ok(None);
     }
-    let page = ConfirmPage {
-        layout: Layout::new(session, Some(user)).await?,
-        next: return_to.to_string(),
-        totp: factors::totp_enabled(state, user).await?,
-        error: None,
-    };
-    Ok(Some((StatusCode::FORBIDDEN, page).into_response()))
+    confirm_page(state, session, user, return_to, StatusCode::FORBIDDEN, None)
+        .await
+        .map(Some)
 }
 
 #[derive(Deserialize)]
@@ -89,17 +113,29 @@ pub async fn confirm(
         }
     };
     if let Some(error) = error {
-        let page = ConfirmPage {
-            layout: Layout::new(&session, Some(&user)).await?,
-            next: next.as_str().to_string(),
-            totp: factors::totp_enabled(&state, &user).await?,
-            error: Some(error),
-        };
-        return Ok((StatusCode::UNAUTHORIZED, page).into_response());
+        return confirm_page(
+            &state,
+            &session,
+            &user,
+            next.as_str(),
+            StatusCode::UNAUTHORIZED,
+            Some(error),
+        )
+        .await;
     }
-    auth::confirmed_now(&session, state.clock.now()).await?;
+    confirmed(&state, &session, &next).await
+}
+
+/// The person proved it is them (with the password, a code or a passkey): the session
+/// remembers it, and they go back to repeat the change.
+pub async fn confirmed(
+    state: &AppState,
+    session: &Session,
+    next: &NextUrl,
+) -> Result<Response, AppError> {
+    auth::confirmed_now(session, state.clock.now()).await?;
     flash::set(
-        &session,
+        session,
         Flash::success("Thanks. Now repeat what you were doing."),
     )
     .await?;

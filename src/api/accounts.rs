@@ -105,7 +105,7 @@ pub struct WhoAmI {
     ))]
 pub async fn whoami(caller: ApiUser) -> Result<Json<WhoAmI>, ApiError> {
     let user = caller.user;
-    let mfa_enabled = user.totp_enabled || user.email_otp_enabled;
+    let mfa_enabled = user.totp_enabled || user.email_otp_enabled || user.has_passkey;
     Ok(Json(WhoAmI {
         id: user.id,
         email: user.email,

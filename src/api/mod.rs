@@ -1,11 +1,12 @@
-//! The JSON API for first-party apps (`/api/v1`): sign-up, sign-in with a second step, the
-//! caller's account, token refresh, sign-out and sign-ins. Same accounts, factors and tokens as
+//! The JSON API for first-party apps (`/api/v1`): sign-up, sign-in with a second step or a
+//! passkey, the caller's account, token refresh, sign-out and sign-ins. Same accounts, factors and tokens as
 //! the hosted pages and the OpenID provider. The OpenAPI document is generated from the
 //! handlers' annotations, which also route them, so the two cannot drift apart.
 
 mod accounts;
 mod bearer;
 pub mod error;
+mod passkeys;
 mod sessions;
 mod sign_in;
 
@@ -41,6 +42,7 @@ use error::ApiError;
         (name = "accounts", description = "Sign-up and the caller's account"),
         (name = "sign-in", description = "Password sign-in and its second step"),
         (name = "two-factor", description = "Setting up an authenticator app"),
+        (name = "passkeys", description = "Passkeys (WebAuthn): adding one, signing in with one"),
         (name = "sessions", description = "Tokens, sign-out and the caller's sign-ins"),
     )
 )]
@@ -75,6 +77,10 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sign_in::verify))
         .routes(routes!(sign_in::send_email_code))
         .routes(routes!(two_factor::setup))
+        .routes(routes!(passkeys::register_begin))
+        .routes(routes!(passkeys::register_finish))
+        .routes(routes!(passkeys::login_begin))
+        .routes(routes!(passkeys::login_finish))
         .routes(routes!(sessions::refresh))
         .routes(routes!(sessions::logout))
         .routes(routes!(sessions::logout_all))

@@ -55,7 +55,8 @@ pub struct MfaChallenge {
     mfa_required: bool,
     /// Single use, valid 5 minutes; send it to `/api/v1/2fa/verify` with a code.
     mfa_token: String,
-    /// Any of `totp`, `email`, `recovery_code`.
+    /// Any of `totp`, `email`, `passkey` (finish with `/api/v1/passkeys/login/…`),
+    /// `recovery_code`.
     methods: Vec<String>,
 }
 
@@ -104,21 +105,8 @@ pub async fn login(
                 return Err(ApiError::too_many(wait, auth::throttle::wait_message(wait)));
             }
         };
-    match auth::after_first_factor(&state, &user).await? {
-        Step::Disabled => return Err(disabled()),
-        Step::MustVerifyEmail => {
-            let sent = crate::verification::send_link_throttled(&state, &user).await?;
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "email_not_verified",
-                format!(
-                    "Confirm your email address before you sign in. {}",
-                    sent.message
-                ),
-            ));
-        }
-        Step::SignedIn => return sign_in_tokens(&state, &meta, &user, &["pwd"]).await,
-        Step::SecondFactor => {}
+    if after_first_factor(&state, &user).await? == Step::SignedIn {
+        return sign_in_tokens(&state, &meta, &user, &["pwd"]).await;
     }
     let token =
         crate::mail::single_use_token(&state, &user.id, MFA_TOKEN_PURPOSE, MFA_TOKEN_SECS).await?;
@@ -128,6 +116,9 @@ pub async fn login(
     }
     if user.email_otp_enabled {
         methods.push("email".to_string());
+    }
+    if user.has_passkey && state.passkeys.enabled() {
+        methods.push("passkey".to_string());
     }
     if state.store.unused_recovery_codes(&user.id).await? > 0 {
         methods.push("recovery_code".to_string());
@@ -140,12 +131,32 @@ pub async fn login(
     Ok(no_store_json(serde_json::json!(challenge)))
 }
 
+/// What follows a first factor, as the sign-in service decides: a disabled account or an
+/// address to confirm first is answered with its error here.
+pub(super) async fn after_first_factor(state: &AppState, user: &User) -> Result<Step, ApiError> {
+    match auth::after_first_factor(state, user).await? {
+        Step::Disabled => Err(disabled()),
+        Step::MustVerifyEmail => {
+            let sent = crate::verification::send_link_throttled(state, user).await?;
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "email_not_verified",
+                format!(
+                    "Confirm your email address before you sign in. {}",
+                    sent.message
+                ),
+            ))
+        }
+        step => Ok(step),
+    }
+}
+
 fn disabled() -> ApiError {
     ApiError::new(StatusCode::FORBIDDEN, "account_disabled", ACCOUNT_DISABLED)
 }
 
 /// Issues a new sign-in (token family) to the first-party API and records it.
-async fn sign_in_tokens(
+pub(super) async fn sign_in_tokens(
     state: &AppState,
     meta: &RequestMeta,
     user: &User,
@@ -162,7 +173,10 @@ async fn sign_in_tokens(
 }
 
 /// The user a live `mfa_token` stands for.
-async fn mfa_token_user(state: &AppState, token: &str) -> Result<(String, User), ApiError> {
+pub(super) async fn mfa_token_user(
+    state: &AppState,
+    token: &str,
+) -> Result<(String, User), ApiError> {
     let invalid =
         |message: &str| ApiError::new(StatusCode::UNAUTHORIZED, "invalid_mfa_token", message);
     let hash = crypto::sha256_hex(token);

@@ -55,22 +55,7 @@ pub async fn setup(
     ApiJson(body): ApiJson<SetupRequest>,
 ) -> Result<Json<SetupResponse>, ApiError> {
     let user = caller.user;
-    if body.password.is_empty() {
-        return Err(ApiError::field("password", "Enter your password."));
-    }
-    match auth::confirm_identity(&state, &meta, &user, Proof::Password(body.password)).await? {
-        Confirmation::Confirmed => {}
-        Confirmation::Wrong => {
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_password",
-                "That is not the account's password.",
-            ));
-        }
-        Confirmation::Paused(wait) => {
-            return Err(ApiError::too_many(wait, auth::throttle::wait_message(wait)));
-        }
-    }
+    confirm_password(&state, &meta, &user, body.password).await?;
     if factors::totp_enabled(&state, &user).await? {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -86,6 +71,30 @@ pub async fn setup(
         qr_svg: factors::qr_svg(&otpauth_url)?,
         otpauth_url,
     }))
+}
+
+/// The API's step-up: a Bearer token alone may have been copied, so adding a way in also takes
+/// the account's password (under the password throttle).
+pub(super) async fn confirm_password(
+    state: &AppState,
+    meta: &RequestMeta,
+    user: &User,
+    password: String,
+) -> Result<(), ApiError> {
+    if password.is_empty() {
+        return Err(ApiError::field("password", "Enter your password."));
+    }
+    match auth::confirm_identity(state, meta, user, Proof::Password(password)).await? {
+        Confirmation::Confirmed => Ok(()),
+        Confirmation::Wrong => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_password",
+            "That is not the account's password.",
+        )),
+        Confirmation::Paused(wait) => {
+            Err(ApiError::too_many(wait, auth::throttle::wait_message(wait)))
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]

@@ -3,10 +3,12 @@
 //! that names the setting and says what to change.
 
 mod node;
+mod passkeys;
 mod raw;
 mod secrets;
 mod upstreams;
 
+pub use passkeys::PasskeySettings;
 pub use raw::{RawConfig, RawUpstream, StringList};
 use secrets::load_secret_key;
 pub use secrets::{Secret, SecretKey, redact_url};
@@ -73,6 +75,8 @@ pub struct Config {
     /// Admins without a second factor are sent to set one up before the panel opens.
     pub admin_require_second_factor: bool,
     pub totp_issuer: String,
+    /// Whether passkeys are offered, and for which relying-party id.
+    pub passkeys: PasskeySettings,
     pub signing_alg: crate::tokens::SigningAlg,
     pub upstreams: Vec<UpstreamConfig>,
     /// Serialised origins (`https://app.example`), exactly as browsers send them.
@@ -380,6 +384,7 @@ impl Config {
         let secret_key = load_secret_key(&raw, matches!(database, DatabaseUrl::Postgres(_)))?;
         let node = node::settings(&raw, &database)?;
         let upstreams = upstreams(&raw)?;
+        let passkeys = passkeys::settings(&raw, &public_url)?;
 
         Ok(Self {
             data_dir: raw.data_dir,
@@ -408,6 +413,7 @@ impl Config {
             require_verified_email: raw.require_verified_email,
             admin_require_second_factor: raw.admin_require_second_factor,
             totp_issuer,
+            passkeys,
             signing_alg,
             upstreams,
             cors_allowed_origins,

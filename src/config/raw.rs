@@ -56,6 +56,11 @@ pub struct RawConfig {
     pub require_verified_email: bool,
     pub admin_require_second_factor: bool,
     pub totp_issuer: String,
+    /// `auto` (on where the public URL allows WebAuthn), `on` (refuse to start where it does
+    /// not) or `off`.
+    pub passkeys: String,
+    /// The WebAuthn relying-party id: the public URL's host unless set to a parent domain.
+    pub passkey_rp_id: Option<String>,
     pub signing_alg: String,
     /// "Sign in with Google": both set turn it on.
     pub google_client_id: Option<String>,
@@ -171,6 +176,8 @@ impl Default for RawConfig {
             require_verified_email: false,
             admin_require_second_factor: true,
             totp_issuer: "Portcullis".into(),
+            passkeys: "auto".into(),
+            passkey_rp_id: None,
             signing_alg: "RS256".into(),
             cors_allowed_origins: StringList::None,
             signup_max_per_ip: 20,

@@ -43,6 +43,8 @@ struct LoginPage {
     next_query: String,
     error: Option<String>,
     providers: Vec<crate::upstream::UpstreamButton>,
+    /// Offer "Sign in with a passkey" (and passkeys in the email field's autofill).
+    passkeys: bool,
 }
 
 impl LoginPage {
@@ -60,8 +62,21 @@ impl LoginPage {
             next: next.as_str().to_string(),
             error,
             providers: state.upstreams.buttons(),
+            passkeys: state.passkeys.enabled(),
         })
     }
+}
+
+/// The sign-in page again, saying what went wrong (a passkey that did not work, say).
+pub async fn page_with_error(
+    state: &AppState,
+    session: &Session,
+    next: &NextUrl,
+    status: StatusCode,
+    message: &str,
+) -> Result<Response, AppError> {
+    let page = LoginPage::new(state, session, String::new(), next, Some(message.into())).await?;
+    Ok((status, page).into_response())
 }
 
 async fn show(

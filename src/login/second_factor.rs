@@ -33,9 +33,10 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Right after the password: when email codes are the person's only method, the code is
-/// mailed at once; otherwise the code page opens on the authenticator app.
+/// mailed at once; otherwise the page opens on their passkey or authenticator app.
 pub async fn start(state: &AppState, session: &Session, user: &User) -> Result<Response, AppError> {
-    if user.email_otp_enabled && !factors::totp_enabled(state, user).await? {
+    let passkey = user.has_passkey && state.passkeys.enabled();
+    if user.email_otp_enabled && !passkey && !factors::totp_enabled(state, user).await? {
         let message = mail_login_code(state, user).await?;
         flash::set(session, message).await?;
         return Ok(Redirect::to("/login/verify?method=email").into_response());
@@ -67,18 +68,22 @@ pub use crate::auth::second_factor::Method;
 
 #[derive(Template, WebTemplate)]
 #[template(path = "login/verify.html")]
-struct VerifyPage {
+pub(crate) struct VerifyPage {
     layout: Layout,
     method: &'static str,
     totp: bool,
     email: bool,
+    /// The person has a passkey (and passkeys are on).
+    passkey: bool,
+    /// The ceremony for `navigator.credentials.get()`, when the page is on the passkey.
+    passkey_options: Option<String>,
     masked_email: String,
     email_code_live: bool,
     error: Option<String>,
 }
 
 /// The waiting sign-in and its user, or where to send the browser instead.
-async fn pending(
+pub(crate) async fn pending(
     state: &AppState,
     session: &Session,
 ) -> Result<Result<(PendingSignIn, User), Response>, AppError> {
@@ -104,41 +109,67 @@ async fn pending(
     }
 }
 
-async fn page(
+/// The second-step page, on the method asked for (`totp`, `email`, `recovery`, `passkey`) when
+/// the person has it, else on the first they have: a passkey, the app, email codes.
+pub(crate) async fn page(
     state: &AppState,
     session: &Session,
     user: &User,
-    requested: Option<Method>,
+    requested: Option<&str>,
     error: Option<String>,
 ) -> Result<VerifyPage, AppError> {
     let totp = factors::totp_enabled(state, user).await?;
     let email = user.email_otp_enabled;
+    let passkey = user.has_passkey && state.passkeys.enabled();
     let method = match requested {
-        Some(Method::Totp) if totp => Method::Totp,
-        Some(Method::Email) if email => Method::Email,
-        Some(Method::Recovery) => Method::Recovery,
-        _ if totp => Method::Totp,
-        _ if email => Method::Email,
-        _ => Method::Recovery,
+        Some("passkey") if passkey => "passkey",
+        Some(name) => match Method::parse(name) {
+            Some(Method::Totp) if totp => "totp",
+            Some(Method::Email) if email => "email",
+            Some(Method::Recovery) => "recovery",
+            _ => "",
+        },
+        None => "",
+    };
+    let method = match method {
+        "" if passkey => "passkey",
+        "" if totp => "totp",
+        "" if email => "email",
+        "" => "recovery",
+        chosen => chosen,
     };
     let email_code_live = state
         .store
         .email_code(&user.id, LOGIN_CODE)
         .await?
         .is_some_and(|c| c.expires_at > state.clock.now());
+    let passkey_options = if method == "passkey" {
+        crate::passkeys::begin_for_user(state, user, crate::passkeys::Purpose::SecondFactor)
+            .await?
+            .map(|ceremony| ceremony.into_json())
+    } else {
+        None
+    };
     Ok(VerifyPage {
         layout: Layout::new(session, None).await?,
-        method: match method {
-            Method::Totp => "totp",
-            Method::Email => "email",
-            Method::Recovery => "recovery",
-        },
+        method,
         totp,
         email,
+        passkey,
+        passkey_options,
         masked_email: mask_email(&user.email),
         email_code_live,
         error,
     })
+}
+
+/// The name the page and its links use for a code method.
+fn method_name(method: Method) -> &'static str {
+    match method {
+        Method::Totp => "totp",
+        Method::Email => "email",
+        Method::Recovery => "recovery",
+    }
 }
 
 #[derive(Deserialize)]
@@ -155,8 +186,7 @@ async fn show(
         Ok(found) => found,
         Err(redirect) => return Ok(redirect),
     };
-    let requested = query.method.as_deref().and_then(Method::parse);
-    Ok(page(&state, &session, &user, requested, None)
+    Ok(page(&state, &session, &user, query.method.as_deref(), None)
         .await?
         .into_response())
 }
@@ -210,7 +240,14 @@ async fn submit(
     let check = match verify_second_factor(&state, &meta, &user, method, &form.code).await? {
         SecondFactorCheck::Paused(wait) => {
             let message = wrong_codes_message(wait);
-            let page = page(&state, &session, &user, Some(method), Some(message)).await?;
+            let page = page(
+                &state,
+                &session,
+                &user,
+                Some(method_name(method)),
+                Some(message),
+            )
+            .await?;
             return Ok((StatusCode::TOO_MANY_REQUESTS, page).into_response());
         }
         SecondFactorCheck::Checked(check) => check,
@@ -220,23 +257,15 @@ async fn submit(
             &state,
             &session,
             &user,
-            Some(method),
+            Some(method_name(method)),
             Some(check.message().into()),
         )
         .await?;
         return Ok((StatusCode::UNAUTHORIZED, page).into_response());
     }
 
-    let now = state.clock.now();
     let methods = [pending.first_method.as_str(), method.record_name()];
-    auth::sign_in(&state, &meta, &session, &user, &methods).await?;
-    state.store.record_login(&user.id, now).await?;
-    crate::audit::record(
-        &state,
-        &meta,
-        crate::audit::Event::own("sign_in", &user.id).detail(methods.join(" ")),
-    )
-    .await;
+    signed_in(&state, &meta, &session, &user, &methods).await?;
     tracing::info!(user_id = %user.id, method = method.record_name(), "signed in with a second factor");
     if method == Method::Recovery {
         let left = state.store.unused_recovery_codes(&user.id).await?;
@@ -250,4 +279,27 @@ async fn submit(
     }
     let next = NextUrl::parse_or_default(Some(&pending.next));
     Ok(Redirect::to(next.as_str()).into_response())
+}
+
+/// The second step passed (with a code here, or a passkey): the person is signed in with both
+/// methods, and it is recorded.
+pub(crate) async fn signed_in(
+    state: &AppState,
+    meta: &crate::audit::RequestMeta,
+    session: &Session,
+    user: &User,
+    methods: &[&str],
+) -> Result<(), AppError> {
+    auth::sign_in(state, meta, session, user, methods).await?;
+    state
+        .store
+        .record_login(&user.id, state.clock.now())
+        .await?;
+    crate::audit::record(
+        state,
+        meta,
+        crate::audit::Event::own("sign_in", &user.id).detail(methods.join(" ")),
+    )
+    .await;
+    Ok(())
 }

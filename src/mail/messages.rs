@@ -58,6 +58,12 @@ pub fn security_notice_text(event: &str) -> Option<&'static str> {
         "password_reset" => "Your password was reset",
         "totp_enabled" => "An authenticator app was added to your account",
         "totp_removed" => "The authenticator app was removed from your account",
+        "passkey_added" => "A passkey was added to your account",
+        "passkey_renamed" => "A passkey of your account was renamed",
+        "passkey_removed" | "admin.passkey_removed" => "A passkey was removed from your account",
+        "passkey_clone_suspected" => {
+            "A sign-in with what looks like a copy of one of your passkeys was refused"
+        }
         "email_codes_enabled" => "Sign-in codes by email were turned on",
         "email_codes_disabled" => "Sign-in codes by email were turned off",
         "recovery_codes_regenerated" => {

@@ -128,8 +128,11 @@ pub async fn totp_enabled(state: &AppState, user: &User) -> Result<bool, AppErro
         .is_some_and(|f| f.confirmed_at.is_some()))
 }
 
+/// A way to pass the second step: the authenticator app, codes by email, or a passkey (while
+/// passkeys are on: an operator who turns them off must not lock their owners out).
 pub async fn has_second_factor(state: &AppState, user: &User) -> Result<bool, AppError> {
-    Ok(user.email_otp_enabled || totp_enabled(state, user).await?)
+    let passkey = user.has_passkey && state.passkeys.enabled();
+    Ok(user.email_otp_enabled || passkey || totp_enabled(state, user).await?)
 }
 
 /// Mails a fresh 6-digit code for `purpose`, replacing any earlier one.
@@ -244,7 +247,7 @@ pub async fn forget_recovery_codes_if_unprotected(
     let Some(user) = state.store.find_user_by_id(user_id).await? else {
         return Ok(());
     };
-    if !has_second_factor(state, &user).await? {
+    if !user.has_passkey && !has_second_factor(state, &user).await? {
         state.store.delete_recovery_codes(user_id).await?;
     }
     Ok(())

@@ -1,5 +1,5 @@
-//! The security page (`/account/security`): authenticator app (TOTP) with a QR code, email
-//! one-time codes, and recovery codes.
+//! The security page (`/account/security`): passkeys (their routes are in `passkeys`),
+//! authenticator app (TOTP) with a QR code, email one-time codes, and recovery codes.
 
 mod email_codes;
 pub mod factors;
@@ -82,6 +82,9 @@ struct SecurityPage {
     email_otp_enabled: bool,
     masked_email: String,
     recovery_remaining: i64,
+    /// Passkeys can be added here (they are on, at this public URL).
+    passkeys_on: bool,
+    passkeys: Vec<crate::passkeys::PasskeyListing>,
 }
 
 async fn show(
@@ -95,10 +98,15 @@ async fn show(
         email_otp_enabled: user.email_otp_enabled,
         masked_email: mask_email(&user.email),
         recovery_remaining: state.store.unused_recovery_codes(&user.id).await?,
+        passkeys_on: state.passkeys.enabled(),
+        passkeys: crate::passkeys::passkey_listing(&state, &user).await?,
     })
 }
 
-async fn back_to_security(session: &Session, message: Flash) -> Result<Response, AppError> {
+pub(crate) async fn back_to_security(
+    session: &Session,
+    message: Flash,
+) -> Result<Response, AppError> {
     flash::set(session, message).await?;
     Ok(Redirect::to("/account/security").into_response())
 }
@@ -150,7 +158,7 @@ async fn confirm_identity(
 }
 
 /// The first factor comes with recovery codes, shown at once; later ones just say so.
-async fn finish_enrolment(
+pub(crate) async fn finish_enrolment(
     state: &AppState,
     session: &Session,
     user: &User,

@@ -38,7 +38,8 @@ impl Store {
         Ok(())
     }
 
-    /// Removes every second factor: the authenticator app, recovery codes and email codes.
+    /// Removes every second factor: the authenticator app, passkeys, recovery codes and email
+    /// codes.
     pub async fn remove_second_factors(
         &self,
         user_id: &str,
@@ -51,6 +52,7 @@ impl Store {
             for sql in [
                 "delete from totp_factors where user_id = $1",
                 "delete from recovery_codes where user_id = $1",
+                "delete from passkeys where user_id = $1",
             ] {
                 sqlx::query(sql).bind(user_id).execute(&mut *tx).await?;
             }

@@ -18,6 +18,8 @@ pub struct User {
     pub email_otp_enabled: bool,
     /// A confirmed authenticator app, read with the user (as the roles are).
     pub totp_enabled: bool,
+    /// At least one passkey, read with the user too.
+    pub has_passkey: bool,
     /// Sessions remember the epoch they started in; bumping it ends all of them.
     pub session_epoch: i64,
     pub roles: Vec<String>,
@@ -68,6 +70,7 @@ pub(super) struct UserRow {
     roles: Option<String>,
     /// From `user_columns!` too.
     totp_enabled: bool,
+    has_passkey: bool,
 }
 
 impl UserRow {
@@ -92,6 +95,7 @@ impl UserRow {
             email_verified: self.email_verified,
             email_otp_enabled: self.email_otp_enabled,
             totp_enabled: self.totp_enabled,
+            has_passkey: self.has_passkey,
             session_epoch: self.session_epoch,
             roles,
         }
@@ -107,7 +111,8 @@ macro_rules! user_columns {
          users.email_otp_enabled, users.session_epoch, \
          (select string_agg(role, ' ') from user_roles r where r.user_id = users.id) as roles, \
          exists(select 1 from totp_factors t where t.user_id = users.id \
-         and t.confirmed_at is not null) as totp_enabled"
+         and t.confirmed_at is not null) as totp_enabled, \
+         exists(select 1 from passkeys p where p.user_id = users.id) as has_passkey"
     };
 }
 pub(super) use user_columns;
@@ -142,6 +147,7 @@ impl Store {
             email_verified: new.email_verified,
             email_otp_enabled: false,
             totp_enabled: false,
+            has_passkey: false,
             session_epoch: 0,
             roles,
         };

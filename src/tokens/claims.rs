@@ -12,17 +12,23 @@ use crate::tokens::SigningAlg;
 /// ID tokens live an hour: they prove a sign-in, they are not for calling APIs.
 pub const ID_TOKEN_TTL: i64 = 3600;
 
-/// RFC 8176 values: passwords are `pwd`, every one-time code is `otp`, two of them make `mfa`.
+/// RFC 8176 values: passwords are `pwd`, every one-time code is `otp`, a passkey is the key it
+/// proves (`hwk` bound to a device, `swk` synced) with the user verification it requires
+/// (`user`); two of them make `mfa`.
 pub fn amr(methods: &[String]) -> Vec<&'static str> {
     let mut amr: Vec<&'static str> = Vec::new();
     for method in methods {
-        let value = match method.as_str() {
-            "pwd" => "pwd",
-            "totp" | "email_otp" | "recovery_code" => "otp",
+        let values: &[&'static str] = match method.as_str() {
+            "pwd" => &["pwd"],
+            "totp" | "email_otp" | "recovery_code" => &["otp"],
+            "hwk" => &["hwk", "user"],
+            "swk" => &["swk", "user"],
             _ => continue,
         };
-        if !amr.contains(&value) {
-            amr.push(value);
+        for value in values {
+            if !amr.contains(value) {
+                amr.push(value);
+            }
         }
     }
     if amr.len() > 1 {
@@ -166,6 +172,11 @@ mod tests {
         assert_eq!(
             amr(&methods(&["pwd", "recovery_code"])),
             vec!["pwd", "otp", "mfa"]
+        );
+        assert_eq!(amr(&methods(&["hwk"])), vec!["hwk", "user", "mfa"]);
+        assert_eq!(
+            amr(&methods(&["pwd", "swk"])),
+            vec!["pwd", "swk", "user", "mfa"]
         );
     }
 

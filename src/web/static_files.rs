@@ -39,3 +39,16 @@ pub async fn favicon_ico() -> impl IntoResponse {
         FAVICON_ICO,
     )
 }
+
+/// The one script: passkeys on the pages that offer them (`script-src 'self'`, no build step).
+const PASSKEYS_JS: &str = include_str!("../../static/passkeys.js");
+
+pub async fn passkeys_js() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        PASSKEYS_JS,
+    )
+}

@@ -52,11 +52,11 @@ const USER_AGENT: &str = "PortcullisTestApp/1.0";
 // ---------------------------------------------------------------------------------------------
 
 /// One answer from the API: status, headers, the raw body and the body as JSON (`Null` if none).
-struct Answer {
-    status: StatusCode,
+pub(crate) struct Answer {
+    pub status: StatusCode,
     headers: HeaderMap,
-    text: String,
-    body: Value,
+    pub text: String,
+    pub body: Value,
 }
 
 impl Answer {
@@ -77,7 +77,7 @@ impl Answer {
         }
     }
 
-    fn str(&self, field: &str) -> String {
+    pub fn str(&self, field: &str) -> String {
         self.body[field]
             .as_str()
             .unwrap_or_else(|| panic!("a string `{field}` in {}", self.text))
@@ -106,7 +106,7 @@ fn error_code(answer: &Answer) -> (StatusCode, String) {
 /// Asserts an error answer has the given status and code, a message, and `fields` only on 422
 /// (always on `validation_failed`).
 #[track_caller]
-fn assert_error(answer: &Answer, status: StatusCode, code: &str) {
+pub(crate) fn assert_error(answer: &Answer, status: StatusCode, code: &str) {
     assert_eq!(
         error_code(answer),
         (status, code.to_string()),
@@ -156,7 +156,7 @@ fn api(app: &TestApp, path: &str) -> String {
 }
 
 /// POST a JSON body from an app (no cookies).
-async fn post(app: &TestApp, path: &str, body: Value) -> Answer {
+pub(crate) async fn post(app: &TestApp, path: &str, body: Value) -> Answer {
     Answer::from(
         app.fresh_client()
             .post(api(app, path))
@@ -167,7 +167,7 @@ async fn post(app: &TestApp, path: &str, body: Value) -> Answer {
 }
 
 /// POST a JSON body with a Bearer access token.
-async fn bearer_post(app: &TestApp, path: &str, token: &str, body: Value) -> Answer {
+pub(crate) async fn bearer_post(app: &TestApp, path: &str, token: &str, body: Value) -> Answer {
     Answer::from(
         app.fresh_client()
             .post(api(app, path))
@@ -203,14 +203,14 @@ async fn api_signup(app: &TestApp) -> (String, String) {
     (email, answer.str("id"))
 }
 
-struct Tokens {
-    access: String,
-    refresh: String,
+pub(crate) struct Tokens {
+    pub access: String,
+    pub refresh: String,
 }
 
 impl Tokens {
     #[track_caller]
-    fn from(answer: &Answer) -> Self {
+    pub fn from(answer: &Answer) -> Self {
         assert_eq!(answer.status, StatusCode::OK, "tokens: {}", answer.text);
         Self {
             access: answer.str("access_token"),
@@ -219,7 +219,7 @@ impl Tokens {
     }
 }
 
-async fn login_answer(app: &TestApp, email: &str, password: &str) -> Answer {
+pub(crate) async fn login_answer(app: &TestApp, email: &str, password: &str) -> Answer {
     post(app, "/login", json!({"email": email, "password": password})).await
 }
 
@@ -229,13 +229,13 @@ async fn api_login(app: &TestApp, email: &str) -> Tokens {
 }
 
 /// A new account, logged in through the API: its email, id and tokens.
-async fn signed_in(app: &TestApp) -> (String, String, Tokens) {
+pub(crate) async fn signed_in(app: &TestApp) -> (String, String, Tokens) {
     let (email, id) = api_signup(app).await;
     let tokens = api_login(app, &email).await;
     (email, id, tokens)
 }
 
-async fn whoami(app: &TestApp, access: &str) -> Answer {
+pub(crate) async fn whoami(app: &TestApp, access: &str) -> Answer {
     bearer_get(app, "/whoami", access).await
 }
 

@@ -203,6 +203,15 @@ impl TestApp {
         self.restart().await;
     }
 
+    /// Restarts with the public URL on `localhost` (same port), where passkeys work: WebAuthn
+    /// needs a domain name, and browsers allow it over plain http only on localhost.
+    pub async fn on_localhost(&mut self) {
+        let url = format!("http://localhost:{}", self.addr.port());
+        let public_url = url.clone();
+        self.restart_with(|raw| raw.public_url = public_url).await;
+        self.url = url;
+    }
+
     /// Stops the server (gracefully) and starts a new one on the same port and data.
     pub async fn restart(&mut self) {
         if let Some(server) = self.server.take() {

@@ -1,6 +1,6 @@
 //! What an admin can do to an account from its page: disable, enable, verify the address,
-//! send a reset link, reset second factors, grant and revoke roles, take back consents, end
-//! sign-ins.
+//! send a reset link, reset second factors, remove a passkey, grant and revoke roles, take back
+//! consents, end sign-ins.
 
 use super::*;
 
@@ -16,6 +16,8 @@ struct ActionForm {
     client_id: String,
     #[serde(default)]
     session_id: String,
+    #[serde(default)]
+    passkey_id: String,
 }
 
 /// Role names go into tokens as they are: short, no spaces or control characters.
@@ -153,6 +155,20 @@ async fn act(
                 "admin.consent_revoked",
                 Some(form.client_id.clone()),
                 Flash::success("The app's access was taken back."),
+            )
+        }
+        "passkeys-remove" => {
+            let removed = crate::passkeys::remove_passkey(state, &user, &form.passkey_id).await?;
+            (
+                "admin.passkey_removed",
+                removed.clone(),
+                match removed {
+                    Some(name) => Flash::success(format!(
+                        "The passkey “{name}” no longer signs {} in.",
+                        user.email
+                    )),
+                    None => Flash::info("That passkey had already been removed."),
+                },
             )
         }
         "sessions-revoke" => {

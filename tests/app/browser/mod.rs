@@ -9,6 +9,7 @@
 //! `chromium` (or `chromium-browser`, `google-chrome`) on the `PATH`.
 
 mod accounts;
+mod passkeys;
 mod relying_app;
 mod two_step;
 mod upstream;
@@ -272,6 +273,83 @@ impl Tab {
             .await
             .unwrap_or_else(|e| panic!("press {label:?}: {e}"));
         self.settle(&format!("press {label:?}")).await;
+    }
+
+    /// Presses the button `label` where pressing it is not expected to leave the page (a
+    /// script answers in place).
+    pub async fn press_in_place(&self, label: &str) {
+        let quoted = xpath_literal(label);
+        let xpath = format!("//button[normalize-space()={quoted}]");
+        let Ok(button) = self.page.find_xpath(&xpath).await else {
+            panic!("no button {label:?} on {}", self.url().await);
+        };
+        button
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("press {label:?}: {e}"));
+    }
+
+    /// Waits until the page says `words`, as a person waits for a message to appear.
+    pub async fn wait_to_read(&self, words: &str) {
+        let started = Instant::now();
+        while !self.text().await.contains(words) {
+            if started.elapsed() > PAGE_WAIT {
+                panic!(
+                    "{words:?} never appeared on {}; it reads:\n{}\nproblems:\n{}",
+                    self.url().await,
+                    self.text().await,
+                    self.problems_text()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Opens the disclosure (`<details>`) whose summary reads `label`; nothing navigates.
+    pub async fn disclose(&self, label: &str) {
+        let xpath = format!("//summary[normalize-space()={}]", xpath_literal(label));
+        let Ok(summary) = self.page.find_xpath(&xpath).await else {
+            panic!("no {label:?} to open on {}", self.url().await);
+        };
+        summary
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("open {label:?}: {e}"));
+    }
+
+    /// From the next page on, the browser says it cannot offer passkeys in autofill (as
+    /// browsers without conditional mediation do), so passkeys are used from the button only.
+    /// Chromium's virtual authenticator would otherwise answer the autofill request at once.
+    pub async fn without_passkey_autofill(&self) {
+        self.page
+            .evaluate_on_new_document(
+                "if (window.PublicKeyCredential) { \
+                 PublicKeyCredential.isConditionalMediationAvailable = async () => false; }",
+            )
+            .await
+            .expect("install the override");
+    }
+
+    /// Waits until the window has moved on, by itself, to `path`.
+    pub async fn wait_until_at(&self, path: &str) {
+        let started = Instant::now();
+        loop {
+            // No document answers while the next one loads.
+            let here: Option<String> = self.eval("location.pathname").await;
+            if here.as_deref() == Some(path) {
+                break;
+            }
+            if started.elapsed() > PAGE_WAIT {
+                self.assert_at(path).await;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.settle(&format!("move on to {path}")).await;
+    }
+
+    /// The DevTools page, for what only the protocol can do (a virtual authenticator).
+    pub fn devtools(&self) -> &Page {
+        &self.page
     }
 
     /// Types `value` into the field named `name`, replacing what it held.

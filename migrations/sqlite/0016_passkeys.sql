@@ -1,0 +1,29 @@
+-- WebAuthn credentials (passkeys and security keys), any number per account.
+create table passkeys (
+    id text primary key not null,
+    user_id text not null references users (id) on delete cascade,
+    -- The credential id (base64url): one account only (WebAuthn §7.1, step 26).
+    credential_id text not null unique,
+    name text not null,
+    -- webauthn-rs's `Passkey` as JSON: public key, algorithm and flags.
+    credential text not null,
+    -- The signature counter as last accepted (WebAuthn §6.1.1); 0 for authenticators without one.
+    sign_count integer not null default 0,
+    -- Whether the credential can be synced (a passkey in a password manager) and is.
+    backup_eligible boolean not null,
+    backup_state boolean not null,
+    created_at integer not null,
+    last_used_at integer
+);
+create index passkeys_user on passkeys (user_id);
+
+-- WebAuthn ceremonies under way: what finishing one needs (its challenge among it). Taken once.
+create table passkey_challenges (
+    -- SHA-256 of the handle the browser or app holds.
+    id text primary key not null,
+    user_id text references users (id) on delete cascade,
+    purpose text not null,
+    state text not null,
+    expires_at integer not null
+);
+create index passkey_challenges_expiry on passkey_challenges (expires_at);
