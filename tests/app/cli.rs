@@ -111,6 +111,42 @@ async fn bad_configuration_stops_start_up_with_a_message_naming_the_setting() {
 }
 
 #[tokio::test]
+async fn passkeys_asked_for_where_they_cannot_work_stop_start_up_saying_why() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cases = [
+        ("http://192.168.1.10:8080", None, "is an IP address"),
+        ("http://login.example.com", None, "https://"),
+        (
+            "https://login.example.com",
+            Some("other.example"),
+            "parent domain",
+        ),
+    ];
+    for (public_url, rp_id, why) in cases {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+        command
+            .env_clear()
+            .env("PORTCULLIS_DATA_DIR", dir.path())
+            .env("PORTCULLIS_PUBLIC_URL", public_url)
+            .env("PORTCULLIS_PASSKEYS", "on");
+        if let Some(rp_id) = rp_id {
+            command.env("PORTCULLIS_PASSKEY_RP_ID", rp_id);
+        }
+        let output = command
+            .arg("migrate")
+            .output()
+            .await
+            .expect("run portcullis");
+        assert!(!output.status.success(), "{public_url} is refused");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(why) && stderr.contains("PORTCULLIS_PASSKEYS=off"),
+            "{public_url}: {stderr}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn the_secret_key_is_generated_once_and_never_logged() {
     let dir = tempfile::tempdir().expect("temp dir");
     let run = || {

@@ -13,11 +13,12 @@ use chromiumoxide::cdp::browser_protocol::web_authn::{
 
 use super::relying_app::{RelyingApp, person, sign_in_here};
 use super::{Browser, Tab};
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, make_admin};
 
 backend_tests!(
     a_passkey_made_in_the_browser_signs_in_alone_and_as_the_second_step_in_an_app_and_is_removed,
     a_copied_passkey_and_a_wrong_origin_are_refused,
+    an_admin_confirms_with_a_passkey_and_removes_a_persons_passkey,
 );
 
 /// A virtual authenticator in one window: a platform authenticator with a fingerprint reader
@@ -235,4 +236,43 @@ async fn a_copied_passkey_and_a_wrong_origin_are_refused(mut app: TestApp) {
         .open(&format!("http://127.0.0.1:{port}/account"))
         .await;
     elsewhere.assert_at("/login").await;
+}
+
+async fn an_admin_confirms_with_a_passkey_and_removes_a_persons_passkey(mut app: TestApp) {
+    let Some(browser) = Browser::launch().await else {
+        return;
+    };
+    app.on_localhost().await;
+    // A person with a passkey on their phone (added through the API).
+    let (their_email, their_id, tokens) = crate::api::signed_in(&app).await;
+    let mut phone = crate::passkeys::Device::at(&app.url);
+    crate::passkeys::add_passkey(&app, &mut phone, &tokens.access, "Phone").await;
+
+    let admin = person(&app).await;
+    make_admin(&app, &admin).await;
+    let tab = browser.window().await;
+    tab.without_passkey_autofill().await;
+    Authenticator::add(&tab).await;
+    // The panel asks admins for a second factor: the passkey is one.
+    enrol(&tab, &app, &admin, "Admin laptop").await;
+
+    app.clock.advance(16 * 60);
+    tab.open(&app.at(&format!("/admin/users/{their_id}"))).await;
+    assert_eq!(tab.texts("#passkeys strong").await, ["Phone"]);
+    tab.press("Remove").await;
+    tab.assert_reads("Confirm it is you").await;
+    tab.press("Confirm with a passkey").await;
+    tab.assert_at(&format!("/admin/users/{their_id}")).await;
+    tab.assert_reads("Thanks. Now repeat what you were doing.")
+        .await;
+    tab.press("Remove").await;
+    tab.assert_reads("The passkey “Phone” no longer signs")
+        .await;
+    assert_eq!(tab.count("#passkeys").await, 0);
+    assert!(
+        app.last_mail_to(&their_email)
+            .await
+            .contains("A passkey was removed from your account")
+    );
+    tab.assert_no_problems();
 }
