@@ -132,13 +132,16 @@ impl App {
         );
         let events = crate::events::Events::from_config(&config, clock.clone());
         let passkeys = crate::passkeys::Passkeys::from_config(&config)?;
+        let hasher = PasswordHasher::per_core()
+            .with_queue_bound(config.password_queue_timeout)
+            .observed_by(metrics.clone());
         let state = AppState {
             passkeys,
             node: Node::new(&config.node_name),
             upstreams,
             config: Arc::new(config),
             store,
-            hasher: PasswordHasher::per_core().observed_by(metrics.clone()),
+            hasher,
             mailer,
             tokens,
             sessions: sessions.clone(),

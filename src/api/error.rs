@@ -178,6 +178,15 @@ impl From<AppError> for ApiError {
             AppError::BadRequest(message) => {
                 Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
             }
+            AppError::Busy => {
+                let mut error = Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy",
+                    "Too many sign-ins at once right now. Try again in a few seconds.",
+                );
+                error.retry_after = Some(i64::from(crate::password::BUSY_RETRY_AFTER_SECONDS));
+                error
+            }
             other => Self::internal(other),
         }
     }

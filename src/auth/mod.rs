@@ -95,6 +95,11 @@ async fn check_password(
         Subject::Email(email) => email,
         Subject::User(user) => user.email.as_str(),
     };
+    // Refused before anything is counted or written when the hashing workers are booked up.
+    if state.hasher.is_booked_up() {
+        state.metrics.throttled("password_queue");
+        return Err(AppError::Busy);
+    }
     let account_key = throttle::account_key(email);
     let ip_key = throttle::ip_key(meta.ip.as_deref());
     let counted = match throttle::begin(state, &account_key, &ip_key).await? {
@@ -112,7 +117,13 @@ async fn check_password(
         Subject::User(user) => Some(user.clone()),
     };
     let hash = user.as_ref().and_then(|u| u.password_hash.clone());
-    let right = state.hasher.verify(attempt, hash).await?;
+    let right = match state.hasher.verify(attempt, hash).await {
+        Ok(right) => right,
+        Err(e) => {
+            counted.not_checked(state).await?;
+            return Err(e.into());
+        }
+    };
     match user {
         Some(user) if right => {
             counted.succeeded(state).await?;

@@ -62,6 +62,14 @@ impl PasswordAttempt {
     }
 }
 
+impl PasswordAttempt {
+    /// The password was never checked (the server was too busy): the attempt is given back.
+    pub async fn not_checked(self, state: &AppState) -> StoreResult<()> {
+        throttle::release(state, &self.account).await?;
+        throttle::release(state, &self.ip).await
+    }
+}
+
 pub fn wait_message(seconds: i64) -> String {
     format!(
         "Too many failed sign-in attempts. For your security, sign-in is paused. Wait {} and try \

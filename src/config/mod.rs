@@ -69,6 +69,8 @@ pub struct Config {
     pub login_max_failures_per_account: u32,
     pub login_max_failures_per_ip: u32,
     pub login_failure_window: Duration,
+    /// How long a password check may wait for a hashing worker (then 503).
+    pub password_queue_timeout: Duration,
     pub smtp_url: Option<Secret>,
     pub mail_from: String,
     pub require_verified_email: bool,
@@ -408,6 +410,7 @@ impl Config {
             login_max_failures_per_account: raw.login_max_failures_per_account,
             login_max_failures_per_ip: raw.login_max_failures_per_ip,
             login_failure_window: raw.login_failure_window,
+            password_queue_timeout: raw.password_queue_timeout,
             smtp_url,
             mail_from,
             require_verified_email: raw.require_verified_email,

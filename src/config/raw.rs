@@ -47,6 +47,9 @@ pub struct RawConfig {
     #[serde(with = "humantime_serde")]
     pub session_max_lifetime: Duration,
     pub max_body_bytes: usize,
+    /// How long a sign-in may wait for a password-hashing worker before it is answered 503.
+    #[serde(with = "humantime_serde")]
+    pub password_queue_timeout: Duration,
     pub login_max_failures_per_account: u32,
     pub login_max_failures_per_ip: u32,
     #[serde(with = "humantime_serde")]
@@ -168,6 +171,7 @@ impl Default for RawConfig {
             session_idle_timeout: Duration::from_secs(30 * 60),
             session_max_lifetime: Duration::from_secs(12 * 3600),
             max_body_bytes: 64 * 1024,
+            password_queue_timeout: crate::password::DEFAULT_QUEUE_BOUND,
             login_max_failures_per_account: 5,
             login_max_failures_per_ip: 50,
             login_failure_window: Duration::from_secs(15 * 60),

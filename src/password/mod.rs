@@ -1,7 +1,9 @@
 //! Passwords: argon2id hashing on a bounded worker pool, and the password policy.
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 use argon2::password_hash::PasswordHash;
 use argon2::{Algorithm, Argon2, Block, Params, PasswordVerifier, Version};
@@ -47,7 +49,14 @@ pub enum HashError {
     Hash(String),
     #[error("password hashing worker stopped")]
     Worker,
+    /// More sign-ins than the workers can serve within the queue bound: answered at once
+    /// (503 with `Retry-After`) rather than after a wait nobody would sit through.
+    #[error("too many password checks waiting")]
+    Busy,
 }
+
+/// A hash's duration before any was measured (our parameters on one core, about 40 ms).
+const FIRST_GUESS_NANOS: u64 = 50_000_000;
 
 /// A job for a worker; it gets the worker's own argon2 memory.
 type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
@@ -55,15 +64,30 @@ type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
 /// Computes argon2id on a fixed pool of threads, off the async runtime, at most one hash per
 /// worker at a time, so a burst of logins queues up instead of starving other requests.
 /// Each worker keeps its 19 MiB of argon2 memory and reuses it: memory stays at
-/// workers × 19 MiB under load, and no hash pays for fresh pages.
+/// workers × 19 MiB under load, and no hash pays for fresh pages. The workers run at a lower
+/// priority than the runtime (nice 10), so token, JWKS and introspection requests keep their
+/// speed while every worker hashes.
+///
+/// The queue is bounded in time: a hash that would wait longer than `queue_bound` for a
+/// worker (as the queue ahead of it and the recent hash duration tell) is refused at once
+/// with `HashError::Busy`, and one that has waited that long gives up.
 #[derive(Clone, Debug)]
 pub struct PasswordHasher {
     permits: Arc<Semaphore>,
+    workers: usize,
     jobs: mpsc::Sender<Job>,
     /// Hashes waiting for a worker (a metric, read at scrape time).
-    waiting: Arc<std::sync::atomic::AtomicUsize>,
+    waiting: Arc<AtomicUsize>,
+    /// The recent duration of one hash (a moving average), in nanoseconds.
+    recent_nanos: Arc<AtomicU64>,
+    queue_bound: Duration,
     metrics: crate::ops::metrics::Metrics,
 }
+
+/// How long a sign-in may wait for a hashing worker unless configured.
+pub const DEFAULT_QUEUE_BOUND: Duration = Duration::from_secs(2);
+/// What a refused sign-in is told to wait (`Retry-After`): a burst passes within seconds.
+pub const BUSY_RETRY_AFTER_SECONDS: u16 = 2;
 
 impl PasswordHasher {
     pub fn new(workers: usize) -> Self {
@@ -81,8 +105,11 @@ impl PasswordHasher {
         }
         Self {
             permits: Arc::new(Semaphore::new(workers)),
+            workers,
             jobs,
             waiting: Arc::default(),
+            recent_nanos: Arc::new(AtomicU64::new(FIRST_GUESS_NANOS)),
+            queue_bound: DEFAULT_QUEUE_BOUND,
             metrics: crate::ops::metrics::Metrics::off(),
         }
     }
@@ -93,8 +120,14 @@ impl PasswordHasher {
         self
     }
 
+    /// How long a hash may wait for a worker (`PORTCULLIS_PASSWORD_QUEUE_TIMEOUT`).
+    pub fn with_queue_bound(mut self, bound: Duration) -> Self {
+        self.queue_bound = bound;
+        self
+    }
+
     pub fn queue_depth(&self) -> usize {
-        self.waiting.load(std::sync::atomic::Ordering::Relaxed)
+        self.waiting.load(Ordering::Relaxed)
     }
 
     /// One worker per core.
@@ -102,10 +135,29 @@ impl PasswordHasher {
         Self::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
     }
 
+    /// How long a hash asked for now would wait for a worker: none while one is free, else
+    /// its turn among those ahead of it, a hash's recent duration per round of workers.
+    fn expected_wait(&self, ahead: usize) -> Duration {
+        if self.permits.available_permits() > 0 {
+            return Duration::ZERO;
+        }
+        let rounds = (ahead / self.workers + 1) as u64;
+        Duration::from_nanos(rounds.saturating_mul(self.recent_nanos.load(Ordering::Relaxed)))
+    }
+
+    /// Whether a hash asked for now would be refused: callers skip their other work first.
+    pub fn is_booked_up(&self) -> bool {
+        self.expected_wait(self.waiting.load(Ordering::Relaxed)) > self.queue_bound
+    }
+
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
     ) -> Result<T, HashError> {
+        if self.is_booked_up() {
+            self.metrics.throttled("password_queue");
+            return Err(HashError::Busy);
+        }
         let waiting = Waiting::new(&self.waiting);
         let span = tracing::info_span!("password.hash");
         tracing::Instrument::instrument(self.run_in_pool(waiting, work), span).await
@@ -116,15 +168,24 @@ impl PasswordHasher {
         waiting: Waiting<'_>,
         work: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
     ) -> Result<T, HashError> {
-        let permit = self.permits.acquire().await;
+        let permit = match tokio::time::timeout(self.queue_bound, self.permits.acquire()).await {
+            Ok(permit) => permit,
+            Err(_) => {
+                self.metrics.throttled("password_queue");
+                return Err(HashError::Busy);
+            }
+        };
         drop(waiting);
         let _permit = permit.map_err(|_| HashError::Worker)?;
         let (reply, result) = oneshot::channel();
         let metrics = self.metrics.clone();
+        let recent = Arc::clone(&self.recent_nanos);
         let job: Job = Box::new(move |memory| {
-            let started = std::time::Instant::now();
+            let started = Instant::now();
             let answer = work(memory);
-            metrics.password_hashed(started.elapsed().as_secs_f64());
+            let took = started.elapsed();
+            metrics.password_hashed(took.as_secs_f64());
+            remember(&recent, took);
             let _ = reply.send(answer);
         });
         self.jobs.send(job).map_err(|_| HashError::Worker)?;
@@ -161,23 +222,36 @@ impl PasswordHasher {
     }
 }
 
+/// Folds one hash's duration into the moving average (an eighth of the new one).
+fn remember(recent: &AtomicU64, took: Duration) {
+    let took = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+    let before = recent.load(Ordering::Relaxed);
+    let average = before - before / 8 + took / 8;
+    recent.store(average, Ordering::Relaxed);
+}
+
 /// Counts one hash in the queue while it lives (also when the request is dropped while waiting).
-struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+struct Waiting<'a>(&'a AtomicUsize);
 
 impl<'a> Waiting<'a> {
-    fn new(count: &'a std::sync::atomic::AtomicUsize) -> Self {
-        count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
         Self(count)
     }
 }
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 fn worker(queue: &Mutex<mpsc::Receiver<Job>>) {
+    // Below the runtime's threads: while every worker hashes, other requests still get the
+    // cores at once. On Linux this sets the calling thread's nice value.
+    if let Err(e) = rustix::process::setpriority_process(None, 10) {
+        tracing::debug!(error = %e, "cannot lower the hashing worker's priority");
+    }
     let mut memory: Vec<Block> = Vec::new();
     loop {
         let job = match queue.lock() {
@@ -280,6 +354,53 @@ mod tests {
         ));
         assert!(matches!(
             hasher.verify("tangerine-lamp-42".into(), None).await,
+            Ok(false)
+        ));
+    }
+
+    /// A worker held by a job that waits for a signal: the pool is saturated for as long as
+    /// the test wants, without timing anything.
+    fn hold_the_worker(hasher: &PasswordHasher) -> std::sync::mpsc::Sender<()> {
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let hasher = hasher.clone();
+        tokio::spawn(async move {
+            let _ = hasher.run(move |_| held.recv()).await;
+        });
+        release
+    }
+
+    #[tokio::test]
+    async fn beyond_the_queue_bound_a_hash_is_refused_at_once() {
+        let hasher = PasswordHasher::new(1).with_queue_bound(Duration::from_secs(2));
+        let release = hold_the_worker(&hasher);
+        while hasher.permits.available_permits() > 0 {
+            tokio::task::yield_now().await;
+        }
+        // The worker is busy and a hash takes 50 ms (the first guess): these fit in the bound.
+        let queued: Vec<_> = (0..3)
+            .map(|_| {
+                let hasher = hasher.clone();
+                tokio::spawn(async move { hasher.verify("pw-1234567890".into(), None).await })
+            })
+            .collect();
+        while hasher.queue_depth() < 3 {
+            tokio::task::yield_now().await;
+        }
+        // Hashes got slow (a second each): the next would wait four, refused without waiting.
+        hasher.recent_nanos.store(1_000_000_000, Ordering::Relaxed);
+        for _ in 0..10 {
+            assert!(matches!(
+                hasher.verify("pw-1234567890".into(), None).await,
+                Err(HashError::Busy)
+            ));
+        }
+        release.send(()).expect("release the worker");
+        for hash in queued {
+            assert!(matches!(hash.await.expect("joined"), Ok(false)));
+        }
+        // With the worker free again, hashes are taken.
+        assert!(matches!(
+            hasher.verify("pw-1234567890".into(), None).await,
             Ok(false)
         ));
     }

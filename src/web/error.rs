@@ -29,6 +29,9 @@ pub enum AppError {
     /// The database does not take writes now (its primary is lost or being replaced).
     #[error("the database is unavailable")]
     Unavailable,
+    /// More sign-ins at once than the password workers can serve in time.
+    #[error("too busy to check a password now")]
+    Busy,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -60,7 +63,10 @@ impl From<crate::store::StoreError> for AppError {
 
 impl From<crate::password::HashError> for AppError {
     fn from(e: crate::password::HashError) -> Self {
-        Self::Internal(e.into())
+        match e {
+            crate::password::HashError::Busy => Self::Busy,
+            other => Self::Internal(other.into()),
+        }
     }
 }
 
@@ -107,6 +113,7 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let mut forward = None;
         let mut database_failure = false;
+        let busy = matches!(self, Self::Busy);
         let (status, title, message) = match self {
             Self::NotFound => (
                 StatusCode::NOT_FOUND,
@@ -137,6 +144,13 @@ impl IntoResponse for AppError {
                 unavailable()
             }
             Self::Unavailable => unavailable(),
+            Self::Busy => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Busy for a moment",
+                "Many people are signing in right now. Nothing was lost: wait a few seconds and \
+                 try again."
+                    .to_string(),
+            ),
             Self::Internal(cause) => {
                 tracing::error!(error = ?cause, "request failed");
                 database_failure = crate::ops::metrics::caused_by_database(&cause);
@@ -151,7 +165,12 @@ impl IntoResponse for AppError {
         let mut page = ErrorPage::new(status, title, message);
         page.action = forward;
         let mut response = page.into_response_with(status);
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if busy {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(crate::password::BUSY_RETRY_AFTER_SECONDS),
+            );
+        } else if status == StatusCode::SERVICE_UNAVAILABLE {
             crate::ops::primary::with_retry_after(&mut response);
         }
         crate::ops::metrics::mark_failure(&mut response, database_failure);

@@ -23,6 +23,7 @@ mod login;
 mod metrics;
 mod oauth;
 mod oidc_flow;
+mod overload;
 mod passkeys;
 mod prometheus;
 mod races;
