@@ -446,3 +446,76 @@ async fn the_nodes_share_the_event_queue_and_deliver_each_event_once() {
     assert_eq!(delivered.len(), SIGN_UPS, "none twice: {delivered:?}");
     assert!(received.iter().filter(|r| r.status == 500).count() >= SIGN_UPS);
 }
+
+/// A passkey ceremony lives in the database: begun on one node, it finishes on another, and
+/// of the same answer sent to every node at once, one signs in.
+#[tokio::test]
+async fn a_passkey_ceremony_begun_on_one_node_finishes_on_another_and_only_once() {
+    let Some(cluster) = Cluster::start_on_localhost(2).await else {
+        return;
+    };
+    let (one, two) = (&cluster.nodes[0].url, &cluster.nodes[1].url);
+    let http = &cluster.remote.http;
+    let email = crate::helpers::unique_email();
+    assert_eq!(
+        cluster.remote.sign_up(one, &email).await.status(),
+        StatusCode::CREATED
+    );
+    let (access, _) = cluster.remote.api_sign_in(one, &email).await;
+    let mut device = crate::passkeys::Device::at(&cluster.public_url);
+
+    let begin: serde_json::Value = http
+        .post(format!("{one}/api/v1/passkeys/register/begin"))
+        .bearer_auth(&access)
+        .json(&json!({ "password": PASSWORD }))
+        .send()
+        .await
+        .expect("begin")
+        .json()
+        .await
+        .expect("json");
+    let credential = device.create(&begin);
+    let finish = http
+        .post(format!("{two}/api/v1/passkeys/register/finish"))
+        .bearer_auth(&access)
+        .json(&json!({ "ceremony": begin["ceremony"], "name": "Phone", "credential": credential }))
+        .send()
+        .await
+        .expect("finish");
+    assert_eq!(finish.status(), StatusCode::OK, "registered across nodes");
+
+    let begin: serde_json::Value = http
+        .post(format!("{two}/api/v1/passkeys/login/begin"))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("begin")
+        .json()
+        .await
+        .expect("json");
+    let answer = json!({ "ceremony": begin["ceremony"], "credential": device.sign(&begin) });
+    let barrier = Arc::new(Barrier::new(12));
+    let attempts = (0..12).map(|i| {
+        let node = if i % 2 == 0 { one } else { two };
+        let (http, answer, barrier) = (http.clone(), answer.clone(), barrier.clone());
+        let url = format!("{node}/api/v1/passkeys/login/finish");
+        async move {
+            barrier.wait().await;
+            http.post(url)
+                .json(&answer)
+                .send()
+                .await
+                .expect("finish")
+                .status()
+        }
+    });
+    let statuses = futures::future::join_all(attempts).await;
+    let signed_in = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    assert_eq!(signed_in, 1, "one sign-in from one ceremony: {statuses:?}");
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == StatusCode::OK || *s == StatusCode::BAD_REQUEST),
+        "{statuses:?}"
+    );
+}

@@ -55,6 +55,8 @@ impl Node {
 pub struct Cluster {
     pub nodes: Vec<Node>,
     pub proxy: Proxy,
+    /// The balancer's URL, as the nodes' public URL (`localhost` for passkeys).
+    pub public_url: String,
     pub remote: Remote,
     database: PgDatabase,
     /// `None`: sessions in Postgres and changes over `LISTEN/NOTIFY`.
@@ -76,6 +78,15 @@ impl Cluster {
     }
 
     pub async fn start_on(nodes: usize, shared: Shared) -> Option<Self> {
+        Self::start_with(nodes, shared, false).await
+    }
+
+    /// The same with the public URL on `localhost`, where passkeys work.
+    pub async fn start_on_localhost(nodes: usize) -> Option<Self> {
+        Self::start_with(nodes, Shared::PostgresAndRedis, true).await
+    }
+
+    async fn start_with(nodes: usize, shared: Shared, localhost: bool) -> Option<Self> {
         let (pg, redis) = services()?;
         let redis = (shared == Shared::PostgresAndRedis).then_some(redis);
         let database = PgDatabase::create(&pg).await;
@@ -88,9 +99,15 @@ impl Cluster {
                 .map(|port| format!("http://127.0.0.1:{port}"))
                 .collect(),
         );
+        let public_url = if localhost {
+            proxy.url.replace("127.0.0.1", "localhost")
+        } else {
+            proxy.url.clone()
+        };
         let mut cluster = Self {
             nodes: Vec::new(),
-            remote: Remote::new(&proxy.url),
+            remote: Remote::new(&public_url),
+            public_url,
             proxy,
             database,
             redis,
@@ -118,7 +135,7 @@ impl Cluster {
     /// The environment every node and the CLI share.
     fn command(&self, data_dir: &std::path::Path) -> Command {
         let mut command =
-            crate::remote::portcullis(&self.database.url, &self.secret, &self.proxy.url, data_dir);
+            crate::remote::portcullis(&self.database.url, &self.secret, &self.public_url, data_dir);
         command
             // The tests' webhook receivers listen on loopback.
             .env("PORTCULLIS_WEBHOOK_ALLOW_PRIVATE", "true")
