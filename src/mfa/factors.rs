@@ -130,9 +130,10 @@ pub async fn totp_enabled(state: &AppState, user: &User) -> Result<bool, AppErro
 
 /// A way to pass the second step: the authenticator app, codes by email, or a passkey (while
 /// passkeys are on: an operator who turns them off must not lock their owners out).
+/// The account as just read: its confirmed authenticator and passkeys come with the user row.
 pub async fn has_second_factor(state: &AppState, user: &User) -> Result<bool, AppError> {
     let passkey = user.has_passkey && state.passkeys.enabled();
-    Ok(user.email_otp_enabled || passkey || totp_enabled(state, user).await?)
+    Ok(user.email_otp_enabled || passkey || user.totp_enabled)
 }
 
 /// Mails a fresh 6-digit code for `purpose`, replacing any earlier one.

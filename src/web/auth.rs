@@ -24,6 +24,16 @@ const LAST_SEEN_GRANULARITY: i64 = 60;
 /// This session's row in the session registry (`user_sessions`).
 const SESSION_ID: &str = "sid";
 
+/// A new session id whenever who the session is changes, so an id planted before cannot ride
+/// along (session fixation, OWASP ASVS 3.2.1). A session the store never saved has no id yet:
+/// it gets a fresh one when first saved, and there is no old record to delete.
+async fn renew_id(session: &Session) -> Result<(), AppError> {
+    if session.id().is_some() {
+        session.cycle_id().await?;
+    }
+    Ok(())
+}
+
 /// Starts a signed-in session: a new session id (no fixation), a new CSRF token, and a row in
 /// the registry that lists it (and can end it) on `/account` and the admin's user page.
 pub async fn sign_in(
@@ -35,7 +45,7 @@ pub async fn sign_in(
 ) -> Result<(), AppError> {
     let now = state.clock.now();
     register(state, meta, session, user, methods, now).await?;
-    session.cycle_id().await?;
+    renew_id(session).await?;
     session.remove_value(PENDING).await?;
     session.insert(USER_ID, &user.id).await?;
     session.insert(AUTH_AT, now).await?;
@@ -82,7 +92,7 @@ pub async fn begin_second_factor(
     next: &str,
     now: i64,
 ) -> Result<(), AppError> {
-    session.cycle_id().await?;
+    renew_id(session).await?;
     session.remove_value(USER_ID).await?;
     let pending = PendingSignIn {
         user_id: user.id.clone(),
@@ -157,7 +167,7 @@ pub async fn keep_after_epoch_change(
     let methods = sign_in_methods(session).await?;
     let methods: Vec<&str> = methods.iter().map(String::as_str).collect();
     register(state, meta, session, user, &methods, state.clock.now()).await?;
-    session.cycle_id().await?;
+    renew_id(session).await?;
     session.insert(EPOCH, epoch).await?;
     Ok(())
 }
