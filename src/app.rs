@@ -461,8 +461,8 @@ async fn prune(state: &AppState) {
     if let Err(e) = state.store.prune_change_log(now - 3600).await {
         tracing::warn!(error = %e, "could not prune the change log");
     }
-    if let Err(e) = state.store.prune_passkey_challenges(now).await {
-        tracing::warn!(error = %e, "could not prune ended passkey ceremonies");
+    if let Err(e) = state.store.prune_passkey_ceremonies(now).await {
+        tracing::warn!(error = %e, "could not prune expired passkey ceremonies");
     }
     // The overview shows 30 days.
     if let Err(e) = state.store.prune_activity(now - 35 * 24 * 3600).await {

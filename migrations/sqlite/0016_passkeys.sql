@@ -17,13 +17,12 @@ create table passkeys (
 );
 create index passkeys_user on passkeys (user_id);
 
--- WebAuthn ceremonies under way: what finishing one needs (its challenge among it). Taken once.
-create table passkey_challenges (
-    -- SHA-256 of the handle the browser or app holds.
+-- WebAuthn ceremonies already finished. A ceremony's state travels sealed with the server key in
+-- the handle the browser or app holds, so beginning one writes nothing; finishing records it
+-- here, so each handle is taken once, on whichever node. Kept until the handle expires.
+create table passkey_ceremonies_used (
+    -- SHA-256 of the handle.
     id text primary key not null,
-    user_id text references users (id) on delete cascade,
-    purpose text not null,
-    state text not null,
     expires_at integer not null
 );
-create index passkey_challenges_expiry on passkey_challenges (expires_at);
+create index passkey_ceremonies_used_expiry on passkey_ceremonies_used (expires_at);

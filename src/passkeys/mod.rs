@@ -1,8 +1,9 @@
 //! Passkeys (WebAuthn Level 3, with `webauthn-rs`): registering a credential and proving with
-//! one, for the pages and the API alike. A ceremony's state (its challenge among it) waits in
-//! the database between begin and finish and is taken out once, so a challenge is single use
-//! even across nodes; the signature counter only moves forward (WebAuthn §6.1.1, §7.2 step
-//! 22). Every credential is made discoverable with user verification required, so one passkey
+//! one, for the pages and the API alike. A ceremony's state (its challenge among it) travels
+//! between begin and finish sealed with the server key in the handle the browser or app holds,
+//! so beginning one (on every view of the sign-in page) writes nothing; finishing records the
+//! handle, so a challenge is single use even across nodes. The signature counter only moves
+//! forward (WebAuthn §6.1.1, §7.2 step 22). Every credential is made discoverable with user verification required, so one passkey
 //! is a whole sign-in (`amr` `hwk`/`swk` + `user`, RFC 8176) and also a second factor after a
 //! password.
 
@@ -181,45 +182,62 @@ fn user_handle(user: &User) -> Result<Uuid, PasskeyError> {
     Uuid::parse_str(&user.id).map_err(|e| internal(format!("user id is not a UUID: {e}")))
 }
 
-async fn put_ceremony(
+/// What a handle carries, sealed: whose ceremony, until when, and webauthn-rs's state.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SealedCeremony {
+    user: Option<String>,
+    expires_at: i64,
+    state: Value,
+}
+
+/// The sealing context: a handle opens only for its own purpose.
+fn ceremony_context(purpose: Purpose) -> String {
+    format!("passkey ceremony: {}", purpose.name())
+}
+
+fn put_ceremony(
     state: &AppState,
     user: Option<&User>,
     purpose: Purpose,
     saved: &impl serde::Serialize,
     options: Value,
 ) -> Result<Ceremony, PasskeyError> {
-    let handle = crypto::random_token();
-    let saved = serde_json::to_string(saved).map_err(internal)?;
-    state
-        .store
-        .put_passkey_challenge(
-            &crypto::sha256_hex(&handle),
-            user.map(|u| u.id.as_str()),
-            purpose.name(),
-            &saved,
-            state.clock.now() + CEREMONY_SECS,
-        )
-        .await?;
+    let sealed = SealedCeremony {
+        user: user.map(|u| u.id.clone()),
+        expires_at: state.clock.now() + CEREMONY_SECS,
+        state: serde_json::to_value(saved).map_err(internal)?,
+    };
+    let plaintext = serde_json::to_vec(&sealed).map_err(internal)?;
+    let handle = crypto::seal(
+        &state.config.secret_key,
+        &ceremony_context(purpose),
+        &plaintext,
+    );
     Ok(Ceremony { handle, options })
 }
 
-/// Takes the ceremony out (single use): its user and saved state.
+/// Opens the handle and records its use (single use, on any node): its user and saved state.
 async fn take_ceremony<T: serde::de::DeserializeOwned>(
     state: &AppState,
     purpose: Purpose,
     handle: &str,
 ) -> Result<(Option<String>, T), PasskeyError> {
-    let (user_id, saved) = state
+    let opened = crypto::open(&state.config.secret_key, &ceremony_context(purpose), handle)
+        .map_err(|_| PasskeyError::Expired)?;
+    let sealed: SealedCeremony =
+        serde_json::from_slice(&opened).map_err(|_| PasskeyError::Expired)?;
+    if sealed.expires_at <= state.clock.now() {
+        return Err(PasskeyError::Expired);
+    }
+    if !state
         .store
-        .take_passkey_challenge(
-            &crypto::sha256_hex(handle),
-            purpose.name(),
-            state.clock.now(),
-        )
+        .use_passkey_ceremony(&crypto::sha256_hex(handle), sealed.expires_at)
         .await?
-        .ok_or(PasskeyError::Expired)?;
-    let saved = serde_json::from_str(&saved).map_err(internal)?;
-    Ok((user_id, saved))
+    {
+        return Err(PasskeyError::Expired);
+    }
+    let saved = serde_json::from_value(sealed.state).map_err(internal)?;
+    Ok((sealed.user, saved))
 }
 
 fn stored_passkey(row: &PasskeyRow) -> Result<Passkey, PasskeyError> {
@@ -244,7 +262,7 @@ pub async fn begin_registration(state: &AppState, user: &User) -> Result<Ceremon
     // stored on the authenticator (WebAuthn §5.4.6). Every passkey provider and FIDO2 key can.
     options["publicKey"]["authenticatorSelection"]["residentKey"] = json!("required");
     options["publicKey"]["authenticatorSelection"]["requireResidentKey"] = json!(true);
-    put_ceremony(state, Some(user), Purpose::Register, &registration, options).await
+    put_ceremony(state, Some(user), Purpose::Register, &registration, options)
 }
 
 /// Finishes adding a passkey named `name` to `user`. The caller has checked the name.
@@ -304,7 +322,7 @@ pub async fn begin_sign_in(state: &AppState) -> Result<Ceremony, PasskeyError> {
     if let Some(options) = options.as_object_mut() {
         options.remove("mediation");
     }
-    put_ceremony(state, None, Purpose::SignIn, &authentication, options).await
+    put_ceremony(state, None, Purpose::SignIn, &authentication, options)
 }
 
 /// Starts a proof with one of `user`'s passkeys (second step, step-up); `None` when the
@@ -329,9 +347,7 @@ pub async fn begin_for_user(
         .start_passkey_authentication(&passkeys)
         .map_err(PasskeyError::Refused)?;
     let options = serde_json::to_value(options).map_err(internal)?;
-    put_ceremony(state, Some(user), purpose, &authentication, options)
-        .await
-        .map(Some)
+    put_ceremony(state, Some(user), purpose, &authentication, options).map(Some)
 }
 
 /// A passkey proof that held.

@@ -149,54 +149,23 @@ impl Store {
         Ok(changed == 1)
     }
 
-    /// Starts a ceremony: `id` is the SHA-256 of the handle given out.
-    pub async fn put_passkey_challenge(
-        &self,
-        id: &str,
-        user_id: Option<&str>,
-        purpose: &str,
-        state: &str,
-        expires_at: i64,
-    ) -> StoreResult<()> {
-        execute!(
+    /// Records that the ceremony `id` (the SHA-256 of its handle) was finished: false when it
+    /// was already, here or on another node (the primary key decides between racing requests).
+    pub async fn use_passkey_ceremony(&self, id: &str, expires_at: i64) -> StoreResult<bool> {
+        let recorded = execute!(
             self,
-            "insert into passkey_challenges (id, user_id, purpose, state, expires_at) \
-             values ($1, $2, $3, $4, $5)",
+            "insert into passkey_ceremonies_used (id, expires_at) values ($1, $2) \
+             on conflict (id) do nothing",
             id,
-            user_id,
-            purpose,
-            state,
             expires_at,
         )?;
-        Ok(())
+        Ok(recorded == 1)
     }
 
-    /// Takes a live ceremony of `purpose` out: deleting it is the single use, so of two
-    /// requests finishing the same ceremony only one gets it. Its user and state.
-    pub async fn take_passkey_challenge(
-        &self,
-        id: &str,
-        purpose: &str,
-        now: i64,
-    ) -> StoreResult<Option<(Option<String>, String)>> {
-        let taken = on_pool!(self, |pool| {
-            sqlx::query_as::<_, (Option<String>, String)>(
-                "delete from passkey_challenges where id = $1 and purpose = $2 \
-                 and expires_at > $3 returning user_id, state",
-            )
-            .bind(id)
-            .bind(purpose)
-            .bind(now)
-            .fetch_optional(pool)
-            .await
-        })?;
-        Ok(taken)
-    }
-
-    pub async fn prune_passkey_challenges(&self, now: i64) -> StoreResult<u64> {
+    pub async fn prune_passkey_ceremonies(&self, now: i64) -> StoreResult<u64> {
         Ok(execute!(
             self,
-            "delete from passkey_challenges where expires_at <= $1",
+            "delete from passkey_ceremonies_used where expires_at <= $1",
             now
         )?)
     }

@@ -306,6 +306,37 @@ async fn a_ceremony_finishes_once_when_the_same_answer_arrives_in_parallel(mut a
     for answer in answers.iter().filter(|a| a.status != StatusCode::OK) {
         assert_error(answer, StatusCode::BAD_REQUEST, "invalid_ceremony");
     }
+
+    // The handle is sealed with the server key and opens only for its own purpose: a made-up
+    // one, and a registration's handle sent to the sign-in, are refused.
+    let begin = post(&app, "/passkeys/login/begin", json!({})).await;
+    let assertion = device.sign(&begin.body);
+    let registration = bearer_post(
+        &app,
+        "/passkeys/register/begin",
+        &tokens.access,
+        json!({ "password": PASSWORD }),
+    )
+    .await;
+    for handle in [
+        "bm90IGEgaGFuZGxlIGF0IGFsbCwganVzdCBzb21lIGJ5dGVz".to_string(),
+        registration.str("ceremony"),
+    ] {
+        let answer = post(
+            &app,
+            "/passkeys/login/finish",
+            json!({ "ceremony": handle, "credential": assertion }),
+        )
+        .await;
+        assert_error(&answer, StatusCode::BAD_REQUEST, "invalid_ceremony");
+    }
+    let answer = post(
+        &app,
+        "/passkeys/login/finish",
+        json!({ "ceremony": begin.str("ceremony"), "credential": assertion }),
+    )
+    .await;
+    Tokens::from(&answer);
 }
 
 async fn the_pages_offer_passkeys_only_where_they_can_work(mut app: TestApp) {
