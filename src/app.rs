@@ -31,10 +31,51 @@ use crate::web::AppError;
 use crate::web::error::not_found;
 use crate::web::{headers, static_files};
 
-/// Everything a handler may need, cheap to clone. Each part is also its own sub-state
-/// (`FromRef`): a handler that needs only the token service takes `State<TokenService>`.
-#[derive(Clone, FromRef)]
-pub struct AppState {
+/// Everything a handler may need. One `Arc`: axum clones the state for every extractor and
+/// middleware of every request, and one reference count is cheaper than one per part. Some
+/// parts are also sub-states (`FromRef`): a handler that needs only the token service takes
+/// `State<TokenService>`.
+#[derive(Clone)]
+pub struct AppState(Arc<Parts>);
+
+impl std::ops::Deref for AppState {
+    type Target = Parts;
+
+    fn deref(&self) -> &Parts {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(parts: Parts) -> Self {
+        Self(Arc::new(parts))
+    }
+}
+
+/// Sub-states: a handler or layer that needs one part takes `State<Part>`.
+macro_rules! sub_state {
+    ($($field:ident: $part:ty),* $(,)?) => {
+        $(
+            impl FromRef<AppState> for $part {
+                fn from_ref(state: &AppState) -> Self {
+                    state.$field.clone()
+                }
+            }
+        )*
+    };
+}
+
+sub_state!(
+    config: Arc<Config>,
+    store: Store,
+    tokens: TokenService,
+    node: Node,
+    metrics: Metrics,
+    clock: Clock,
+);
+
+/// The parts of the state, each cheap to clone on its own.
+pub struct Parts {
     pub config: Arc<Config>,
     pub store: Store,
     pub hasher: PasswordHasher,
@@ -135,7 +176,7 @@ impl App {
         let hasher = PasswordHasher::per_core()
             .with_queue_bound(config.password_queue_timeout)
             .observed_by(metrics.clone());
-        let state = AppState {
+        let state = AppState::new(Parts {
             passkeys,
             node: Node::new(&config.node_name),
             upstreams,
@@ -148,7 +189,7 @@ impl App {
             events,
             clock,
             metrics,
-        };
+        });
         Ok(Self {
             state,
             sessions,

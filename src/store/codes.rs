@@ -58,15 +58,27 @@ impl Store {
         })?)
     }
 
-    /// Uses a code up; false when it was already used (a replay, or a lost race).
-    pub async fn use_auth_code(&self, code_hash: &str, now: i64) -> StoreResult<bool> {
-        let updated = execute!(
-            self,
-            "update auth_codes set used_at = $1 where code_hash = $2 and used_at is null",
-            now,
-            code_hash,
-        )?;
-        Ok(updated == 1)
+    /// Uses up a code issued to `client_id`, in one statement: its row, or `None` when it is
+    /// unknown, another client's, or was used before (a replay, or a lost race).
+    pub async fn take_auth_code(
+        &self,
+        code_hash: &str,
+        client_id: &str,
+        now: i64,
+    ) -> StoreResult<Option<AuthCodeRow>> {
+        Ok(on_pool!(self, |pool| {
+            sqlx::query_as::<_, AuthCodeRow>(
+                "update auth_codes set used_at = $1 \
+                 where code_hash = $2 and client_id = $3 and used_at is null \
+                 returning code_hash, client_id, user_id, redirect_uri, scope, resources, nonce, \
+                 code_challenge, auth_time, amr, created_at, expires_at, used_at",
+            )
+            .bind(now)
+            .bind(code_hash)
+            .bind(client_id)
+            .fetch_optional(pool)
+            .await
+        })?)
     }
 
     /// Notes a second redemption of a code, so that the first ends its tokens too.

@@ -55,23 +55,28 @@ impl TokenService {
     ) -> Result<TokenSet, RedeemError> {
         let code_hash = crypto::sha256_hex(redemption.code);
         let now = self.clock.now();
-        let row = self
-            .store
-            .find_auth_code(&code_hash)
-            .await?
-            .ok_or(RedeemError::Invalid)?;
-        if row.client_id != client.id {
-            return Err(RedeemError::Invalid);
-        }
         // RFC 6749 §4.1.2, RFC 9700 §4.2.4: a code used twice revokes what it was exchanged
         // for. Checked before anything else about the request, so a replay is caught whatever
-        // it carries.
-        if row.used_at.is_some() || !self.store.use_auth_code(&code_hash, now).await? {
+        // it carries. Using it up is the first statement; only when that finds nothing do we
+        // look at why (unknown or another client's code is just invalid, and stays unused).
+        let Some(row) = self
+            .store
+            .take_auth_code(&code_hash, &client.id, now)
+            .await?
+        else {
+            let row = self
+                .store
+                .find_auth_code(&code_hash)
+                .await?
+                .ok_or(RedeemError::Invalid)?;
+            if row.client_id != client.id {
+                return Err(RedeemError::Invalid);
+            }
             tracing::warn!(client_id = %client.id, "an authorization code was presented twice; revoking its tokens");
             self.store.mark_code_replayed(&code_hash, now).await?;
             self.revoke_tokens_of_code(&code_hash).await?;
             return Err(RedeemError::Invalid);
-        }
+        };
         if row.expires_at <= now {
             return Err(RedeemError::Invalid);
         }

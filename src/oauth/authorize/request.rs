@@ -94,7 +94,8 @@ pub(super) async fn parse(
             "The app did not say who it is (client_id is missing).",
         )));
     };
-    let Some(client) = crate::clients::find(&state.store, client_id).await? else {
+    // The token endpoint's client cache: a client change anywhere drops it at once.
+    let Some(client) = state.tokens.client(client_id).await? else {
         return Ok(Err(Refusal::Page(
             "The app that sent you here is not registered with this server.",
         )));
