@@ -164,24 +164,36 @@ async fn submit(
                 return Ok((StatusCode::UNAUTHORIZED, page).into_response());
             }
         };
-    let step = match auth_service::after_first_factor(&state, &user).await? {
-        Step::Disabled => {
-            let message = Some(ACCOUNT_DISABLED.into());
-            let page = LoginPage::new(&state, &session, email, &next, message).await?;
-            return Ok((StatusCode::FORBIDDEN, page).into_response());
-        }
-        Step::MustVerifyEmail => {
-            let sent = crate::verification::send_link_throttled(&state, &user).await?;
-            let message = format!(
-                "Confirm your email address before you sign in. {}",
-                sent.message
-            );
-            let page = LoginPage::new(&state, &session, email, &next, Some(message)).await?;
-            return Ok((StatusCode::FORBIDDEN, page).into_response());
-        }
-        step => step,
+    let step = match after_first_factor(&state, &session, &user, email, &next).await? {
+        Ok(step) => step,
+        Err(refused) => return Ok(refused),
     };
     complete(&state, &meta, &session, &user, step, "pwd", &next).await
+}
+
+/// What follows a right first factor (a password, a passkey), as the sign-in service decides:
+/// a disabled account or an address to confirm first is answered with the sign-in page saying
+/// so (`email` filled in again), anything else is the step to go on with.
+pub async fn after_first_factor(
+    state: &AppState,
+    session: &Session,
+    user: &crate::store::User,
+    email: String,
+    next: &NextUrl,
+) -> Result<Result<Step, Response>, AppError> {
+    let message = match auth_service::after_first_factor(state, user).await? {
+        Step::Disabled => ACCOUNT_DISABLED.to_string(),
+        Step::MustVerifyEmail => {
+            let sent = crate::verification::send_link_throttled(state, user).await?;
+            format!(
+                "Confirm your email address before you sign in. {}",
+                sent.message
+            )
+        }
+        step => return Ok(Ok(step)),
+    };
+    let page = LoginPage::new(state, session, email, next, Some(message)).await?;
+    Ok(Err((StatusCode::FORBIDDEN, page).into_response()))
 }
 
 /// After the first step (`pwd`, or `upstream` for a provider like Google), as the sign-in

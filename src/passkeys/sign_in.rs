@@ -80,33 +80,10 @@ async fn sign_in(
     };
     let user = &verified.user;
     // A passkey is both factors: the rest of what follows a first factor still holds.
-    match crate::auth::after_first_factor(&state, user).await? {
-        Step::Disabled => {
-            return crate::login::page_with_error(
-                &state,
-                &session,
-                &next,
-                StatusCode::FORBIDDEN,
-                crate::login::ACCOUNT_DISABLED,
-            )
-            .await;
-        }
-        Step::MustVerifyEmail => {
-            let sent = crate::verification::send_link_throttled(&state, user).await?;
-            let message = format!(
-                "Confirm your email address before you sign in. {}",
-                sent.message
-            );
-            return crate::login::page_with_error(
-                &state,
-                &session,
-                &next,
-                StatusCode::FORBIDDEN,
-                &message,
-            )
-            .await;
-        }
-        Step::SecondFactor | Step::SignedIn => {}
+    if let Err(refused) =
+        crate::login::after_first_factor(&state, &session, user, String::new(), &next).await?
+    {
+        return Ok(refused);
     }
     crate::login::complete(
         &state,
