@@ -69,8 +69,8 @@ type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
 /// speed while every worker hashes.
 ///
 /// The queue is bounded in time: a hash that would wait longer than `queue_bound` for a
-/// worker (as the queue ahead of it and the recent hash duration tell) is refused at once
-/// with `HashError::Busy`, and one that has waited that long gives up.
+/// worker (as the queue ahead of it and the recent turns of the workers tell, with a margin)
+/// is refused at once with `HashError::Busy`, and one that has waited that long gives up.
 #[derive(Clone, Debug)]
 pub struct PasswordHasher {
     permits: Arc<Semaphore>,
@@ -78,7 +78,7 @@ pub struct PasswordHasher {
     jobs: mpsc::Sender<Job>,
     /// Hashes waiting for a worker (a metric, read at scrape time).
     waiting: Arc<AtomicUsize>,
-    /// The recent duration of one hash (a moving average), in nanoseconds.
+    /// The recent duration of one worker's turn (a moving average), in nanoseconds.
     recent_nanos: Arc<AtomicU64>,
     queue_bound: Duration,
     metrics: crate::ops::metrics::Metrics,
@@ -86,6 +86,8 @@ pub struct PasswordHasher {
 
 /// How long a sign-in may wait for a hashing worker unless configured.
 pub const DEFAULT_QUEUE_BOUND: Duration = Duration::from_secs(2);
+/// The share of the queue bound a hash may expect to wait and still be let in.
+const ADMITTED_SHARE: f64 = 0.8;
 /// What a refused sign-in is told to wait (`Retry-After`): a burst passes within seconds.
 pub const BUSY_RETRY_AFTER_SECONDS: u16 = 2;
 
@@ -136,7 +138,7 @@ impl PasswordHasher {
     }
 
     /// How long a hash asked for now would wait for a worker: none while one is free, else
-    /// its turn among those ahead of it, a hash's recent duration per round of workers.
+    /// its turn among those ahead of it, a worker's recent turn per round of workers.
     fn expected_wait(&self, ahead: usize) -> Duration {
         if self.permits.available_permits() > 0 {
             return Duration::ZERO;
@@ -146,8 +148,12 @@ impl PasswordHasher {
     }
 
     /// Whether a hash asked for now would be refused: callers skip their other work first.
+    /// A hash is let in only while its expected wait is within `ADMITTED_SHARE` of the
+    /// bound: the estimate is an average, and one let in at the very edge would as often as
+    /// not wait the whole bound and then be refused anyway.
     pub fn is_booked_up(&self) -> bool {
-        self.expected_wait(self.waiting.load(Ordering::Relaxed)) > self.queue_bound
+        let expected = self.expected_wait(self.waiting.load(Ordering::Relaxed));
+        expected > self.queue_bound.mul_f64(ADMITTED_SHARE)
     }
 
     async fn run<T: Send + 'static>(
@@ -168,24 +174,28 @@ impl PasswordHasher {
         waiting: Waiting<'_>,
         work: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
     ) -> Result<T, HashError> {
-        let permit = match tokio::time::timeout(self.queue_bound, self.permits.acquire()).await {
-            Ok(permit) => permit,
+        let acquire = Arc::clone(&self.permits).acquire_owned();
+        let permit = match tokio::time::timeout(self.queue_bound, acquire).await {
+            Ok(permit) => permit.map_err(|_| HashError::Worker)?,
             Err(_) => {
                 self.metrics.throttled("password_queue");
                 return Err(HashError::Busy);
             }
         };
         drop(waiting);
-        let _permit = permit.map_err(|_| HashError::Worker)?;
+        let turn_began = Instant::now();
         let (reply, result) = oneshot::channel();
         let metrics = self.metrics.clone();
         let recent = Arc::clone(&self.recent_nanos);
+        // The permit goes with the job and is given back when the hash is done, also when the
+        // request that asked for it is gone: the permits count busy workers.
         let job: Job = Box::new(move |memory| {
             let started = Instant::now();
             let answer = work(memory);
-            let took = started.elapsed();
-            metrics.password_hashed(took.as_secs_f64());
-            remember(&recent, took);
+            metrics.password_hashed(started.elapsed().as_secs_f64());
+            // A worker's turn as the queue sees it: the hand-over to the worker and the hash.
+            remember(&recent, turn_began.elapsed());
+            drop(permit);
             let _ = reply.send(answer);
         });
         self.jobs.send(job).map_err(|_| HashError::Worker)?;
@@ -222,7 +232,7 @@ impl PasswordHasher {
     }
 }
 
-/// Folds one hash's duration into the moving average (an eighth of the new one).
+/// Folds one turn into the moving average (an eighth of the new one).
 fn remember(recent: &AtomicU64, took: Duration) {
     let took = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
     let before = recent.load(Ordering::Relaxed);
