@@ -260,6 +260,9 @@ impl Store {
                 let pool = SqlitePoolOptions::new()
                     .max_connections(max_connections)
                     .min_connections(1)
+                    // No ping before each use: an open file does not drop its connection, and
+                    // the ping is one more round trip to the connection's thread per query.
+                    .test_before_acquire(false)
                     .connect_with(options)
                     .await?;
                 Ok(Self::new(Db::Sqlite(pool)))
