@@ -92,26 +92,19 @@ impl Store {
         Ok(())
     }
 
-    pub async fn code_replayed(&self, code_hash: &str) -> StoreResult<bool> {
+    /// Notes the access token a code was exchanged for; `true` when the code was marked as
+    /// replayed meanwhile (read in the same statement, so no mark slips between).
+    pub async fn set_code_access_jti(&self, code_hash: &str, jti: &str) -> StoreResult<bool> {
         let replayed = on_pool!(self, |pool| {
             sqlx::query_scalar::<_, Option<i64>>(
-                "select replayed_at from auth_codes where code_hash = $1",
+                "update auth_codes set access_jti = $1 where code_hash = $2 returning replayed_at",
             )
+            .bind(jti)
             .bind(code_hash)
             .fetch_optional(pool)
             .await
         })?;
         Ok(replayed.flatten().is_some())
-    }
-
-    pub async fn set_code_access_jti(&self, code_hash: &str, jti: &str) -> StoreResult<()> {
-        execute!(
-            self,
-            "update auth_codes set access_jti = $1 where code_hash = $2",
-            jti,
-            code_hash,
-        )?;
-        Ok(())
     }
 
     pub async fn code_access_jti(&self, code_hash: &str) -> StoreResult<Option<String>> {

@@ -121,18 +121,19 @@ impl TokenService {
         let lineage = Lineage::Code {
             code_hash: &code_hash,
         };
-        let Issued::Tokens(tokens) = self
+        let tokens = match self
             .person_tokens(meta, &grant, user.session_epoch, lineage)
             .await?
-        else {
-            return Err(RedeemError::Invalid);
+        {
+            Issued::Tokens(tokens) => tokens,
+            // A second redemption raced this one and may have looked for these tokens before
+            // they were stored: they are ended here.
+            Issued::CodeReplayed => {
+                self.revoke_tokens_of_code(&code_hash).await?;
+                return Err(RedeemError::Invalid);
+            }
+            Issued::AlreadyRotated => return Err(RedeemError::Invalid),
         };
-        // A second redemption that raced this one may have looked for these tokens before
-        // they were stored: it marked the code first, so looking now catches every order.
-        if self.store.code_replayed(&code_hash).await? {
-            self.revoke_tokens_of_code(&code_hash).await?;
-            return Err(RedeemError::Invalid);
-        }
         self.metrics.token_issued("authorization_code");
         Ok(tokens)
     }

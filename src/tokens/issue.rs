@@ -45,6 +45,9 @@ pub enum Issued {
     Tokens(TokenSet),
     /// The rotated token was used already: a reuse, or the loser of two racing refreshes.
     AlreadyRotated,
+    /// The code was redeemed a second time while its tokens were made: they are stored (so
+    /// the replay can end them, RFC 6749 §4.1.2) and must not be handed out.
+    CodeReplayed,
 }
 
 fn new_id() -> String {
@@ -169,10 +172,15 @@ impl TokenService {
             (token, row)
         });
         match lineage {
+            // The refresh token first, then the access token's id with the code's replay mark
+            // read in the same statement: a second redemption marks the code before it looks
+            // for the tokens, so either it finds both or this statement sees its mark.
             Lineage::Code { code_hash } => {
-                self.store.set_code_access_jti(code_hash, &jti).await?;
                 if let Some((_, row)) = &next {
                     self.store.insert_refresh_token(row).await?;
+                }
+                if self.store.set_code_access_jti(code_hash, &jti).await? {
+                    return Ok(Issued::CodeReplayed);
                 }
             }
             Lineage::SignIn => {
@@ -225,7 +233,9 @@ impl TokenService {
                 self.metrics.token_issued("api_sign_in");
                 Ok(tokens)
             }
-            Issued::AlreadyRotated => Err(anyhow::anyhow!("a new sign-in rotated nothing").into()),
+            Issued::AlreadyRotated | Issued::CodeReplayed => {
+                Err(anyhow::anyhow!("a new sign-in has no code or token before it").into())
+            }
         }
     }
 

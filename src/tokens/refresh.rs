@@ -136,6 +136,9 @@ impl TokenService {
                 Ok(tokens)
             }
             Issued::AlreadyRotated => reused().await,
+            Issued::CodeReplayed => {
+                Err(Internal::from(anyhow::anyhow!("a refresh has no code before it")).into())
+            }
         }
     }
 }
