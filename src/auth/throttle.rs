@@ -57,8 +57,10 @@ impl PasswordAttempt {
     /// The password was right: the account's failures are forgotten, and this attempt is not
     /// held against the address. A wrong password simply keeps its count.
     pub async fn succeeded(self, state: &AppState) -> StoreResult<()> {
-        throttle::clear(state, &self.account).await?;
-        throttle::release(state, &self.ip).await
+        state
+            .store
+            .forget_and_give_back(&self.account, &self.ip)
+            .await
     }
 }
 

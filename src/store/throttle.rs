@@ -63,6 +63,21 @@ impl Store {
         Ok(())
     }
 
+    /// Forgets the attempts under `forget` and gives one back under `give_back`, in one
+    /// statement (a right password: the account starts over, the address is not held to it).
+    /// The forgotten key keeps its row, at no attempts, until its window is pruned.
+    pub async fn forget_and_give_back(&self, forget: &str, give_back: &str) -> StoreResult<()> {
+        execute!(
+            self,
+            "update throttle_counters \
+                 set attempts = case when throttle_key = $1 then 0 else attempts - 1 end \
+                 where throttle_key = $1 or (throttle_key = $2 and attempts > 0)",
+            forget,
+            give_back,
+        )?;
+        Ok(())
+    }
+
     /// Forgets the attempts under `key`.
     pub async fn clear_throttle(&self, key: &str) -> StoreResult<()> {
         execute!(

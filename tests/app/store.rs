@@ -153,6 +153,47 @@ async fn throttle_attempts_are_counted_per_key_up_to_the_limit_within_the_window
         1,
         "the ip window"
     );
+    // A right password: the account's attempts are forgotten and the address gets one back
+    // (never below none), in one statement.
+    let ip = "ip:10.0.0.1";
+    for at in [1102, 1103] {
+        assert!(
+            store
+                .take_throttle_attempt(key, at, at - 100, 3)
+                .await
+                .expect("take")
+        );
+        assert!(
+            store
+                .take_throttle_attempt(ip, at, at - 100, 3)
+                .await
+                .expect("take")
+        );
+    }
+    store.forget_and_give_back(key, ip).await.expect("settle");
+    assert_eq!(
+        store.throttle_window(key).await.expect("q"),
+        Some((1101, 0))
+    );
+    assert_eq!(store.throttle_window(ip).await.expect("q"), Some((1102, 1)));
+    store.forget_and_give_back(key, ip).await.expect("settle");
+    store.forget_and_give_back(key, ip).await.expect("settle");
+    assert_eq!(store.throttle_window(ip).await.expect("q"), Some((1102, 0)));
+    for at in [1104, 1105, 1106] {
+        assert!(
+            store
+                .take_throttle_attempt(key, at, at - 100, 3)
+                .await
+                .expect("take")
+        );
+    }
+    assert!(
+        !store
+            .take_throttle_attempt(key, 1107, 1007, 3)
+            .await
+            .expect("take"),
+        "a forgotten account counts up to the limit again, and no further"
+    );
     store.clear_throttle(key).await.expect("clear");
     assert_eq!(store.throttle_window(key).await.expect("q"), None);
 }
