@@ -13,6 +13,7 @@ use crate::two_factor::enrol_totp;
 
 backend_tests!(
     thirty_parallel_wrong_passwords_are_evaluated_no_more_than_the_account_limit,
+    parallel_right_passwords_all_sign_in_and_leave_no_attempt_counted,
     thirty_parallel_wrong_codes_are_checked_no_more_than_the_second_step_limit,
     parallel_sign_ups_from_one_address_create_no_more_than_the_limit,
     thirty_parallel_wrong_admin_confirmations_are_checked_no_more_than_the_limit,
@@ -121,6 +122,50 @@ async fn thirty_parallel_wrong_passwords_are_evaluated_no_more_than_the_account_
         .await
         .expect("GET /account");
     assert_eq!(account.status(), StatusCode::SEE_OTHER, "not signed in");
+}
+
+/// Right passwords in parallel, as many as the account limit: each is counted before its hash
+/// and settled after it (the account's attempts forgotten and the address's given back, both
+/// rows in one statement), so all sign in, none deadlocks on Postgres, and nothing stays
+/// counted: the account can still fail its whole limit, and no more.
+async fn parallel_right_passwords_all_sign_in_and_leave_no_attempt_counted(app: TestApp) {
+    const ACCOUNT_LIMIT: usize = 5; // PORTCULLIS_LOGIN_MAX_FAILURES_PER_ACCOUNT's default
+    let email = signed_up(&app).await;
+    let mut posts = Vec::new();
+    for _ in 0..ACCOUNT_LIMIT {
+        let (client, csrf) = browser_at(&app, "/login").await;
+        let form = fields(&[
+            ("csrf_token", &csrf),
+            ("email", &email),
+            ("password", PASSWORD),
+        ]);
+        posts.push((client, form));
+    }
+    let statuses = all_at_once(&app, "/login", posts).await;
+    assert_eq!(
+        count(&statuses, StatusCode::SEE_OTHER),
+        ACCOUNT_LIMIT,
+        "every right password signs in: {statuses:?}"
+    );
+    let mut wrong = Vec::new();
+    for _ in 0..=ACCOUNT_LIMIT {
+        let (client, csrf) = browser_at(&app, "/login").await;
+        let answer = app
+            .post_form_with(
+                &client,
+                "/login",
+                &[
+                    ("csrf_token", &csrf),
+                    ("email", &email),
+                    ("password", "wrong-password-123"),
+                ],
+            )
+            .await;
+        wrong.push(answer.status());
+    }
+    let mut expected = vec![StatusCode::UNAUTHORIZED; ACCOUNT_LIMIT];
+    expected.push(StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(wrong, expected, "the whole limit is left, and no more");
 }
 
 async fn thirty_parallel_wrong_codes_are_checked_no_more_than_the_second_step_limit(app: TestApp) {
