@@ -111,11 +111,15 @@ for round in $(seq 1 "$ROUNDS"); do
   CEILING="$(accepted_rate 2 "$(( DURATION - 1 ))")"
   wait "$WRK"
   # 2. Overload, with the probes: each connection waits FLOOD / (TIMES × ceiling) seconds
-  # between its requests. wrk's pacing reaches about four fifths of the rate it aims at (a
-  # connection's own answer, up to the queue bound, comes on top of its pause), so it aims a
-  # quarter higher; the offered rate printed is what wrk measured.
+  # between its requests on average. wrk's pacing reaches about four fifths of the rate it
+  # aims at (a connection's own answer, up to the queue bound, comes on top of its pause), so
+  # it aims a quarter higher; the offered rate printed is what wrk measured. Each pause is
+  # drawn at random (uniform, up to twice the mean): with one fixed pause the 2,000
+  # connections, refused together at the start, came back together in waves, and between
+  # waves the workers ran dry (a third of the machine idle) while the queue bound refused the
+  # wave itself, which people arriving independently do not do.
   PAUSE_MS="$(python3 -c "print(int(1000 * $FLOOD / (1.25 * $TIMES * $CEILING)))")"
-  sed "s/^function done/function delay() return $PAUSE_MS end\nfunction done/" "$WORK/login.lua" > "$WORK/flood.lua"
+  sed "s/^function done/function init(args) math.randomseed(tonumber(tostring({}):match('0x(%x+)'), 16)) end\nfunction delay() return math.random(0, 2 * $PAUSE_MS) end\nfunction done/" "$WORK/login.lua" > "$WORK/flood.lua"
   wrk -t2 -c"$FLOOD" -d"${DURATION}s" --timeout 10s -s "$WORK/flood.lua" "$BASE/api/v1/login" > "$WORK/flood-$round.txt" &
   WRK=$!
   accepted_rate 3 "$(( DURATION - 2 ))" > "$WORK/accepted-$round.txt" &
