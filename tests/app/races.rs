@@ -60,8 +60,12 @@ pub async fn all_at_once(
     statuses
 }
 
-/// A browser of its own that posts the right password; returns it and the answer.
-async fn password_sign_in(app: &TestApp, email: &str) -> (reqwest::Client, reqwest::Response) {
+/// A browser of its own that posts `password`; returns it and the answer.
+async fn sign_in_with(
+    app: &TestApp,
+    email: &str,
+    password: &str,
+) -> (reqwest::Client, reqwest::Response) {
     let (client, csrf) = browser_at(app, "/login").await;
     let answer = app
         .post_form_with(
@@ -70,11 +74,36 @@ async fn password_sign_in(app: &TestApp, email: &str) -> (reqwest::Client, reqwe
             &[
                 ("csrf_token", &csrf),
                 ("email", email),
-                ("password", PASSWORD),
+                ("password", password),
             ],
         )
         .await;
     (client, answer)
+}
+
+async fn password_sign_in(app: &TestApp, email: &str) -> (reqwest::Client, reqwest::Response) {
+    sign_in_with(app, email, PASSWORD).await
+}
+
+/// `n` browsers of their own, each with a sign-in form for `email` and `password`, for
+/// `all_at_once`.
+async fn sign_in_posts(
+    app: &TestApp,
+    email: &str,
+    password: &str,
+    n: usize,
+) -> Vec<(reqwest::Client, Vec<(String, String)>)> {
+    let mut posts = Vec::new();
+    for _ in 0..n {
+        let (client, csrf) = browser_at(app, "/login").await;
+        let form = fields(&[
+            ("csrf_token", &csrf),
+            ("email", email),
+            ("password", password),
+        ]);
+        posts.push((client, form));
+    }
+    posts
 }
 
 pub fn count(statuses: &[StatusCode], status: StatusCode) -> usize {
@@ -92,16 +121,7 @@ async fn thirty_parallel_wrong_passwords_are_evaluated_no_more_than_the_account_
     app: TestApp,
 ) {
     let email = signed_up(&app).await;
-    let mut posts = Vec::new();
-    for _ in 0..PARALLEL {
-        let (client, csrf) = browser_at(&app, "/login").await;
-        let form = fields(&[
-            ("csrf_token", &csrf),
-            ("email", &email),
-            ("password", "wrong-password-123"),
-        ]);
-        posts.push((client, form));
-    }
+    let posts = sign_in_posts(&app, &email, "wrong-password-123", PARALLEL).await;
     let statuses = all_at_once(&app, "/login", posts).await;
     assert_eq!(
         count(&statuses, StatusCode::UNAUTHORIZED),
@@ -131,16 +151,7 @@ async fn thirty_parallel_wrong_passwords_are_evaluated_no_more_than_the_account_
 async fn parallel_right_passwords_all_sign_in_and_leave_no_attempt_counted(app: TestApp) {
     const ACCOUNT_LIMIT: usize = 5; // PORTCULLIS_LOGIN_MAX_FAILURES_PER_ACCOUNT's default
     let email = signed_up(&app).await;
-    let mut posts = Vec::new();
-    for _ in 0..ACCOUNT_LIMIT {
-        let (client, csrf) = browser_at(&app, "/login").await;
-        let form = fields(&[
-            ("csrf_token", &csrf),
-            ("email", &email),
-            ("password", PASSWORD),
-        ]);
-        posts.push((client, form));
-    }
+    let posts = sign_in_posts(&app, &email, PASSWORD, ACCOUNT_LIMIT).await;
     let statuses = all_at_once(&app, "/login", posts).await;
     assert_eq!(
         count(&statuses, StatusCode::SEE_OTHER),
@@ -149,18 +160,7 @@ async fn parallel_right_passwords_all_sign_in_and_leave_no_attempt_counted(app: 
     );
     let mut wrong = Vec::new();
     for _ in 0..=ACCOUNT_LIMIT {
-        let (client, csrf) = browser_at(&app, "/login").await;
-        let answer = app
-            .post_form_with(
-                &client,
-                "/login",
-                &[
-                    ("csrf_token", &csrf),
-                    ("email", &email),
-                    ("password", "wrong-password-123"),
-                ],
-            )
-            .await;
+        let (_, answer) = sign_in_with(&app, &email, "wrong-password-123").await;
         wrong.push(answer.status());
     }
     let mut expected = vec![StatusCode::UNAUTHORIZED; ACCOUNT_LIMIT];

@@ -97,53 +97,28 @@ async fn throttle_attempts_are_counted_per_key_up_to_the_limit_within_the_window
     let store = &app.store;
     let key = "email:a@example.com";
     // Window of 100 s from the first attempt at t=1000, limit 3.
-    for at in [1000, 1010, 1020] {
-        assert!(
-            store
-                .take_throttle_attempt(key, at, at - 100, 3)
-                .await
-                .expect("take")
-        );
-    }
-    assert!(
-        !store
-            .take_throttle_attempt(key, 1030, 930, 3)
+    let take = |key: &'static str, at: i64| async move {
+        store
+            .take_throttle_attempt(key, at, at - 100, 3)
             .await
-            .expect("take"),
-        "full"
-    );
+            .expect("take")
+    };
+    for at in [1000, 1010, 1020] {
+        assert!(take(key, at).await);
+    }
+    assert!(!take(key, 1030).await, "full");
     assert_eq!(
         store.throttle_window(key).await.expect("q"),
         Some((1000, 3))
     );
     // Another key has its own count.
-    assert!(
-        store
-            .take_throttle_attempt("ip:127.0.0.1", 1030, 930, 3)
-            .await
-            .expect("take")
-    );
+    assert!(take("ip:127.0.0.1", 1030).await);
     // A given-back attempt makes room for one more.
     store.release_throttle_attempt(key).await.expect("release");
-    assert!(
-        store
-            .take_throttle_attempt(key, 1040, 940, 3)
-            .await
-            .expect("take")
-    );
-    assert!(
-        !store
-            .take_throttle_attempt(key, 1050, 950, 3)
-            .await
-            .expect("take")
-    );
+    assert!(take(key, 1040).await);
+    assert!(!take(key, 1050).await);
     // Once the window has passed, a new one starts with this attempt.
-    assert!(
-        store
-            .take_throttle_attempt(key, 1101, 1001, 3)
-            .await
-            .expect("take")
-    );
+    assert!(take(key, 1101).await);
     assert_eq!(
         store.throttle_window(key).await.expect("q"),
         Some((1101, 1))
@@ -157,18 +132,8 @@ async fn throttle_attempts_are_counted_per_key_up_to_the_limit_within_the_window
     // (never below none), in one statement.
     let ip = "ip:10.0.0.1";
     for at in [1102, 1103] {
-        assert!(
-            store
-                .take_throttle_attempt(key, at, at - 100, 3)
-                .await
-                .expect("take")
-        );
-        assert!(
-            store
-                .take_throttle_attempt(ip, at, at - 100, 3)
-                .await
-                .expect("take")
-        );
+        assert!(take(key, at).await);
+        assert!(take(ip, at).await);
     }
     store.forget_and_give_back(key, ip).await.expect("settle");
     assert_eq!(
@@ -180,18 +145,10 @@ async fn throttle_attempts_are_counted_per_key_up_to_the_limit_within_the_window
     store.forget_and_give_back(key, ip).await.expect("settle");
     assert_eq!(store.throttle_window(ip).await.expect("q"), Some((1102, 0)));
     for at in [1104, 1105, 1106] {
-        assert!(
-            store
-                .take_throttle_attempt(key, at, at - 100, 3)
-                .await
-                .expect("take")
-        );
+        assert!(take(key, at).await);
     }
     assert!(
-        !store
-            .take_throttle_attempt(key, 1107, 1007, 3)
-            .await
-            .expect("take"),
+        !take(key, 1107).await,
         "a forgotten account counts up to the limit again, and no further"
     );
     store.clear_throttle(key).await.expect("clear");
